@@ -1,0 +1,187 @@
+"""The audit database schema: exec sessions, approvals and their votes, conversational
+sessions, and ``audit_events``, the append-only hash chain every change is written to.
+
+The row tables are projections: each of their rows can be rebuilt from the events whose
+``subject`` is the row id, which is how ``verify`` notices a hand-edited row. Migrations
+(``migrations/``) create the schema; this metadata is what autogenerate compares against.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = sa.MetaData(naming_convention=NAMING)
+
+
+class UTCDateTime(sa.types.TypeDecorator[dt.datetime]):
+    """Timezone-aware UTC datetimes on every backend.
+
+    SQLite keeps no offset, so values are stored as naive UTC there and read back aware;
+    PostgreSQL stores ``timestamptz``. A naive value handed in is taken to be UTC.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        aware = to_utc(value)
+        return aware.replace(tzinfo=None) if dialect.name == "sqlite" else aware
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, dt.datetime)
+        return to_utc(value)
+
+
+def to_utc(value: dt.datetime) -> dt.datetime:
+    """``value`` as an aware UTC datetime (naive values are taken to be UTC)."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC)
+
+
+def _id(name: str = "id", **kw: Any) -> sa.Column[str]:
+    return sa.Column(name, sa.String(32), **kw)
+
+
+# Every exec request: the intent columns are written before anything runs, the outcome
+# columns when it ends. ``owner`` (host:pid:boot-nonce) lets a later start tell a dead
+# writer's RUNNING rows from a live one's.
+exec_sessions = sa.Table(
+    "exec_sessions",
+    metadata,
+    _id(primary_key=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("principal", sa.String(255), nullable=False),
+    sa.Column("surface", sa.String(32), nullable=False),
+    sa.Column("target", sa.String(512), nullable=False),
+    sa.Column("provider", sa.String(128), nullable=False),
+    sa.Column("function", sa.String(128), nullable=False),
+    sa.Column("instance", sa.String(128), nullable=False),
+    sa.Column("argv", sa.JSON(), nullable=False),
+    sa.Column("command_text", sa.Text(), nullable=True),
+    sa.Column("reason", sa.Text(), nullable=False),
+    sa.Column("effect", sa.String(16), nullable=False),
+    sa.Column("rule_id", sa.String(255), nullable=True),
+    sa.Column("decision_reason", sa.Text(), nullable=False),
+    _id("session_id", nullable=True),
+    _id("approval_id", nullable=True),
+    sa.Column("request_key", sa.String(255), nullable=True),
+    sa.Column("owner", sa.String(255), nullable=True),
+    sa.Column("status", sa.String(32), nullable=False),
+    # Outcome; ``outcome_at`` is NULL until an outcome was recorded.
+    sa.Column("outcome_at", UTCDateTime(), nullable=True),
+    sa.Column("exit_code", sa.Integer(), nullable=True),
+    sa.Column("started_at", UTCDateTime(), nullable=True),
+    sa.Column("ended_at", UTCDateTime(), nullable=True),
+    sa.Column("stdout_bytes", sa.BigInteger(), nullable=True),
+    sa.Column("stderr_bytes", sa.BigInteger(), nullable=True),
+    sa.Column("output_sha256", sa.String(64), nullable=True),
+    sa.Column("artifact_keys", sa.JSON(), nullable=True),
+    sa.Column("approvers", sa.JSON(), nullable=True),
+    sa.Column("error", sa.Text(), nullable=True),
+    sa.Index(None, "created_at"),
+    sa.Index(None, "principal", "rule_id", "created_at"),
+    sa.Index(None, "target", "created_at"),
+    sa.Index(None, "function", "created_at"),
+    sa.Index(None, "session_id"),
+    sa.Index(None, "request_key"),
+    sa.Index(None, "status"),
+)
+
+approvals = sa.Table(
+    "approvals",
+    metadata,
+    _id(primary_key=True),
+    sa.Column(
+        "audit_id", sa.String(32), sa.ForeignKey("exec_sessions.id"), nullable=False, index=True
+    ),
+    sa.Column("request_hash", sa.String(64), nullable=False),
+    sa.Column("requester", sa.String(255), nullable=False),
+    sa.Column("target", sa.String(512), nullable=False),
+    sa.Column("argv", sa.JSON(), nullable=False),
+    sa.Column("reason", sa.Text(), nullable=False),
+    sa.Column("rule_id", sa.String(255), nullable=False),
+    sa.Column("approver_roles", sa.JSON(), nullable=False),
+    sa.Column("threshold", sa.Integer(), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("expires_at", UTCDateTime(), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("denied_by", sa.String(255), nullable=True),
+    sa.Column("decided_at", UTCDateTime(), nullable=True),
+    sa.Column("surface", sa.String(32), nullable=False),
+    sa.Column("context", sa.JSON(), nullable=False),
+    sa.Index(None, "state", "expires_at"),
+    sa.Index(None, "created_at"),
+)
+
+approval_votes = sa.Table(
+    "approval_votes",
+    metadata,
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+    sa.Column(
+        "approval_id", sa.String(32), sa.ForeignKey("approvals.id"), nullable=False, index=True
+    ),
+    sa.Column("approver", sa.String(255), nullable=False),
+    sa.Column("approve", sa.Boolean(), nullable=False),
+    sa.Column("voted_at", UTCDateTime(), nullable=False),
+    # One vote per approver: the database itself refuses a second one.
+    sa.UniqueConstraint("approval_id", "approver"),
+)
+
+conv_sessions = sa.Table(
+    "conv_sessions",
+    metadata,
+    _id(primary_key=True),
+    sa.Column("principal", sa.String(255), nullable=False),
+    sa.Column("target", sa.String(512), nullable=False),
+    sa.Column("reason", sa.Text(), nullable=False),
+    sa.Column("cwd", sa.Text(), nullable=False),
+    sa.Column("env", sa.JSON(), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("last_used_at", UTCDateTime(), nullable=False),
+    sa.Column("ended_at", UTCDateTime(), nullable=True),
+    sa.Column("end_reason", sa.Text(), nullable=True),
+    sa.Index(None, "principal", "created_at"),
+)
+
+# SQLite aliases an INTEGER PRIMARY KEY to the rowid (no separate index); PostgreSQL
+# needs 64 bits for a long-lived log.
+_SEQ = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+audit_events = sa.Table(
+    "audit_events",
+    metadata,
+    sa.Column("seq", _SEQ, primary_key=True, autoincrement=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("subject", sa.String(32), nullable=False),
+    sa.Column("payload", sa.Text(), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("prev_hash", sa.String(64), nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+    sa.Index(None, "subject", "seq"),
+    sa.Index(None, "kind", "seq"),
+)
+
+# The row tables whose content ``verify`` rebuilds from events, with the event kind
+# that creates a row.
+PROJECTIONS: dict[str, tuple[sa.Table, str]] = {
+    "exec": (exec_sessions, "exec.intent"),
+    "approval": (approvals, "approval.created"),
+    "session": (conv_sessions, "session.created"),
+}

@@ -1,0 +1,310 @@
+"""Function Compute InstanceExec framing, sans I/O: frames in, events out.
+
+Server -> client: every message starts with a channel byte: 1 stdout, 2 stderr, 3 server
+error (5 is a close notice in the official SDK's constants). The real service sends TEXT
+frames. TEXT cannot carry bytes that are not UTF-8, so the local instance host sends
+such chunks as BINARY frames with the same channel byte; this module accepts both.
+
+Client -> server stdin: raw BINARY frames (what the official CLI sends), or TEXT frames
+``"\\x00" + data`` (what some SDKs send). The protocol has no stdin EOF; ExecGate sends an
+empty frame (zero bytes of stdin, a no-op to a server that does not know it) and the
+local host closes the command's stdin on it.
+
+The protocol reports no exit code. ``wrap_argv`` runs argv under ``/bin/sh`` which then
+prints ``"\\n<nonce>:<rc>"`` to stderr; ``TrailerStripper`` removes that trailer and reads
+the code, accepting it only at the very end of stderr and only with this exec's nonce.
+"""
+
+from __future__ import annotations
+
+import codecs
+import re
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from policies.types import Stream
+
+CHANNEL_STDIN = 0
+CHANNEL_STDOUT = 1
+CHANNEL_STDERR = 2
+CHANNEL_ERROR = 3
+CHANNEL_RESIZE = 4
+CHANNEL_CLOSE = 5
+
+_STREAM_CHANNELS: dict[int, Stream] = {CHANNEL_STDOUT: "stdout", CHANNEL_STDERR: "stderr"}
+_CHANNEL_OF: dict[Stream, int] = {"stdout": CHANNEL_STDOUT, "stderr": CHANNEL_STDERR}
+
+Message = str | bytes
+"""A WebSocket message as ``websockets`` and ASGI hand it over: str is TEXT."""
+
+MAX_FRAME_PAYLOAD = 32 * 1024
+
+
+class FramingError(ValueError):
+    """Bytes that cannot be framed as asked (non-UTF-8 stdin in text mode)."""
+
+
+# --------------------------------------------------------------------- server -> client
+
+
+@dataclass(frozen=True, slots=True)
+class OutputChunk:
+    stream: Stream
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ServerError:
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class ServerClose:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class UnknownChannel:
+    channel: int
+    size: int
+
+
+ServerEvent = OutputChunk | ServerError | ServerClose | UnknownChannel
+
+
+def _payload(message: Message) -> bytes:
+    return message.encode("utf-8") if isinstance(message, str) else bytes(message)
+
+
+def parse_server_message(message: Message) -> ServerEvent | None:
+    """One event per message; None for an empty message or an empty output chunk."""
+    payload = _payload(message)
+    if not payload:
+        return None
+    channel, data = payload[0], payload[1:]
+    stream = _STREAM_CHANNELS.get(channel)
+    if stream is not None:
+        return OutputChunk(stream, data) if data else None
+    if channel == CHANNEL_ERROR:
+        return ServerError(data.decode("utf-8", errors="replace"))
+    if channel == CHANNEL_CLOSE:
+        return ServerClose()
+    return UnknownChannel(channel, len(data))
+
+
+def server_error_message(text: str) -> str:
+    return chr(CHANNEL_ERROR) + text
+
+
+def _utf8_cut(data: bytes, limit: int) -> int:
+    """The largest cut <= limit that does not split a UTF-8 sequence."""
+    if len(data) <= limit:
+        return len(data)
+    cut = limit
+    # Continuation bytes look like 0b10xxxxxx; at most 3 of them follow a lead byte.
+    while cut > limit - 3 and cut > 0 and data[cut] & 0xC0 == 0x80:
+        cut -= 1
+    return cut if cut > 0 else limit
+
+
+def _incomplete_tail(data: bytes) -> int:
+    """How many trailing bytes form a UTF-8 sequence that is started but not finished."""
+    for back in range(1, min(3, len(data)) + 1):
+        byte = data[-back]
+        if byte & 0xC0 == 0x80:  # a continuation byte: look further back for the lead
+            continue
+        if byte & 0xE0 == 0xC0:
+            need = 2
+        elif byte & 0xF0 == 0xE0:
+            need = 3
+        elif byte & 0xF8 == 0xF0:
+            need = 4
+        else:  # ASCII, or not a lead byte at all
+            return 0
+        return back if back < need else 0
+    return 0
+
+
+class OutputFramer:
+    """Server side: one stream's bytes -> FC messages.
+
+    UTF-8 output goes out as TEXT frames, as the real service sends them; a multi-byte
+    character split across reads is held back until it completes. Chunks that are not
+    UTF-8 go out as BINARY frames so every byte round-trips.
+    """
+
+    def __init__(self, stream: Stream, max_payload: int = MAX_FRAME_PAYLOAD) -> None:
+        self._channel = _CHANNEL_OF[stream]
+        self._max = max_payload
+        self._pending = b""
+
+    def feed(self, data: bytes) -> list[Message]:
+        buf = self._pending + data
+        keep = _incomplete_tail(buf)
+        head, self._pending = buf[: len(buf) - keep], buf[len(buf) - keep :]
+        try:
+            head.decode("utf-8")
+        except UnicodeDecodeError:
+            self._pending = b""
+            return self._frames(buf, text=False)
+        return self._frames(head, text=True)
+
+    def flush(self) -> list[Message]:
+        """Whatever is held back; an unfinished character can only go out as bytes."""
+        pending, self._pending = self._pending, b""
+        return self._frames(pending, text=False)
+
+    def _frames(self, data: bytes, *, text: bool) -> list[Message]:
+        out: list[Message] = []
+        prefix = bytes([self._channel])
+        while data:
+            cut = _utf8_cut(data, self._max) if text else min(len(data), self._max)
+            piece, data = data[:cut], data[cut:]
+            out.append(chr(self._channel) + piece.decode("utf-8") if text else prefix + piece)
+        return out
+
+
+# --------------------------------------------------------------------- client -> server
+
+StdinMode = Literal["binary", "text"]
+
+
+@dataclass(frozen=True, slots=True)
+class StdinFrame:
+    payload: bytes
+    text: bool
+
+
+class StdinEncoder:
+    """Client side: stdin bytes -> frames, raw BINARY or ``\\x00``-prefixed TEXT."""
+
+    def __init__(self, mode: StdinMode) -> None:
+        self._mode = mode
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="strict")
+
+    def encode(self, data: bytes) -> list[StdinFrame]:
+        """Raises: FramingError when text mode meets bytes that are not UTF-8."""
+        if self._mode == "binary":
+            return [StdinFrame(data, text=False)] if data else []
+        try:
+            text = self._decoder.decode(data, final=False)
+        except UnicodeDecodeError as exc:
+            raise FramingError("stdin is not UTF-8 and the provider takes text stdin") from exc
+        return [StdinFrame(b"\x00" + text.encode("utf-8"), text=True)] if text else []
+
+    def end(self) -> StdinFrame:
+        """The stdin EOF marker: an empty frame.
+
+        Raises: FramingError when text mode ends inside a multi-byte character.
+        """
+        if self._mode == "binary":
+            return StdinFrame(b"", text=False)
+        try:
+            self._decoder.decode(b"", final=True)
+        except UnicodeDecodeError as exc:
+            raise FramingError("stdin ended inside a UTF-8 character") from exc
+        return StdinFrame(b"\x00", text=True)
+
+
+@dataclass(frozen=True, slots=True)
+class StdinData:
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class StdinEof:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class ClientControl:
+    """A frame the local host does not act on (resize, unknown channel)."""
+
+    channel: int
+
+
+ClientEvent = StdinData | StdinEof | ClientControl
+
+
+def parse_client_message(message: Message) -> ClientEvent:
+    """Server side: BINARY is raw stdin; TEXT is ``channel byte + data``."""
+    if isinstance(message, bytes):
+        return StdinData(message) if message else StdinEof()
+    payload = message.encode("utf-8")
+    if not payload:
+        return StdinEof()
+    if payload[0] != CHANNEL_STDIN:
+        return ClientControl(payload[0])
+    return StdinData(payload[1:]) if len(payload) > 1 else StdinEof()
+
+
+# --------------------------------------------------------------------- exit-code trailer
+
+_NONCE_RE = re.compile(r"^[0-9a-f]{16,64}$")
+_MAX_DIGITS = 3
+
+
+def new_nonce() -> str:
+    """A fresh per-exec nonce (128 random bits, hex)."""
+    return secrets.token_hex(16)
+
+
+def wrap_argv(argv: Sequence[str], nonce: str) -> list[str]:
+    """argv run under ``/bin/sh`` that reports its exit status as a stderr trailer.
+
+    The argv elements are passed as positional parameters (``"$@"``), never spliced
+    into the script, so no quoting is involved.
+
+    Raises: ValueError for an empty argv or a nonce that is not lower-case hex.
+    """
+    if not argv:
+        raise ValueError("argv must not be empty")
+    if not _NONCE_RE.match(nonce):
+        raise ValueError("the nonce must be 16-64 lower-case hex digits")
+    script = f'"$@"; rc=$?; printf "\\n{nonce}:%d" "$rc" >&2; exit $rc'
+    return ["/bin/sh", "-c", script, "sh", *argv]
+
+
+class TrailerStripper:
+    """Streams stderr through, removing the ``"\\n<nonce>:<rc>"`` trailer at its end.
+
+    Only a suffix that could still become the trailer is held back (at most
+    ``len(nonce) + 5`` bytes), so output flows with a bounded delay. A trailer printed
+    by the command itself is never at the very end, since the wrapper's own trailer
+    follows it, so it passes through as ordinary output.
+    """
+
+    def __init__(self, nonce: str) -> None:
+        self._marker = f"\n{nonce}:".encode("ascii")
+        self._window = len(self._marker) + _MAX_DIGITS
+        self._held = b""
+
+    def _could_be_trailer(self, tail: bytes) -> bool:
+        if len(tail) <= len(self._marker):
+            return self._marker.startswith(tail)
+        digits = tail[len(self._marker) :]
+        return (
+            tail.startswith(self._marker) and len(digits) <= _MAX_DIGITS and digits.isdigit()
+        )
+
+    def feed(self, data: bytes) -> bytes:
+        """Return the bytes that are certainly output; keep a possible trailer prefix."""
+        buf = self._held + data
+        # The trailer holds exactly one newline, its first byte, so only the last
+        # newline can start it.
+        start = buf.rfind(b"\n", max(0, len(buf) - self._window))
+        if start >= 0 and self._could_be_trailer(buf[start:]):
+            self._held = buf[start:]
+            return buf[:start]
+        self._held = b""
+        return buf
+
+    def finish(self) -> tuple[bytes, int | None]:
+        """At end of stderr: (remaining output, exit code or None without a trailer)."""
+        held, self._held = self._held, b""
+        digits = held[len(self._marker) :]
+        if held.startswith(self._marker) and digits.isdigit() and int(digits) <= 255:
+            return b"", int(digits)
+        return held, None

@@ -1,0 +1,585 @@
+"""ExecService: the one path every surface uses to run anything.
+
+decide -> audit intent -> (approval) -> run -> scrub/truncate -> audit outcome.
+
+Nothing runs without an intent row: if the audit store cannot record, the request is
+refused (AuditUnavailable) before a provider is touched.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
+
+from policies.commands import build_shell_line, parse_command_text, validate_argv
+from policies.engine import evaluate, is_approver
+from policies.errors import (
+    AccessDenied,
+    ApprovalExpired,
+    AuditUnavailable,
+    CommandRejected,
+    ExecGateError,
+    NotAnApprover,
+    PolicyError,
+    SelfApprovalRefused,
+    UnknownProvider,
+)
+from policies.holder import PolicyHolder
+from policies.logctx import audit_id_var
+from policies.model import Policy
+from policies.output import CollectedOutput, OutputCollector
+from policies.ports import (
+    ApprovalRecord,
+    ApprovalState,
+    AuditFilter,
+    AuditStore,
+    ExecIntent,
+    ExecOutcome,
+    ExecRecord,
+    ExecStatus,
+    InstanceProvider,
+    VerifyReport,
+)
+from policies.results import Explanation, ExecResult, VoteResult
+from policies.types import (
+    ApprovalId,
+    ApprovalSpec,
+    AuditId,
+    Decision,
+    Effect,
+    ExecRequest,
+    InstanceInfo,
+    Principal,
+    PrincipalKind,
+    Stream,
+    Target,
+)
+
+logger = logging.getLogger(__name__)
+
+TextSink = Callable[[Stream, str], Awaitable[None]]
+PrincipalResolver = Callable[[Principal], Awaitable[Principal]]
+
+SYNTAX_RULE = "command-syntax"
+DEFAULT_INLINE_LIMIT = 16 * 1024
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def request_hash(target: str, argv: Sequence[str], requester: str) -> str:
+    """The digest an approval is bound to: exactly this command, here, for this person."""
+    canonical = json.dumps([target, list(argv), requester], separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+async def _identity(principal: Principal) -> Principal:
+    return principal
+
+
+class ExecService:
+    """The chokepoint. Surfaces build ExecRequests and render what comes back."""
+
+    def __init__(
+        self,
+        *,
+        policies: PolicyHolder,
+        audit: AuditStore,
+        providers: Mapping[str, InstanceProvider],
+        default_provider: str,
+        spill_dir: Path | None = None,
+        resolve_principal: PrincipalResolver = _identity,
+        clock: Callable[[], dt.datetime] = _utcnow,
+    ) -> None:
+        self._policies = policies
+        self._audit = audit
+        self._providers = dict(providers)
+        self._default_provider = default_provider
+        self._spill_dir = spill_dir
+        self._resolve = resolve_principal
+        self._clock = clock
+
+    @property
+    def audit(self) -> AuditStore:
+        return self._audit
+
+    @property
+    def provider_names(self) -> list[str]:
+        return sorted(self._providers)
+
+    # ------------------------------------------------------------------ helpers
+
+    def resolve_target(self, target: Target) -> Target:
+        """Fill in the default provider. Raises: UnknownProvider."""
+        resolved = target if target.provider else target.with_provider(self._default_provider)
+        if resolved.provider not in self._providers:
+            raise UnknownProvider(
+                f"no provider named {resolved.provider!r} is configured "
+                f"(configured: {', '.join(self.provider_names)})"
+            )
+        return resolved
+
+    @staticmethod
+    def stages_of(request: ExecRequest) -> tuple[tuple[str, ...], ...]:
+        """The validated stages of the request. Raises: CommandRejected."""
+        if request.argv is not None and request.command_text is not None:
+            raise CommandRejected("give either argv or command text, not both", kind="usage")
+        if request.argv is not None:
+            return (validate_argv(request.argv),)
+        if request.command_text is not None:
+            return parse_command_text(request.command_text).stages
+        raise CommandRejected("no command given", kind="empty")
+
+    @staticmethod
+    def runnable_argv(stages: tuple[tuple[str, ...], ...]) -> tuple[str, ...]:
+        """What the provider runs: argv itself, or a shell line built from validated stages."""
+        if len(stages) == 1:
+            return stages[0]
+        return ("/bin/sh", "-c", build_shell_line(stages))
+
+    def _decide(
+        self, principal: Principal, target: Target, stages: tuple[tuple[str, ...], ...]
+    ) -> Decision:
+        return decide(self._policies.current(), principal, target, stages)
+
+    # ------------------------------------------------------------------ dry run
+
+    async def explain(self, request: ExecRequest) -> Explanation:
+        """The decision the request would get. Runs nothing, records nothing.
+
+        Raises: UnknownProvider.
+        """
+        target = self.resolve_target(request.target)
+        principal = await self._resolve(request.principal)
+        return explain_request(self._policies.current(), principal, target, request)
+
+    # ------------------------------------------------------------------ exec
+
+    async def exec(
+        self,
+        request: ExecRequest,
+        *,
+        on_output: TextSink | None = None,
+        inline_limit: int = DEFAULT_INLINE_LIMIT,
+    ) -> ExecResult:
+        """Decide, record, and (when allowed) run the request.
+
+        Denials and pending approvals come back as results (effect deny/approve) after
+        they were recorded. Raises: AuditUnavailable (nothing ran), UnknownProvider,
+        TargetError.
+        """
+        target = self.resolve_target(request.target)
+        principal = await self._resolve(request.principal)
+        if request.request_key:
+            existing = await self._audit.find_by_request_key(request.request_key)
+            if existing is not None:
+                return await self._duplicate(existing)
+        argv: tuple[str, ...] = ()
+        error_code: str | None = None
+        try:
+            stages = self.stages_of(request)
+            argv = self.runnable_argv(stages)
+            decision = self._decide(principal, target, stages)
+            if not self._policies.current().roles_of(principal):
+                error_code = "unknown_principal"
+        except CommandRejected as exc:
+            decision = Decision(Effect.DENY, SYNTAX_RULE, exc.safe_message)
+            error_code = exc.code
+        if decision.effect is not Effect.DENY and decision.rate and decision.rule_id:
+            since = self._clock() - dt.timedelta(seconds=decision.rate.per_seconds)
+            used = await self._audit.count_intents_since(str(principal), decision.rule_id, since)
+            if used >= decision.rate.count:
+                decision = Decision(
+                    Effect.DENY,
+                    decision.rule_id,
+                    f"rate limit of rule {decision.rule_id} reached "
+                    f"({decision.rate.count} per {decision.rate.per_seconds:g}s); try again later",
+                )
+                error_code = "rate_limited"
+
+        status = {
+            Effect.ALLOW: ExecStatus.RUNNING,
+            Effect.DENY: ExecStatus.DENIED,
+            Effect.APPROVE: ExecStatus.PENDING_APPROVAL,
+        }[decision.effect]
+        intent = ExecIntent(
+            principal=str(principal),
+            surface=request.surface.value,
+            target=str(target),
+            provider=target.provider or "",
+            function=target.function,
+            instance=target.instance,
+            argv=argv,
+            command_text=request.command_text,
+            reason=request.reason,
+            effect=decision.effect.value,
+            rule_id=decision.rule_id,
+            decision_reason=decision.reason,
+            session_id=request.session_id,
+            request_key=request.request_key,
+            status=status,
+        )
+        audit_id = await self._audit.record_intent(intent)  # AuditUnavailable: nothing runs
+        token = audit_id_var.set(audit_id)
+        try:
+            logger.info(
+                "exec decided",
+                extra={
+                    "principal": str(principal),
+                    "target": str(target),
+                    "effect": decision.effect.value,
+                    "rule": decision.rule_id,
+                },
+            )
+            base = ExecResult(
+                effect=decision.effect,
+                rule=decision.rule_id,
+                reason=decision.reason,
+                audit_id=audit_id,
+                status=status,
+                target=str(target),
+                argv=argv,
+            )
+            if decision.effect is Effect.DENY:
+                code = error_code or AccessDenied.code
+                return _replace(base, error_code=code, error=decision.reason)
+            if decision.effect is Effect.APPROVE:
+                return await self._request_approval(base, decision, principal, request)
+            return await self._run(
+                base, target, argv, decision, audit_id, (), on_output, inline_limit
+            )
+        finally:
+            audit_id_var.reset(token)
+
+    async def _duplicate(self, audit_id: AuditId) -> ExecResult:
+        record = await self._audit.get_exec(audit_id)
+        intent = record.intent
+        outcome = record.outcome
+        return ExecResult(
+            effect=Effect(intent.effect),
+            rule=intent.rule_id,
+            reason=intent.decision_reason,
+            audit_id=audit_id,
+            status=outcome.status if outcome else intent.status,
+            target=intent.target,
+            argv=intent.argv,
+            exit_code=outcome.exit_code if outcome else None,
+            error_code="duplicate",
+            error="this request was already received; see the audit record",
+        )
+
+    async def _request_approval(
+        self,
+        base: ExecResult,
+        decision: Decision,
+        principal: Principal,
+        request: ExecRequest,
+    ) -> ExecResult:
+        spec = decision.approval or ApprovalSpec(approver_roles=())
+        assert base.audit_id is not None
+        record = await self._audit.create_approval(
+            audit_id=base.audit_id,
+            request_hash=request_hash(base.target, base.argv, str(principal)),
+            requester=str(principal),
+            target=base.target,
+            argv=base.argv,
+            reason=request.reason,
+            rule_id=decision.rule_id or "",
+            approver_roles=spec.approver_roles,
+            threshold=spec.threshold,
+            ttl_seconds=spec.ttl_seconds,
+            surface=request.surface.value,
+            context={},
+        )
+        return _replace(
+            base,
+            approval_id=record.approval_id,
+            approval_expires_at=record.expires_at.isoformat(),
+        )
+
+    async def _run(
+        self,
+        base: ExecResult,
+        target: Target,
+        argv: tuple[str, ...],
+        decision: Decision,
+        audit_id: AuditId,
+        approvers: tuple[str, ...],
+        on_output: TextSink | None,
+        inline_limit: int,
+    ) -> ExecResult:
+        provider = self._providers[target.provider or self._default_provider]
+        spill = self._spill_dir / audit_id if self._spill_dir is not None else None
+        collector = OutputCollector(
+            inline_limit=inline_limit,
+            max_bytes=decision.limits.max_output_bytes,
+            spill_dir=spill,
+        )
+
+        async def forward(stream: Stream, data: bytes) -> None:
+            text = collector.feed(stream, data)
+            if on_output is not None and text:
+                await on_output(stream, text)
+
+        started = self._clock()
+        t0 = time.perf_counter()
+        try:
+            run = await provider.exec(target, argv, limits=decision.limits, on_output=forward)
+        except ExecGateError as exc:
+            await self._finish(
+                audit_id,
+                ExecOutcome(
+                    status=ExecStatus.FAILED,
+                    started_at=started,
+                    ended_at=self._clock(),
+                    approvers=approvers,
+                    error=exc.code,
+                ),
+            )
+            exc.audit_id = audit_id
+            exc.fields["audit_id"] = audit_id
+            raise
+        except Exception:
+            logger.exception("provider failed", extra={"audit_id": audit_id})
+            await self._finish(
+                audit_id,
+                ExecOutcome(
+                    status=ExecStatus.FAILED,
+                    started_at=started,
+                    ended_at=self._clock(),
+                    approvers=approvers,
+                    error="internal",
+                ),
+            )
+            raise
+        duration_ms = int((time.perf_counter() - t0) * 1000)
+        out: CollectedOutput = collector.finish()
+        timed_out = run.timed_out or run.idle_timed_out
+        status = ExecStatus.TIMEOUT if timed_out else ExecStatus.COMPLETED
+        if run.exit_code is None and not timed_out:
+            status = ExecStatus.FAILED
+        error_code = None
+        error = None
+        if timed_out:
+            error_code = "timeout"
+            which = "idle timeout" if run.idle_timed_out else "timeout"
+            limit = decision.limits.idle_timeout if run.idle_timed_out else decision.limits.timeout
+            error = f"the command hit its {which} of {limit:g}s and was stopped"
+        elif run.error:
+            error_code = "exec_error"
+            error = run.error
+        await self._finish(
+            audit_id,
+            ExecOutcome(
+                status=status,
+                exit_code=run.exit_code,
+                started_at=started,
+                ended_at=self._clock(),
+                stdout_bytes=out.stdout_bytes,
+                stderr_bytes=out.stderr_bytes,
+                output_sha256=out.output_sha256,
+                artifact_keys=tuple(str(p) for p in out.spill_files.values()),
+                approvers=approvers,
+                error=error_code,
+            ),
+        )
+        return _replace(
+            base,
+            status=status,
+            exit_code=run.exit_code,
+            stdout=out.stdout,
+            stderr=out.stderr,
+            truncated=out.truncated,
+            stdout_omitted=out.stdout_omitted,
+            stderr_omitted=out.stderr_omitted,
+            stdout_bytes=out.stdout_bytes,
+            stderr_bytes=out.stderr_bytes,
+            duration_ms=duration_ms,
+            error_code=error_code,
+            error=error,
+        )
+
+    async def _finish(self, audit_id: AuditId, outcome: ExecOutcome) -> None:
+        try:
+            await self._audit.record_outcome(audit_id, outcome)
+        except AuditUnavailable:
+            # The command already ran; the intent row stands and will read as
+            # interrupted. Say so loudly rather than hide the result.
+            logger.error("could not record the outcome", extra={"audit_id": audit_id})
+
+    # ------------------------------------------------------------------ approvals
+
+    async def vote(
+        self,
+        approval_id: ApprovalId,
+        approver: Principal,
+        *,
+        approve: bool,
+        on_output: TextSink | None = None,
+        inline_limit: int = DEFAULT_INLINE_LIMIT,
+    ) -> VoteResult:
+        """Record an approver's vote; when the threshold is met, run the command.
+
+        Raises: ApprovalNotFound, ApprovalExpired, ApprovalAlreadyDecided,
+        SelfApprovalRefused, NotAnApprover, PolicyError, AuditUnavailable.
+        """
+        record = await self._audit.get_approval(approval_id)
+        approver = await self._resolve(approver)
+        if approver.kind is PrincipalKind.MCP:
+            raise NotAnApprover("an AI assistant cannot approve commands; a human must")
+        if str(approver) == record.requester:
+            raise SelfApprovalRefused()
+        if record.state is ApprovalState.PENDING and record.expires_at <= self._clock():
+            await self._audit.expire_approvals(self._clock())
+            raise ApprovalExpired()
+        policy = self._policies.current()
+        spec = ApprovalSpec(record.approver_roles, record.threshold)
+        if not is_approver(policy, approver, spec):
+            raise NotAnApprover(
+                f"approving needs the role {' or '.join(record.approver_roles) or '(none)'}"
+            )
+        self._check_binding(record)
+        updated = await self._audit.add_approval_vote(approval_id, str(approver), approve)
+        if updated.state is ApprovalState.DENIED:
+            await self._finish(
+                updated.audit_id,
+                ExecOutcome(status=ExecStatus.APPROVAL_DENIED, approvers=(str(approver),)),
+            )
+            return VoteResult(updated)
+        if updated.state is not ApprovalState.APPROVED:
+            return VoteResult(updated)
+        claimed = await self._audit.claim_approved(approval_id)
+        if claimed is None:
+            return VoteResult(updated)
+        result = await self._run_approved(claimed, on_output, inline_limit)
+        return VoteResult(claimed, result)
+
+    def _check_binding(self, record: ApprovalRecord) -> None:
+        if request_hash(record.target, record.argv, record.requester) != record.request_hash:
+            logger.error("approval binding mismatch", extra={"audit_id": record.audit_id})
+            raise PolicyError("this approval request does not match its command; ask again")
+
+    async def _run_approved(
+        self, record: ApprovalRecord, on_output: TextSink | None, inline_limit: int
+    ) -> ExecResult:
+        target = self.resolve_target(Target.parse(record.target))
+        requester = await self._resolve(Principal.parse(record.requester))
+        stages = _stages_from_argv(record.argv)
+        # The policy may have changed since the request: it must still ask for approval
+        # under the same rule, or nothing runs.
+        decision = self._decide(requester, target, stages)
+        token = audit_id_var.set(record.audit_id)
+        try:
+            base = ExecResult(
+                effect=decision.effect,
+                rule=decision.rule_id,
+                reason=decision.reason,
+                audit_id=record.audit_id,
+                status=ExecStatus.RUNNING,
+                target=str(target),
+                argv=record.argv,
+                approval_id=record.approval_id,
+            )
+            if decision.effect is not Effect.APPROVE or decision.rule_id != record.rule_id:
+                await self._finish(
+                    record.audit_id,
+                    ExecOutcome(
+                        status=ExecStatus.DENIED,
+                        approvers=record.approvals,
+                        error="policy_changed",
+                    ),
+                )
+                return _replace(
+                    base,
+                    effect=Effect.DENY,
+                    status=ExecStatus.DENIED,
+                    error_code="policy_changed",
+                    error="the policy changed since the request; it no longer allows this "
+                    "command under the approved rule, so nothing ran",
+                )
+            return await self._run(
+                base,
+                target,
+                record.argv,
+                decision,
+                record.audit_id,
+                record.approvals,
+                on_output,
+                inline_limit,
+            )
+        finally:
+            audit_id_var.reset(token)
+
+    async def get_approval(self, approval_id: ApprovalId) -> ApprovalRecord:
+        return await self._audit.get_approval(approval_id)
+
+    async def list_approvals(self, state: ApprovalState | None = None) -> list[ApprovalRecord]:
+        await self._audit.expire_approvals(self._clock())
+        return await self._audit.list_approvals(state)
+
+    # ------------------------------------------------------------------ instances, audit
+
+    async def list_instances(
+        self, function: str, *, provider: str | None = None, qualifier: str | None = None
+    ) -> list[InstanceInfo]:
+        """Raises: UnknownProvider and the provider's InstanceError subclasses."""
+        name = provider or self._default_provider
+        if name not in self._providers:
+            raise UnknownProvider(f"no provider named {name!r} is configured")
+        return await self._providers[name].list_instances(function, qualifier)
+
+    async def audit_list(self, flt: AuditFilter) -> list[ExecRecord]:
+        return await self._audit.list_execs(flt)
+
+    async def audit_get(self, audit_id: AuditId) -> ExecRecord:
+        return await self._audit.get_exec(audit_id)
+
+    async def audit_verify(self) -> VerifyReport:
+        return await self._audit.verify()
+
+
+def decide(
+    policy: Policy, principal: Principal, target: Target, stages: tuple[tuple[str, ...], ...]
+) -> Decision:
+    """The engine's decision, with unknown principals refused up front. Pure."""
+    if not policy.roles_of(principal):
+        return Decision(
+            effect=Effect.DENY,
+            rule_id=None,
+            reason=f"{principal} is not a known ExecGate user; ask an admin to add "
+            "you to a role in the policy",
+        )
+    return evaluate(policy, principal=principal, target=target, stages=stages)
+
+
+def explain_request(
+    policy: Policy, principal: Principal, target: Target, request: ExecRequest
+) -> Explanation:
+    """A dry-run decision for a request whose target provider is resolved. Pure."""
+    try:
+        stages = ExecService.stages_of(request)
+    except CommandRejected as exc:
+        return Explanation(
+            Decision(Effect.DENY, SYNTAX_RULE, exc.safe_message), str(target), (), (), exc.code
+        )
+    decision = decide(policy, principal, target, stages)
+    return Explanation(decision, str(target), ExecService.runnable_argv(stages), stages)
+
+
+def _stages_from_argv(argv: tuple[str, ...]) -> tuple[tuple[str, ...], ...]:
+    """Recover the stages an approved argv was built from (a pipeline runs as sh -c)."""
+    if len(argv) == 3 and argv[:2] == ("/bin/sh", "-c"):
+        return parse_command_text(argv[2]).stages
+    return (argv,)
+
+
+def _replace(result: ExecResult, **changes: object) -> ExecResult:
+    import dataclasses
+
+    return dataclasses.replace(result, **changes)  # type: ignore[arg-type]

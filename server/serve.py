@@ -1,0 +1,135 @@
+"""`execgate serve`: the local instance host, and the HTTP app around it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import anyio
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Mount, Route
+
+from policies.instances.local import InstanceManager
+from policies.service import ExecService
+from server.fchost import build_fc_host_app
+from server.localstate import LocalKeys, clear_address, local_keys, write_address
+from server.settings import Settings
+from server.wiring import build_manager, open_service, prepare_database
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Running:
+    """What a started server exposes (tests and the banner read it)."""
+
+    url: str
+    service: ExecService
+    manager: InstanceManager
+    keys: LocalKeys
+    server: uvicorn.Server
+
+
+def build_app(settings: Settings, manager: InstanceManager, keys: LocalKeys) -> Starlette:
+    async def healthz(_: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    fc_host = build_fc_host_app(
+        manager,
+        {keys.access_key_id: keys.access_key_secret},
+        account_id=settings.local_host.account_id,
+    )
+    return Starlette(routes=[Route("/healthz", healthz), Mount("/", app=fc_host)])
+
+
+@contextlib.asynccontextmanager
+async def running_server(
+    settings: Settings, *, host: str | None = None, port: int | None = None
+) -> AsyncIterator[Running]:
+    """Start everything `execgate serve` runs and yield once it listens."""
+    bind_host = host or settings.server.host
+    bind_port = settings.server.port if port is None else port
+    await prepare_database(settings)
+    keys = local_keys(settings.data_dir)
+    manager = build_manager(settings)
+    await manager.start()
+    box: dict[str, str] = {}
+    try:
+        async with open_service(settings, local_url=lambda: box["url"], manager=manager) as svc:
+            app = build_app(settings, manager, keys)
+            config = uvicorn.Config(
+                app, host=bind_host, port=bind_port, log_config=None, lifespan="off"
+            )
+            server = uvicorn.Server(config)
+            task = asyncio.create_task(server.serve())
+            with anyio.fail_after(30):
+                while not server.started:
+                    if task.done():
+                        task.result()
+                        raise RuntimeError("server stopped during start-up")
+                    await asyncio.sleep(0.01)
+            sock = server.servers[0].sockets[0].getsockname()
+            url = settings.server.public_url or f"http://{_host_for_url(sock[0])}:{sock[1]}"
+            box["url"] = f"http://{_host_for_url(sock[0])}:{sock[1]}"
+            write_address(settings.data_dir, box["url"], settings.local_host.account_id)
+            try:
+                yield Running(url, svc, manager, keys, server)
+            finally:
+                server.should_exit = True
+                await task
+    finally:
+        clear_address(settings.data_dir)
+        await manager.aclose()
+
+
+def _host_for_url(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def banner(settings: Settings, running: Running) -> str:
+    lines = [f"ExecGate is serving on {running.url}"]
+    lines.append(
+        f"  local FC host   {running.url}/2023-03-30/functions  "
+        f"(account {settings.local_host.account_id}, key {running.keys.access_key_id})"
+    )
+    sandbox = "bubblewrap sandbox" if running.manager.sandboxed else "UNSANDBOXED (no bubblewrap)"
+    lines.append(f"  instances       {sandbox}")
+    example = None
+    for fn in settings.local_host.functions:
+        live = running.manager.list(fn.name)
+        ids = ", ".join(i.instance_id for i in live) or "none live; started on invoke"
+        lines.append(f"    {fn.name:14} {ids}")
+        if live and example is None:
+            example = f"{fn.name}/{live[0].instance_id}"
+    lines.append(f"  audit database  {settings.database_url}")
+    lines.append(f"  policy          {settings.policy_path}")
+    lines.append(f"  data            {settings.data_dir.resolve()}")
+    if example:
+        lines.append("Try, in another terminal:")
+        lines.append(f"  .venv/bin/execgate exec {example} env")
+        lines.append(f"  .venv/bin/execgate exec {example} 'cat /etc/passwd; id'")
+    return "\n".join(lines)
+
+
+def serve(settings: Settings, *, host: str | None = None, port: int | None = None) -> int:
+    async def main() -> None:
+        async with running_server(settings, host=host, port=port) as running:
+            print(banner(settings, running), flush=True)
+            if not running.manager.sandboxed:
+                logger.warning("UNSANDBOXED: commands run as plain subprocesses on this host")
+            while not running.server.should_exit:
+                await asyncio.sleep(0.5)
+
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        pass
+    print("ExecGate stopped", file=sys.stderr)
+    return 0

@@ -1,0 +1,341 @@
+"""ExecGate's configuration: read once, from one TOML file plus ``EXECGATE_*`` overrides.
+
+Resolution order (later wins): embedded defaults, the config file (``--config``, else
+``$EXECGATE_CONFIG``, else ``./execgate.toml`` when present), environment overrides.
+Environment overrides address any key with ``__`` between levels, e.g.
+``EXECGATE_DATABASE__URL`` or ``EXECGATE_SERVER__PORT``; ``EXECGATE_DATABASE_URL`` and
+``EXECGATE_DATA_DIR`` are accepted as shortcuts.
+
+Secrets never live in the file itself: a secret setting names an environment variable
+(``*_env``) or a file (``*_file``) to read it from, and the loaded value is a
+:class:`Secret` whose repr is masked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from policies.errors import ConfigError
+
+ENV_PREFIX = "EXECGATE_"
+DEFAULT_CONFIG_NAME = "execgate.toml"
+
+DEMO_ENV: dict[str, str] = {
+    "APP_ENV": "demo",
+    "LOG_LEVEL": "info",
+    "DATABASE_HOST": "10.0.0.12",
+    # A fake credential set shaped like the STS credentials FC injects into every
+    # instance, so a new user sees redaction the first time they run `env`.
+    "ALIBABA_CLOUD_ACCESS_KEY_ID": "LTAI5tDemoKeyNotReal9x7Q",
+    "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "dEmOsEcReTnOtReAl0123456789abcd",
+    "ALIBABA_CLOUD_SECURITY_TOKEN": "CAIS" + "DemoStsTokenNotReal" * 4,
+    "DB_PASSWORD": "hunter2-demo-password",
+}
+
+
+class Secret:
+    """A secret value whose repr and str never show it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class SecretRef(_Model):
+    """Where a secret comes from: an environment variable or a file."""
+
+    env: str | None = None
+    file: Path | None = None
+
+    def load(self, environ: Mapping[str, str]) -> Secret | None:
+        if self.env and environ.get(self.env):
+            return Secret(environ[self.env])
+        if self.file is not None:
+            try:
+                return Secret(self.file.read_text().strip())
+            except OSError as exc:
+                raise ConfigError(f"cannot read secret file {self.file}") from exc
+        return None
+
+
+class DatabaseSettings(_Model):
+    url: str = ""  # empty: sqlite under data_dir
+    # Migrate to the latest schema on start. Production deployments that run
+    # `execgate db upgrade` as a release step may turn this off.
+    auto_upgrade: bool = True
+
+
+class ServerSettings(_Model):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8765, ge=0, le=65535)
+    public_url: str = ""  # how links to this server are written; empty: http://host:port
+
+
+class CliSettings(_Model):
+    principal: str = ""  # empty: local:<OS user name>
+
+
+class LocalFunctionSettings(_Model):
+    name: str
+    env: dict[str, str] = Field(default_factory=dict)
+    provisioned: int = Field(default=1, ge=0, le=64)
+    idle_release_seconds: float = Field(default=300.0, gt=0)
+    instance_concurrency: int = Field(default=1, ge=1, le=1000)
+    code_dir: Path | None = None
+
+
+class LocalHostSettings(_Model):
+    """The FC-compatible local instance host that `execgate serve` runs."""
+
+    enabled: bool = True
+    account_id: str = "1000000000000000"
+    region: str = "local"
+    sandbox: Literal["auto", "bwrap", "subprocess"] = "auto"
+    functions: tuple[LocalFunctionSettings, ...] = (
+        LocalFunctionSettings(name="demo-api", env=DEMO_ENV, provisioned=1),
+        LocalFunctionSettings(
+            name="demo-worker",
+            env={"APP_ENV": "demo", "QUEUE": "orders"},
+            provisioned=0,
+            idle_release_seconds=120.0,
+        ),
+    )
+
+
+class ProviderSettings(_Model):
+    """One configured provider. ``type = "fc"`` talks the FC API (to the cloud, or to
+    the local host when ``endpoint = "local"``); ``type = "sandbox"`` runs the local
+    sandboxes in-process without the FC wire protocol."""
+
+    type: Literal["fc", "sandbox"] = "fc"
+    account_id: str = ""
+    region: str = ""
+    api_version: Literal["2023-03-30", "2016-08-15"] = "2023-03-30"
+    service: str | None = None  # FC 2.0 only
+    endpoint: str | None = None  # "local", an http(s) base URL, or None for the cloud
+    internal: bool = False
+    stdin_mode: Literal["binary", "text"] = "binary"
+    access_key_id: SecretRef = SecretRef(env="ALIBABA_CLOUD_ACCESS_KEY_ID")
+    access_key_secret: SecretRef = SecretRef(env="ALIBABA_CLOUD_ACCESS_KEY_SECRET")
+    security_token: SecretRef = SecretRef(env="ALIBABA_CLOUD_SECURITY_TOKEN")
+
+
+class ArtifactSettings(_Model):
+    store: Literal["local", "s3", "oss"] = "local"
+    dir: Path | None = None  # local store; empty: data_dir/artifacts
+    link_ttl_seconds: float = Field(default=3600.0, gt=0)
+    signing_key: SecretRef = SecretRef(env="EXECGATE_ARTIFACT_SIGNING_KEY")
+
+
+class OutputSettings(_Model):
+    slack_inline_chars: int = Field(default=3000, ge=200)
+    mcp_inline_bytes: int = Field(default=16 * 1024, ge=512)
+    cli_json_inline_bytes: int = Field(default=64 * 1024, ge=512)
+
+
+class SlackSettings(_Model):
+    signing_secret: SecretRef = SecretRef(env="EXECGATE_SLACK_SIGNING_SECRET")
+    bot_token: SecretRef = SecretRef(env="EXECGATE_SLACK_BOT_TOKEN")
+    app_token: SecretRef = SecretRef(env="EXECGATE_SLACK_APP_TOKEN")
+    approvals_channel: str = ""
+    api_base_url: str = ""  # empty: Slack's own
+
+
+class McpToken(_Model):
+    client: str  # the MCP client name the policy refers to
+    sha256: str  # hex sha256 of the bearer token; the token itself is never stored
+
+    @field_validator("sha256")
+    @classmethod
+    def _hex(cls, value: str) -> str:
+        if len(value) != 64 or any(c not in "0123456789abcdef" for c in value.lower()):
+            raise ValueError("sha256 must be 64 hex characters")
+        return value.lower()
+
+
+class McpSettings(_Model):
+    stdio_client: str = ""  # empty: the local OS user name
+    tokens: tuple[McpToken, ...] = ()
+    allowed_hosts: tuple[str, ...] = ()
+
+
+class LoggingSettings(_Model):
+    level: str = "INFO"
+    format: Literal["auto", "json", "text"] = "auto"
+
+
+class Settings(_Model):
+    data_dir: Path = Path(".execgate")
+    policy: Path | None = None  # empty: the built-in policies/default.yaml
+    default_provider: str = "local"
+    database: DatabaseSettings = DatabaseSettings()
+    server: ServerSettings = ServerSettings()
+    cli: CliSettings = CliSettings()
+    local_host: LocalHostSettings = LocalHostSettings()
+    providers: dict[str, ProviderSettings] = Field(
+        default_factory=lambda: {"local": ProviderSettings(type="fc", endpoint="local")}
+    )
+    artifacts: ArtifactSettings = ArtifactSettings()
+    output: OutputSettings = OutputSettings()
+    slack: SlackSettings = SlackSettings()
+    mcp: McpSettings = McpSettings()
+    logging: LoggingSettings = LoggingSettings()
+    # Where the settings came from, for `config show`.
+    source: str = "defaults"
+
+    @property
+    def database_url(self) -> str:
+        if self.database.url:
+            return self.database.url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'audit.db').resolve()}"
+
+    @property
+    def policy_path(self) -> Path:
+        if self.policy is not None:
+            return self.policy
+        return Path(__file__).resolve().parent.parent / "policies" / "default.yaml"
+
+    @property
+    def artifact_dir(self) -> Path:
+        return self.artifacts.dir or self.data_dir / "artifacts"
+
+
+def _deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Turn ``EXECGATE_A__B=v`` into ``{"a": {"b": v}}``; values parse as JSON when they can."""
+    shortcuts = {"EXECGATE_DATABASE_URL": "DATABASE__URL", "EXECGATE_DATA_DIR": "DATA_DIR"}
+    out: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if name in shortcuts:
+            path = shortcuts[name]
+        elif name.startswith(ENV_PREFIX) and "__" in name:
+            path = name[len(ENV_PREFIX) :]
+        elif name in ("EXECGATE_POLICY", "EXECGATE_DEFAULT_PROVIDER"):
+            path = name[len(ENV_PREFIX) :]
+        else:
+            continue
+        keys = [k.lower() for k in path.split("__") if k]
+        value: Any = raw
+        if raw[:1] in "[{" or raw in ("true", "false") or raw.lstrip("-").isdigit():
+            try:
+                value = json.loads(raw)
+            except json.JSONDecodeError:
+                value = raw
+        node = out
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+        node[keys[-1]] = value
+    return out
+
+
+def load_settings(
+    config_path: Path | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Read the settings once.
+
+    Raises: ConfigError with the file and the reason when the file or an override is bad.
+    """
+    env = os.environ if environ is None else environ
+    path = config_path
+    if path is None and env.get("EXECGATE_CONFIG"):
+        path = Path(env["EXECGATE_CONFIG"])
+    if path is None and Path(DEFAULT_CONFIG_NAME).is_file():
+        path = Path(DEFAULT_CONFIG_NAME)
+    data: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text())
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+        source = str(path)
+    data = _deep_merge(data, _env_overrides(env))
+    data["source"] = source
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"config {source}: {where}: {first['msg']}") from exc
+    if settings.default_provider not in settings.providers:
+        raise ConfigError(
+            f"config {source}: default_provider {settings.default_provider!r} is not in [providers]"
+        )
+    return settings
+
+
+def masked_view(settings: Settings, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The effective settings as plain data, with every secret masked."""
+    env = os.environ if environ is None else environ
+    raw = settings.model_dump(mode="json")
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            if set(node) == {"env", "file"}:
+                ref = SecretRef.model_validate(node)
+                present = ref.env is not None and bool(env.get(ref.env))
+                present = present or (ref.file is not None and ref.file.is_file())
+                return {**node, "value": "********" if present else None}
+            out = {}
+            for key, value in node.items():
+                if key == "env" and isinstance(value, dict):
+                    # Function env may hold (demo) secrets: show names only.
+                    out[key] = {name: "********" for name in value}
+                else:
+                    out[key] = walk(value)
+            return out
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+
+    view: dict[str, Any] = walk(raw)
+    view["database_url_effective"] = _mask_url(settings.database_url)
+    view["policy_effective"] = str(settings.policy_path)
+    return view
+
+
+def _mask_url(url: str) -> str:
+    """Hide a password in a database URL."""
+    head, sep, tail = url.partition("://")
+    if not sep or "@" not in tail:
+        return url
+    creds, _, host = tail.rpartition("@")
+    user = creds.split(":", 1)[0]
+    return f"{head}://{user}:********@{host}" if ":" in creds else url

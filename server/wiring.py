@@ -1,0 +1,180 @@
+"""Builds an ExecService (and what it needs) from Settings. Configuration enters here once."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable, Sequence
+
+from policies.audit import open_audit_store
+from policies.errors import ConfigError
+from policies.holder import PolicyHolder
+from policies.instances.fc.credentials import Credentials
+from policies.instances.fc.provider import FcEndpoint, FcProvider
+from policies.instances.local import InstanceManager, LocalFunction
+from policies.instances.sandbox import SandboxRunner
+from policies.instances.sandbox_provider import SandboxProvider
+from policies.ports import AuditStore, InstanceProvider, OutputCallback
+from policies.service import ExecService
+from policies.types import InstanceInfo, Limits, RunResult, Target
+from server.localstate import CHECKPOINT_FILE, checkpoint_key, local_keys, read_address
+from server.settings import ProviderSettings, Settings
+
+
+def local_functions(settings: Settings) -> list[LocalFunction]:
+    return [
+        LocalFunction(
+            name=f.name,
+            env=dict(f.env),
+            provisioned=f.provisioned,
+            idle_release_seconds=f.idle_release_seconds,
+            instance_concurrency=f.instance_concurrency,
+            code_dir=f.code_dir,
+        )
+        for f in settings.local_host.functions
+    ]
+
+
+def build_manager(settings: Settings) -> InstanceManager:
+    runner = SandboxRunner(mode=settings.local_host.sandbox)
+    return InstanceManager(local_functions(settings), runner, settings.data_dir / "instances")
+
+
+class LocalHostProvider:
+    """An FC provider aimed at the local instance host, whose address is learnt lazily
+    (the host may start after the CLI process does, and listens on a chosen port)."""
+
+    def __init__(self, name: str, settings: Settings, url: Callable[[], str]) -> None:
+        self.name = name
+        self._settings = settings
+        self._url = url
+        self._inner: FcProvider | None = None
+
+    def _provider(self) -> FcProvider:
+        if self._inner is None:
+            keys = local_keys(self._settings.data_dir)
+            endpoint = FcEndpoint(
+                account_id=self._settings.local_host.account_id,
+                region=self._settings.local_host.region,
+                endpoint=self._url(),
+            )
+            creds = Credentials(keys.access_key_id, keys.access_key_secret)
+            self._inner = FcProvider(self.name, endpoint, creds)
+        return self._inner
+
+    async def list_instances(
+        self, function: str, qualifier: str | None = None
+    ) -> list[InstanceInfo]:
+        return await self._provider().list_instances(function, qualifier)
+
+    async def exec(
+        self,
+        target: Target,
+        argv: Sequence[str],
+        *,
+        limits: Limits,
+        on_output: OutputCallback,
+        stdin: AsyncIterator[bytes] | None = None,
+    ) -> RunResult:
+        return await self._provider().exec(
+            target, argv, limits=limits, on_output=on_output, stdin=stdin
+        )
+
+    async def aclose(self) -> None:
+        if self._inner is not None:
+            await self._inner.aclose()
+
+
+def _fc_provider(name: str, cfg: ProviderSettings, settings: Settings) -> InstanceProvider:
+    import os
+
+    if cfg.endpoint == "local":
+        data_dir = settings.data_dir
+        return LocalHostProvider(name, settings, lambda: str(read_address(data_dir)["url"]))
+    key_id = cfg.access_key_id.load(os.environ)
+    secret = cfg.access_key_secret.load(os.environ)
+    token = cfg.security_token.load(os.environ)
+    if key_id is None or secret is None:
+        raise ConfigError(
+            f"provider {name!r} has no credentials: set ALIBABA_CLOUD_ACCESS_KEY_ID and "
+            "ALIBABA_CLOUD_ACCESS_KEY_SECRET, or point the provider at key files"
+        )
+    if not cfg.account_id or not cfg.region:
+        raise ConfigError(f"provider {name!r} needs account_id and region")
+    endpoint = FcEndpoint(
+        account_id=cfg.account_id,
+        region=cfg.region,
+        api_version=cfg.api_version,
+        endpoint=cfg.endpoint,
+        internal=cfg.internal,
+        service=cfg.service,
+        stdin_mode=cfg.stdin_mode,
+    )
+    creds = Credentials(key_id.reveal(), secret.reveal(), token.reveal() if token else None)
+    return FcProvider(name, endpoint, creds)
+
+
+@contextlib.asynccontextmanager
+async def open_service(
+    settings: Settings,
+    *,
+    local_url: Callable[[], str] | None = None,
+    manager: InstanceManager | None = None,
+    audit: AuditStore | None = None,
+) -> AsyncIterator[ExecService]:
+    """An ExecService with its audit store and providers; closes them on exit.
+
+    ``local_url`` overrides how FC providers with ``endpoint = "local"`` find the host
+    (the server passes its own bound address). ``manager`` is the in-process instance
+    manager for ``type = "sandbox"`` providers; one is created on demand otherwise.
+
+    Raises: ConfigError, PolicyLoadError, AuditUnavailable.
+    """
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    holder = PolicyHolder(settings.policy_path)
+    own_audit = audit is None
+    store: AuditStore = audit or await open_audit_store(
+        settings.database_url,
+        checkpoint_path=settings.data_dir / CHECKPOINT_FILE,
+        checkpoint_key=checkpoint_key(settings.data_dir),
+    )
+    providers: dict[str, InstanceProvider] = {}
+    own_manager: InstanceManager | None = None
+    try:
+        await store.mark_interrupted()
+        for name, cfg in settings.providers.items():
+            if cfg.type == "sandbox":
+                if manager is None:
+                    manager = own_manager = build_manager(settings)
+                    await manager.start()
+                providers[name] = SandboxProvider(name, manager)
+            elif cfg.endpoint == "local" and local_url is not None:
+                providers[name] = LocalHostProvider(name, settings, local_url)
+            else:
+                providers[name] = _fc_provider(name, cfg, settings)
+        yield ExecService(
+            policies=holder,
+            audit=store,
+            providers=providers,
+            default_provider=settings.default_provider,
+            spill_dir=None,
+        )
+    finally:
+        for provider in providers.values():
+            with contextlib.suppress(Exception):
+                await provider.aclose()
+        if own_manager is not None:
+            await own_manager.aclose()
+        if own_audit:
+            await store.aclose()
+
+
+async def prepare_database(settings: Settings, *, force: bool = False) -> None:
+    """Bring the audit schema to head when configured to (the embedded default).
+
+    Raises: AuditUnavailable when the database cannot be reached.
+    """
+    from policies.audit import migrate
+
+    if force or settings.database.auto_upgrade:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        await migrate.upgrade(settings.database_url)

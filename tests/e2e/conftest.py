@@ -1,0 +1,126 @@
+"""End-to-end fixtures: a real `execgate serve` process and the real CLI against it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import sys
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+import pytest
+
+EXECGATE = str(Path(sys.executable).parent / "execgate")
+HERE = Path(__file__).resolve().parent
+
+
+@dataclass(frozen=True)
+class CliResult:
+    code: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> dict[str, object]:
+        data: dict[str, object] = json.loads(self.stdout)
+        return data
+
+
+@dataclass(frozen=True)
+class Served:
+    config: Path
+    data_dir: Path
+    instance: str  # demo-api/<id>
+    instance_id: str
+
+    def state_tmp(self) -> Path:
+        """The instance's /tmp as seen from the host."""
+        matches = list(self.data_dir.glob(f"instances/**/{self.instance_id}/tmp"))
+        assert matches, "instance state directory not found"
+        return matches[0]
+
+    async def cli(
+        self, *args: str, principal: str | None = None, env: Mapping[str, str] | None = None
+    ) -> CliResult:
+        environ = {k: v for k, v in os.environ.items() if not k.startswith("EXECGATE_")}
+        environ["EXECGATE_CONFIG"] = str(self.config)
+        if principal:
+            environ["EXECGATE_CLI__PRINCIPAL"] = principal
+        environ.update(env or {})
+        proc = await asyncio.create_subprocess_exec(
+            EXECGATE,
+            *args,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=environ,
+        )
+        with anyio.fail_after(120):
+            out, err = await proc.communicate()
+        assert proc.returncode is not None
+        return CliResult(proc.returncode, out.decode(), err.decode())
+
+
+def write_config(
+    tmp_path: Path, database_url: str, *, policy: Path | None = None, extra: str = ""
+) -> tuple[Path, Path]:
+    data_dir = tmp_path / "data"
+    config = tmp_path / "execgate.toml"
+    policy_line = f'policy = "{policy}"\n' if policy else ""
+    config.write_text(
+        f'data_dir = "{data_dir}"\n{policy_line}'
+        f'[database]\nurl = "{database_url}"\n'
+        '[server]\nhost = "127.0.0.1"\nport = 0\n'
+        '[logging]\nformat = "json"\n' + extra
+    )
+    return config, data_dir
+
+
+@pytest.fixture
+async def served(tmp_path: Path, database_url: str) -> AsyncIterator[Served]:
+    config, data_dir = write_config(tmp_path, database_url, policy=HERE / "policy.yaml")
+    async with serve_process(config, data_dir) as served:
+        yield served
+
+
+from contextlib import asynccontextmanager  # noqa: E402
+
+
+@asynccontextmanager
+async def serve_process(config: Path, data_dir: Path) -> AsyncIterator[Served]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("EXECGATE_")}
+    environ["EXECGATE_CONFIG"] = str(config)
+    proc = await asyncio.create_subprocess_exec(
+        EXECGATE,
+        "serve",
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+        env=environ,
+    )
+    assert proc.stdout is not None
+    banner: list[str] = []
+    try:
+        with anyio.fail_after(60):
+            while True:
+                line = (await proc.stdout.readline()).decode()
+                if not line:
+                    raise AssertionError("execgate serve exited early:\n" + "".join(banner))
+                banner.append(line)
+                if line.startswith("Try"):
+                    break
+        address = json.loads((data_dir / "local-host.json").read_text())
+        assert address["url"].startswith("http://127.0.0.1:")
+        found = re.search(r"execgate exec (demo-api/\S+) env", "".join(banner))
+        assert found, "".join(banner)
+        instance = found[1]
+        served = Served(config, data_dir, instance, instance.split("/", 1)[1])
+        yield served
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+            with anyio.fail_after(30):
+                await proc.wait()
