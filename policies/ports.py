@@ -204,8 +204,9 @@ class AuditStore(Protocol):
 
     async def find_by_request_key(self, request_key: str) -> AuditId | None: ...
 
-    async def count_intents_since(self, principal: str, rule_id: str, since: dt.datetime) -> int:
-        ...
+    async def count_intents_since(
+        self, principal: str, rule_id: str, since: dt.datetime
+    ) -> int: ...
 
     async def create_approval(
         self,
@@ -228,8 +229,7 @@ class AuditStore(Protocol):
         """Raises: ApprovalNotFound."""
         ...
 
-    async def list_approvals(self, state: ApprovalState | None = None) -> list[ApprovalRecord]:
-        ...
+    async def list_approvals(self, state: ApprovalState | None = None) -> list[ApprovalRecord]: ...
 
     async def add_approval_vote(
         self, approval_id: ApprovalId, approver: str, approve: bool

@@ -117,7 +117,9 @@ async def cmd_policy(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_instances(args: argparse.Namespace, settings: Settings) -> int:
-    functions = [args.function] if args.function else [f.name for f in settings.local_host.functions]
+    functions = (
+        [args.function] if args.function else [f.name for f in settings.local_host.functions]
+    )
     rows = []
     async with open_service(settings) as service:
         for function in functions:
@@ -175,8 +177,7 @@ async def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
             render.verify(report)
             if not report.ok:
                 raise AuditIntegrityError(
-                    f"audit log verification failed at row {report.first_bad_seq}: "
-                    f"{report.problem}"
+                    f"audit log verification failed at row {report.first_bad_seq}: {report.problem}"
                 )
             return 0
         if args.audit_cmd == "show":

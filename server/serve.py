@@ -65,7 +65,12 @@ async def running_server(
         async with open_service(settings, local_url=lambda: box["url"], manager=manager) as svc:
             app = build_app(settings, manager, keys)
             config = uvicorn.Config(
-                app, host=bind_host, port=bind_port, log_config=None, lifespan="off"
+                app,
+                host=bind_host,
+                port=bind_port,
+                log_config=None,
+                lifespan="off",
+                ws="websockets-sansio",
             )
             server = uvicorn.Server(config)
             task = asyncio.create_task(server.serve())

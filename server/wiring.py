@@ -36,7 +36,7 @@ def local_functions(settings: Settings) -> list[LocalFunction]:
 
 def build_manager(settings: Settings) -> InstanceManager:
     runner = SandboxRunner(mode=settings.local_host.sandbox)
-    return InstanceManager(local_functions(settings), runner, settings.data_dir / "instances")
+    return InstanceManager(local_functions(settings), runner, settings.data_dir)
 
 
 class LocalHostProvider:

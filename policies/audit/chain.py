@@ -1,5 +1,5 @@
-"""The hash chain: canonical JSON, event hashes, and the write transaction that changes a
-row and appends its event together.
+"""The hash chain: canonical JSON, event hashes, and the write transaction that changes
+rows and appends their events together.
 
     hash(n) = sha256(prev_hash || canonical({seq, kind, subject, payload, created_at}))
 
@@ -14,15 +14,13 @@ import datetime as dt
 import enum
 import hashlib
 import json
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.engine import Connection
 
-from policies.audit.engine import write_transaction
 from policies.audit.tables import audit_events, to_utc
 
 GENESIS_HASH = "0" * 64
@@ -68,25 +66,31 @@ class Head:
     hash: str
 
 
-async def read_head(conn: AsyncConnection) -> Head:
-    row = (
-        await conn.execute(
-            sa.select(audit_events.c.seq, audit_events.c.hash)
-            .order_by(audit_events.c.seq.desc())
-            .limit(1)
-        )
+def read_head(conn: Connection) -> Head:
+    row = conn.execute(
+        sa.select(audit_events.c.seq, audit_events.c.hash)
+        .order_by(audit_events.c.seq.desc())
+        .limit(1)
     ).first()
     return Head(0, GENESIS_HASH) if row is None else Head(int(row.seq), str(row.hash))
 
 
 @dataclass(slots=True)
 class ChainTx:
-    """One write transaction: row changes plus the events that describe them."""
+    """One write transaction: row changes plus the events that describe them.
 
-    conn: AsyncConnection
+    Runs inside a backend write transaction (which holds the chain's write lock), so
+    the head read at the start stays the head until commit.
+    """
+
+    conn: Connection
     head: Head
     now: dt.datetime
     _events: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def begin(cls, conn: Connection) -> ChainTx:
+        return cls(conn, read_head(conn), dt.datetime.now(dt.UTC))
 
     @property
     def appended(self) -> int:
@@ -110,14 +114,15 @@ class ChainTx:
         )
         self.head = Head(seq, digest)
 
-    async def insert(
+    def insert(
         self, table: sa.Table, values: Mapping[str, Any], kind: str, subject: str | None = None
     ) -> None:
         """Insert a row and record ``kind`` with all its values."""
-        await self.conn.execute(table.insert().values(**values))
+        # Values as parameters, not in the statement: the compiled statement is cached.
+        self.conn.execute(table.insert(), dict(values))
         self.event(kind, subject if subject is not None else str(values["id"]), values)
 
-    async def update(
+    def update(
         self,
         table: sa.Table,
         subject: str,
@@ -127,24 +132,14 @@ class ChainTx:
     ) -> bool:
         """Update the row ``subject`` (when ``where`` holds) and record ``kind`` with the
         new values; False when no row matched (nothing recorded)."""
-        result = await self.conn.execute(
-            table.update().where(table.c.id == subject, *where).values(**values)
-        )
+        statement = table.update().where(table.c.id == sa.bindparam("_subject"), *where)
+        result = self.conn.execute(statement, {"_subject": subject, **values})
         if result.rowcount != 1:
             return False
         self.event(kind, subject, values)
         return True
 
-    async def flush(self) -> None:
+    def flush(self) -> None:
+        """Write the queued events; call last, before the transaction commits."""
         if self._events:
-            await self.conn.execute(audit_events.insert(), self._events)
-
-
-@asynccontextmanager
-async def chain_transaction(engine: AsyncEngine) -> AsyncIterator[ChainTx]:
-    """A write transaction positioned at the chain head; its events are appended and
-    committed together with its row changes, or not at all."""
-    async with write_transaction(engine) as conn:
-        tx = ChainTx(conn, await read_head(conn), dt.datetime.now(dt.UTC))
-        yield tx
-        await tx.flush()
+            self.conn.execute(audit_events.insert(), self._events)

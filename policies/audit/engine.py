@@ -1,4 +1,4 @@
-"""Database engines for the audit store and the two kinds of transaction it uses.
+"""Database engines for the audit store.
 
 Write transactions serialise the hash chain across processes: on SQLite they start with
 ``BEGIN IMMEDIATE`` (the database's single write lock, waited for up to the busy
@@ -8,15 +8,12 @@ chain head. Read transactions never block writers (WAL on SQLite, MVCC on Postgr
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from policies.errors import ConfigError
 
@@ -26,7 +23,7 @@ SQLITE_BUSY_TIMEOUT_MS = 15_000
 # Any constant works as long as every ExecGate process uses the same one.
 CHAIN_LOCK_KEY = int.from_bytes(b"ExecGate", "big")
 
-_WRITE = "execgate_write"
+WRITE_OPTION = "execgate_write"
 _DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
 
 
@@ -44,78 +41,56 @@ def parse_url(url: str) -> URL:
         raise ConfigError(
             "the audit database must be sqlite+aiosqlite:///PATH or postgresql+asyncpg://..."
         )
+    if backend == "sqlite" and parsed.database in (None, "", ":memory:"):
+        raise ConfigError("the audit database must be a file: sqlite+aiosqlite:///PATH")
     return parsed.set(drivername=_DRIVERS[backend])
 
 
+def postgres_connect_args() -> dict[str, Any]:
+    return {"timeout": CONNECT_TIMEOUT_S, "command_timeout": STATEMENT_TIMEOUT_S}
+
+
+def sqlite_connect_args() -> dict[str, Any]:
+    return {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+
+
 def create_engine(url: str) -> AsyncEngine:
-    """An engine for ``url`` with timeouts, and on SQLite WAL, foreign keys and
-    ExecGate's own BEGIN handling.
+    """An async engine for ``url`` (migrations use it) with timeouts, and on SQLite
+    WAL, foreign keys and ExecGate's BEGIN handling.
 
     Raises: ConfigError for an unsupported URL.
     """
     parsed = parse_url(url)
     if parsed.get_backend_name() == "sqlite":
-        engine = create_async_engine(
-            parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
-        )
-        _install_sqlite_hooks(engine)
+        engine = create_async_engine(parsed, connect_args=sqlite_connect_args())
+        install_sqlite_hooks(engine.sync_engine)
         return engine
     return create_async_engine(
-        parsed,
-        connect_args={"timeout": CONNECT_TIMEOUT_S, "command_timeout": STATEMENT_TIMEOUT_S},
-        pool_timeout=CONNECT_TIMEOUT_S,
+        parsed, connect_args=postgres_connect_args(), pool_timeout=CONNECT_TIMEOUT_S
     )
 
 
-def _install_sqlite_hooks(engine: AsyncEngine) -> None:
-    @event.listens_for(engine.sync_engine, "connect")
+def install_sqlite_hooks(engine: Engine) -> None:
+    """WAL, busy timeout and foreign keys on every connection; BEGIN emitted by
+    SQLAlchemy, IMMEDIATE for connections carrying ``WRITE_OPTION``."""
+
+    @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # Let SQLAlchemy emit BEGIN itself (the driver's legacy mode would skip it for
-        # SELECTs and could not say IMMEDIATE).
+        # The driver's legacy mode would skip BEGIN before SELECTs and cannot say
+        # IMMEDIATE; SQLAlchemy emits it instead (see _on_begin).
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         try:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
             cursor.execute("PRAGMA foreign_keys=ON")
-            # With WAL, NORMAL survives a process crash; it only risks the last commits
-            # on power loss, which the checkpoint file then reports as truncation.
+            # With WAL, NORMAL survives a process crash; only a power loss can cost the
+            # last commits, which the checkpoint file then reports as truncation.
             cursor.execute("PRAGMA synchronous=NORMAL")
         finally:
             cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        write = conn.get_execution_options().get(_WRITE, False)
+        write = conn.get_execution_options().get(WRITE_OPTION, False)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
-
-
-def is_sqlite(engine: AsyncEngine) -> bool:
-    return engine.dialect.name == "sqlite"
-
-
-@asynccontextmanager
-async def write_transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
-    """A transaction holding the chain's write lock; commits on normal exit."""
-    async with engine.connect() as conn:
-        if is_sqlite(engine):
-            await conn.execution_options(**{_WRITE: True})
-        async with conn.begin():
-            if not is_sqlite(engine):
-                await conn.execute(
-                    sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": CHAIN_LOCK_KEY}
-                )
-            yield conn
-
-
-@asynccontextmanager
-async def read_transaction(
-    engine: AsyncEngine, *, snapshot: bool = False
-) -> AsyncIterator[AsyncConnection]:
-    """A read-only transaction; ``snapshot`` makes every statement see the same state
-    (SQLite read transactions always do)."""
-    async with engine.connect() as conn:
-        if snapshot and not is_sqlite(engine):
-            await conn.execution_options(isolation_level="REPEATABLE READ")
-        async with conn.begin():
-            yield conn

@@ -29,44 +29,33 @@ import asyncio
 import json
 import logging
 import os
-import posixpath
 import shutil
 import signal
 from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
-from policies.errors import CommandRejected, ProviderUnavailable
+from policies.errors import CommandRejected, ConfigError, ProviderUnavailable
+from policies.instances.sandbox_layout import (
+    EXIT_NOT_EXECUTABLE,
+    EXIT_NOT_FOUND,
+    SANDBOX_CODE,
+    SANDBOX_TMP,
+    HostLayout,
+    SandboxSpec,
+)
 from policies.instances.supervise import Spawned, kill_group, supervise
 from policies.ports import OutputCallback
 from policies.types import Limits, RunResult
+
+__all__ = ["DEFAULT_PATH", "SandboxMode", "SandboxRunner", "SandboxSpec", "check_env"]
 
 logger = logging.getLogger(__name__)
 
 SandboxMode = Literal["auto", "bwrap", "subprocess"]
 
-SANDBOX_TMP = "/tmp"  # noqa: S108 - the sandbox's own /tmp, backed by the state dir
-SANDBOX_CODE = "/code"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _DEFAULT_ENV = {"PATH": DEFAULT_PATH, "HOME": SANDBOX_TMP, "LANG": "C.UTF-8"}
-_RO_ROOTS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
 _PROBE_TIMEOUT = 10.0
-EXIT_NOT_EXECUTABLE = 126
-EXIT_NOT_FOUND = 127
-
-
-@dataclass(frozen=True)
-class SandboxSpec:
-    """Where one exec runs: the function's env and the instance's directories.
-
-    ``workdir`` is a path inside the sandbox (default ``/tmp``, the state directory).
-    """
-
-    env: Mapping[str, str]
-    state_dir: Path
-    code_dir: Path | None = None
-    workdir: str = SANDBOX_TMP
 
 
 class SandboxRunner:
@@ -82,7 +71,7 @@ class SandboxRunner:
         self._use_bwrap = False
         self._probed = False
         self._probe_lock = asyncio.Lock()
-        self._root_args, self._roots = _root_layout()
+        self._layout = HostLayout()
 
     @property
     def mode(self) -> SandboxMode:
@@ -142,8 +131,9 @@ class SandboxRunner:
         output and no stdin) the whole process tree is killed and the result has
         ``exit_code=None`` with ``timed_out`` or ``idle_timed_out`` set.
 
-        Raises: CommandRejected for an empty argv; ProviderUnavailable when the sandbox
-        cannot be started (or, in mode ``bwrap``, when bubblewrap does not work).
+        Raises: CommandRejected for an empty argv; ConfigError when the environment
+        holds a NUL or a bad name; ProviderUnavailable when the sandbox cannot be
+        started (or, in mode ``bwrap``, when bubblewrap does not work).
         """
         if not argv:
             raise CommandRejected("the command is empty", kind="empty")
@@ -152,7 +142,7 @@ class SandboxRunner:
         spec.state_dir.mkdir(parents=True, exist_ok=True)
         env = {**_DEFAULT_ENV, **spec.env}
         if self._use_bwrap:
-            missing = self._missing_command(argv[0], spec, env["PATH"])
+            missing = self._layout.missing_command(argv[0], spec, env["PATH"])
             if missing is not None:
                 await on_output("stderr", f"{argv[0]}: command not found\n".encode())
                 return RunResult(exit_code=missing)
@@ -180,7 +170,7 @@ class SandboxRunner:
             "--new-session",
             "--cap-drop",
             "ALL",
-            *self._root_args,
+            *self._layout.root_args,
             "--proc",
             "/proc",
             "--dev",
@@ -222,6 +212,8 @@ class SandboxRunner:
     async def _spawn_bwrap(
         self, argv: Sequence[str], spec: SandboxSpec, env: Mapping[str, str], with_stdin: bool
     ) -> Spawned:
+        check_env(env)
+        base = self._bwrap_base()
         args_fd = os.memfd_create("execgate-bwrap-args", os.MFD_CLOEXEC)
         info_r, info_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         try:
@@ -230,11 +222,11 @@ class SandboxRunner:
                 payload += ["--setenv", key, value]
             os.write(args_fd, b"".join(p.encode() + b"\0" for p in payload))
             os.lseek(args_fd, 0, os.SEEK_SET)
-            mounts = ["--bind", str(spec.state_dir), SANDBOX_TMP]
+            mounts = ["--bind", str(spec.state_dir.absolute()), SANDBOX_TMP]
             if spec.code_dir is not None:
-                mounts += ["--ro-bind", str(spec.code_dir), SANDBOX_CODE]
+                mounts += ["--ro-bind", str(spec.code_dir.absolute()), SANDBOX_CODE]
             full = [
-                *self._bwrap_base(),
+                *base,
                 *mounts,
                 "--chdir",
                 spec.workdir,
@@ -245,14 +237,16 @@ class SandboxRunner:
                 "--",
                 *argv,
             ]
-            try:
-                proc = await _spawn(
-                    full, env={}, cwd=None, with_stdin=with_stdin, pass_fds=(args_fd, info_w)
-                )
-            except OSError as exc:
-                os.close(info_r)
-                logger.exception("bubblewrap could not be started")
-                raise ProviderUnavailable("the local sandbox could not be started") from exc
+            proc = await _spawn(
+                full, env={}, cwd=None, with_stdin=with_stdin, pass_fds=(args_fd, info_w)
+            )
+        except OSError as exc:
+            os.close(info_r)
+            logger.exception("bubblewrap could not be started")
+            raise ProviderUnavailable("the local sandbox could not be started") from exc
+        except BaseException:
+            os.close(info_r)
+            raise
         finally:
             os.close(args_fd)
             os.close(info_w)
@@ -265,52 +259,19 @@ class SandboxRunner:
             close=lambda: os.close(info_r),
         )
 
-    def _host_path(self, path: str, spec: SandboxSpec) -> str | None:
-        """The host path behind a sandbox path, or None when it is not in a mount we made."""
-        path = posixpath.normpath(path)
-        for mount, host in ((SANDBOX_TMP, spec.state_dir), (SANDBOX_CODE, spec.code_dir)):
-            if host is not None and (path == mount or path.startswith(mount + "/")):
-                return str(host) + path[len(mount) :]
-        top = "/" + path.split("/")[1]
-        return path if top in self._roots else None
-
-    def _missing_command(self, argv0: str, spec: SandboxSpec, search: str) -> int | None:
-        """127/126 when argv0 cannot run in the sandbox; None when it can (or may).
-
-        bubblewrap itself reports a failed execvp as exit 1, indistinguishable from
-        the command's own exit 1, so the PATH search is done here against the host
-        paths behind the sandbox's mounts (a few stat calls).
-        """
-        if "/" in argv0:
-            candidates = [posixpath.join(spec.workdir, argv0)]
-        else:
-            candidates = [posixpath.join(spec.workdir, d, argv0) for d in search.split(":")]
-        seen_unrunnable = False
-        for candidate in candidates:
-            host = self._host_path(candidate, spec)
-            if host is None:
-                if "/" in argv0:
-                    return None  # e.g. under /proc: let the sandbox decide
-                continue  # a PATH entry that does not exist in the sandbox
-            if not os.path.lexists(host):
-                continue
-            if os.path.islink(host) or (os.path.isfile(host) and os.access(host, os.X_OK)):
-                return None
-            seen_unrunnable = True
-        return EXIT_NOT_EXECUTABLE if seen_unrunnable else EXIT_NOT_FOUND
-
     # ------------------------------------------------------------------ plain subprocess
 
     async def _spawn_plain(
         self, argv: Sequence[str], spec: SandboxSpec, env: Mapping[str, str], with_stdin: bool
     ) -> Spawned:
+        check_env(env)
         host_env = dict(env)
         state = str(spec.state_dir)
         # Unsandboxed there is no private /tmp to point HOME at: use the state dir.
         if host_env.get("HOME") == SANDBOX_TMP:
             host_env["HOME"] = state
         host_env.setdefault("TMPDIR", state)
-        cwd = self._host_path(spec.workdir, spec) or spec.workdir
+        cwd = self._layout.host_path(spec.workdir, spec) or spec.workdir
         proc = await _spawn(list(argv), env=host_env, cwd=cwd, with_stdin=with_stdin)
         # Background processes left behind would hold the output pipes open; they end
         # with the command, as they do in a sandbox whose pid namespace ends.
@@ -365,7 +326,7 @@ def _kill_bwrap(proc: asyncio.subprocess.Process, info_fd: int) -> None:
 def _read_child_pid(info_fd: int) -> int | None:
     try:
         data = os.read(info_fd, 65536)
-    except (BlockingIOError, OSError):
+    except OSError:  # not written yet (non-blocking pipe) or already closed
         return None
     try:
         pid = json.loads(data).get("child-pid")
@@ -374,16 +335,11 @@ def _read_child_pid(info_fd: int) -> int | None:
     return pid if isinstance(pid, int) and pid > 1 else None
 
 
-def _root_layout() -> tuple[list[str], frozenset[str]]:
-    """bubblewrap arguments for the read-only host directories, and their names."""
-    args: list[str] = []
-    roots: set[str] = set()
-    for path in _RO_ROOTS:
-        if os.path.islink(path):
-            args += ["--symlink", os.readlink(path), path]
-        elif os.path.isdir(path):
-            args += ["--ro-bind", path, path]
-        else:
-            continue
-        roots.add(path)
-    return args, frozenset(roots)
+def check_env(env: Mapping[str, str]) -> None:
+    """Refuse what no environment can hold; a NUL would also split bubblewrap's arguments.
+
+    Raises: ConfigError.
+    """
+    for key, value in env.items():
+        if not key or "=" in key or "\0" in key or "\0" in value:
+            raise ConfigError("a function's environment has an invalid variable name or value")

@@ -12,7 +12,7 @@ import os
 import signal
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from policies.ports import OutputCallback
 from policies.types import Limits, RunResult, Stream
@@ -111,7 +111,7 @@ class _Supervision:
             asyncio.create_task(self._read(proc.stderr, "stderr")),
         ]
         waiter = asyncio.create_task(proc.wait())
-        tasks = [*readers, waiter]
+        tasks: list[asyncio.Task[Any]] = [*readers, waiter]
         if self._stdin is not None:
             tasks.append(asyncio.create_task(self._feed(self._stdin)))
         try:
@@ -132,7 +132,7 @@ class _Supervision:
 
     async def _watch(
         self,
-        tasks: list[asyncio.Task[None] | asyncio.Task[int]],
+        tasks: list[asyncio.Task[Any]],
         readers: list[asyncio.Task[None]],
         waiter: asyncio.Task[int],
     ) -> Verdict | None:

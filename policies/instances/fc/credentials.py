@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from policies.errors import ConfigError
 
 ENV_ACCESS_KEY_ID = "ALIBABA_CLOUD_ACCESS_KEY_ID"
-ENV_ACCESS_KEY_SECRET = "ALIBABA_CLOUD_ACCESS_KEY_SECRET"
-ENV_SECURITY_TOKEN = "ALIBABA_CLOUD_SECURITY_TOKEN"
+ENV_ACCESS_KEY_SECRET = "ALIBABA_CLOUD_ACCESS_KEY_SECRET"  # noqa: S105 - a variable name
+ENV_SECURITY_TOKEN = "ALIBABA_CLOUD_SECURITY_TOKEN"  # noqa: S105 - a variable name
 
 
 def mask_key_id(access_key_id: str) -> str:

@@ -285,9 +285,7 @@ class TrailerStripper:
         if len(tail) <= len(self._marker):
             return self._marker.startswith(tail)
         digits = tail[len(self._marker) :]
-        return (
-            tail.startswith(self._marker) and len(digits) <= _MAX_DIGITS and digits.isdigit()
-        )
+        return tail.startswith(self._marker) and len(digits) <= _MAX_DIGITS and digits.isdigit()
 
     def feed(self, data: bytes) -> bytes:
         """Return the bytes that are certainly output; keep a possible trailer prefix."""

@@ -130,13 +130,10 @@ def classify_error(
         )
     if code in MISSING_TARGET_CODES:
         return ProviderUnavailable(
-            f"the provider has no function {function} (or its service/qualifier)"
-            + _suffix(err),
+            f"the provider has no function {function} (or its service/qualifier)" + _suffix(err),
             **fields,
         )
-    return ProviderUnavailable(
-        f"the provider answered HTTP {status}" + _suffix(err), **fields
-    )
+    return ProviderUnavailable(f"the provider answered HTTP {status}" + _suffix(err), **fields)
 
 
 def _int_or_none(value: object) -> int | None:

@@ -1,0 +1,344 @@
+"""``SqlAuditStore``: the SQL implementation of ``policies.ports.AuditStore``."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from policies.audit import approvals as approval_ops
+from policies.audit import sessions as session_ops
+from policies.audit.backend import open_backend
+from policies.audit.chain import ChainTx
+from policies.audit.checkpoint import CheckpointWriter
+from policies.audit.db import Db
+from policies.audit.engine import CONNECT_TIMEOUT_S
+from policies.audit.errors import audit_errors
+from policies.audit.ids import EXEC_PREFIX, new_id
+from policies.audit.migrate import head_revision
+from policies.audit.owner import current_owner, hostname, owner_is_dead
+from policies.audit.records import exec_record, intent_values, outcome_values
+from policies.audit.tables import exec_sessions
+from policies.audit.verify import verify_store
+from policies.errors import AuditUnavailable
+from policies.ports import (
+    ApprovalRecord,
+    ApprovalState,
+    AuditFilter,
+    ExecIntent,
+    ExecOutcome,
+    ExecRecord,
+    ExecStatus,
+    SessionRecord,
+    VerifyReport,
+)
+from policies.types import ApprovalId, AuditId, SessionId
+
+logger = logging.getLogger("policies.audit")
+
+MAX_LIST = 10_000
+INTERRUPTED_ERROR = "ExecGate stopped before the command finished"
+
+
+class SqlAuditStore:
+    """The hash-chained audit log in SQLite or PostgreSQL (see ``open_audit_store``).
+
+    Every method raises AuditUnavailable when the database cannot be used; nothing is
+    half-written: a row change and its chain event commit together.
+    """
+
+    def __init__(
+        self, db: Db, checkpoint_path: Path | None, checkpoint_key: bytes, owner: str | None
+    ) -> None:
+        self._db = db
+        self._checkpoint_path = checkpoint_path
+        self._checkpoint_key = checkpoint_key
+        self._owner = owner
+        self._closed = False
+
+    # ------------------------------------------------------------------ execs
+
+    async def record_intent(self, intent: ExecIntent) -> AuditId:
+        """Write the intent row before anything runs; returns its audit id.
+
+        Raises: AuditUnavailable.
+        """
+        audit_id = new_id(EXEC_PREFIX)
+        owner = self._owner or current_owner()
+
+        def body(tx: ChainTx) -> None:
+            values = {"id": audit_id, "created_at": tx.now, **intent_values(intent), "owner": owner}
+            tx.insert(exec_sessions, values, "exec.intent")
+
+        await self._db.write("record intent", body)
+        return AuditId(audit_id)
+
+    async def record_outcome(self, audit_id: AuditId, outcome: ExecOutcome) -> None:
+        """Raises: KeyError when there is no such exec; AuditUnavailable."""
+
+        def body(tx: ChainTx) -> None:
+            values = {"outcome_at": tx.now, **outcome_values(outcome)}
+            if not tx.update(exec_sessions, audit_id, values, "exec.outcome"):
+                raise KeyError(audit_id)
+
+        await self._db.write("record outcome", body)
+
+    async def get_exec(self, audit_id: AuditId) -> ExecRecord:
+        """Raises: KeyError when no such exec exists; AuditUnavailable."""
+        query = sa.select(exec_sessions).where(exec_sessions.c.id == audit_id)
+        row = await self._db.read("read exec", lambda conn: conn.execute(query).first())
+        if row is None:
+            raise KeyError(audit_id)
+        return exec_record(row)
+
+    async def list_execs(self, flt: AuditFilter) -> list[ExecRecord]:
+        """Execs matching every given filter, newest first; ``since`` is inclusive,
+        ``until`` exclusive; at most ``limit`` (capped at 10,000).
+
+        Raises: AuditUnavailable.
+        """
+        c = exec_sessions.c
+        query = sa.select(exec_sessions)
+        exact = {
+            c.principal: flt.principal,
+            c.target: flt.target,
+            c.function: flt.function,
+            c.effect: flt.effect,
+            c.status: flt.status,
+            c.session_id: flt.session_id,
+        }
+        for column, value in exact.items():
+            if value is not None:
+                query = query.where(column == value)
+        if flt.since is not None:
+            query = query.where(c.created_at >= flt.since)
+        if flt.until is not None:
+            query = query.where(c.created_at < flt.until)
+        limit = max(1, min(flt.limit, MAX_LIST))
+        query = query.order_by(c.created_at.desc(), c.id.desc()).limit(limit)
+        rows = await self._db.read("list execs", lambda conn: conn.execute(query).all())
+        return [exec_record(r) for r in rows]
+
+    async def find_by_request_key(self, request_key: str) -> AuditId | None:
+        """The first exec recorded with ``request_key``, if any.
+
+        Raises: AuditUnavailable.
+        """
+        c = exec_sessions.c
+        query = (
+            sa.select(c.id)
+            .where(c.request_key == request_key)
+            .order_by(c.created_at, c.id)
+            .limit(1)
+        )
+        found = await self._db.read("find exec by request key", lambda conn: conn.scalar(query))
+        return None if found is None else AuditId(found)
+
+    async def count_intents_since(self, principal: str, rule_id: str, since: dt.datetime) -> int:
+        """Raises: AuditUnavailable."""
+        c = exec_sessions.c
+        query = (
+            sa.select(sa.func.count())
+            .select_from(exec_sessions)
+            .where(c.principal == principal, c.rule_id == rule_id, c.created_at >= since)
+        )
+        count = await self._db.read("count intents", lambda conn: conn.scalar(query))
+        return int(count or 0)
+
+    async def mark_interrupted(self) -> int:
+        """Mark RUNNING intents whose owner process on this host is gone (or whose pid
+        now belongs to another process) as INTERRUPTED; return how many.
+
+        Raises: AuditUnavailable.
+        """
+        c = exec_sessions.c
+        running = c.status == ExecStatus.RUNNING.value
+        mine = c.owner.startswith(hostname() + ":", autoescape=True)
+        query = sa.select(c.id, c.owner).where(running, mine)
+        rows = await self._db.read("find running execs", lambda conn: conn.execute(query).all())
+        dead = [r.id for r in rows if owner_is_dead(r.owner)]
+        if not dead:
+            return 0
+
+        def body(tx: ChainTx) -> int:
+            values = {
+                "status": ExecStatus.INTERRUPTED.value,
+                "outcome_at": tx.now,
+                "error": INTERRUPTED_ERROR,
+            }
+            return sum(
+                tx.update(exec_sessions, audit_id, values, "exec.interrupted", running)
+                for audit_id in dead
+            )
+
+        count = await self._db.write("mark interrupted", body)
+        if count:
+            logger.warning("audit: marked %d exec(s) of stopped processes as interrupted", count)
+        return count
+
+    # ------------------------------------------------------------------ approvals
+
+    async def create_approval(
+        self,
+        *,
+        audit_id: AuditId,
+        request_hash: str,
+        requester: str,
+        target: str,
+        argv: tuple[str, ...],
+        reason: str,
+        rule_id: str,
+        approver_roles: tuple[str, ...],
+        threshold: int,
+        ttl_seconds: float,
+        surface: str,
+        context: dict[str, str],
+    ) -> ApprovalRecord:
+        """Raises: KeyError (no such exec), ValueError (threshold < 1, TTL <= 0),
+        AuditUnavailable."""
+        return await approval_ops.create_approval(
+            self._db,
+            audit_id=audit_id,
+            request_hash=request_hash,
+            requester=requester,
+            target=target,
+            argv=argv,
+            reason=reason,
+            rule_id=rule_id,
+            approver_roles=approver_roles,
+            threshold=threshold,
+            ttl_seconds=ttl_seconds,
+            surface=surface,
+            context=context,
+        )
+
+    async def get_approval(self, approval_id: ApprovalId) -> ApprovalRecord:
+        """Raises: ApprovalNotFound, AuditUnavailable."""
+        return await approval_ops.get_approval(self._db, approval_id)
+
+    async def list_approvals(self, state: ApprovalState | None = None) -> list[ApprovalRecord]:
+        """Newest first, at most 1,000. Raises: AuditUnavailable."""
+        return await approval_ops.list_approvals(self._db, state)
+
+    async def add_approval_vote(
+        self, approval_id: ApprovalId, approver: str, approve: bool
+    ) -> ApprovalRecord:
+        """Record one approver's vote atomically and return the updated record.
+
+        APPROVED once ``threshold`` distinct approvers approved; DENIED on any deny (even
+        from an approver who approved before). A repeated approval is not counted twice.
+
+        Raises: ApprovalNotFound, ApprovalAlreadyDecided, ApprovalExpired,
+        SelfApprovalRefused (the requester approving), AuditUnavailable.
+        """
+        return await approval_ops.add_approval_vote(self._db, approval_id, approver, approve)
+
+    async def claim_approved(self, approval_id: ApprovalId) -> ApprovalRecord | None:
+        """Atomically move APPROVED -> EXECUTED; None when someone else claimed it (or
+        it is not approved). The approved exec's row moves to RUNNING under this process,
+        so a crash during the run is later marked interrupted.
+
+        Raises: ApprovalNotFound, AuditUnavailable.
+        """
+        return await approval_ops.claim_approved(
+            self._db, approval_id, self._owner or current_owner()
+        )
+
+    async def expire_approvals(self, now: dt.datetime | None = None) -> int:
+        """Raises: AuditUnavailable."""
+        return await approval_ops.expire_approvals(self._db, now)
+
+    # ------------------------------------------------------------------ sessions
+
+    async def create_session(
+        self, *, principal: str, target: str, reason: str, cwd: str
+    ) -> SessionRecord:
+        """Raises: AuditUnavailable."""
+        return await session_ops.create_session(
+            self._db, principal=principal, target=target, reason=reason, cwd=cwd
+        )
+
+    async def get_session(self, session_id: SessionId) -> SessionRecord:
+        """Raises: KeyError, AuditUnavailable."""
+        return await session_ops.get_session(self._db, session_id)
+
+    async def update_session(
+        self, session_id: SessionId, *, cwd: str | None = None, env: dict[str, str] | None = None
+    ) -> SessionRecord:
+        """Raises: KeyError, AuditUnavailable."""
+        return await session_ops.update_session(self._db, session_id, cwd=cwd, env=env)
+
+    async def end_session(self, session_id: SessionId, reason: str) -> SessionRecord:
+        """Raises: KeyError, AuditUnavailable."""
+        return await session_ops.end_session(self._db, session_id, reason)
+
+    # ------------------------------------------------------------------ integrity
+
+    async def verify(self) -> VerifyReport:
+        """Walk the chain and report the first edited, deleted or truncated event, a bad
+        checkpoint, or a row that disagrees with its events.
+
+        Raises: AuditUnavailable when the database cannot be read.
+        """
+        if self._db.checkpoints is not None:
+            await self._db.checkpoints.flush()
+        return await verify_store(self._db, self._checkpoint_path, self._checkpoint_key)
+
+    async def aclose(self) -> None:
+        """Write the last checkpoint and close the database connections."""
+        if not self._closed:
+            self._closed = True
+            await self._db.aclose()
+
+
+async def open_audit_store(
+    url: str,
+    *,
+    checkpoint_path: Path | None,
+    checkpoint_key: bytes,
+    owner: str | None = None,
+) -> SqlAuditStore:
+    """Open the audit store at ``url`` (``sqlite+aiosqlite:///PATH`` or
+    ``postgresql+asyncpg://...``). The schema must exist: run ``migrate.upgrade`` first.
+
+    ``checkpoint_path`` is where signed checkpoints of the chain head are kept (outside
+    the database); None disables the tail-truncation check. ``owner`` overrides the
+    ``host:pid:nonce`` tag written on intents (for tests).
+
+    Raises: ConfigError for an unsupported URL; AuditUnavailable when the database
+    cannot be reached within a few seconds, has no schema or an outdated one, or the
+    checkpoint directory cannot be created.
+    """
+    backend = open_backend(url)
+    db = Db(backend)
+    try:
+        await _check_database(db)
+        if checkpoint_path is not None:
+            with audit_errors("create checkpoint directory"):
+                await asyncio.to_thread(checkpoint_path.parent.mkdir, parents=True, exist_ok=True)
+            db.checkpoints = CheckpointWriter(checkpoint_path, checkpoint_key, db.hash_at)
+    except BaseException:
+        await backend.dispose()
+        raise
+    return SqlAuditStore(db, checkpoint_path, checkpoint_key, owner)
+
+
+async def _check_database(db: Db) -> None:
+    unreachable = "the audit database cannot be reached"
+    with audit_errors("connect", unreachable):
+        async with asyncio.timeout(CONNECT_TIMEOUT_S * 2):
+            await db.backend.read(lambda conn: conn.execute(sa.text("SELECT 1")).all())
+    no_schema = "the audit database has no schema; run `execgate db upgrade`"
+    with audit_errors("check schema", no_schema):
+        query = sa.text("SELECT version_num FROM alembic_version")
+        version = await db.backend.read(lambda conn: conn.scalar(query))
+    expected = await asyncio.to_thread(head_revision)
+    if version != expected:
+        raise AuditUnavailable(
+            "the audit database schema is not current; run `execgate db upgrade`",
+            found=str(version),
+            expected=expected,
+        )

@@ -1,0 +1,246 @@
+"""``verify``: walk the chain, compare its head with the signed checkpoint, and check
+that every row table still says what its events say. Reports the first problem found.
+
+Memory stays bounded: events are read in seq order in batches, and each projection is
+checked a batch of rows at a time against just those rows' events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from policies.audit.chain import GENESIS_HASH, event_hash, json_value
+from policies.audit.checkpoint import Checkpoint, read_checkpoint
+from policies.audit.db import Db
+from policies.audit.records import Row
+from policies.audit.tables import PROJECTIONS, approval_votes, audit_events
+from policies.errors import AuditIntegrityError
+from policies.ports import VerifyReport
+
+BATCH = 500
+_VOTE_KIND = "approval.vote"
+
+
+@dataclass(slots=True)
+class _Walk:
+    rows: int = 0
+    head_seq: int = 0
+    head_hash: str = GENESIS_HASH
+    hash_at_checkpoint: str | None = None
+    problem: VerifyReport | None = None
+
+
+def _bad(walk_rows: int, seq: int | None, problem: str, detail: str) -> VerifyReport:
+    return VerifyReport(
+        ok=False, rows_checked=walk_rows, first_bad_seq=seq, problem=problem, detail=detail
+    )
+
+
+def _fetch(query: sa.Select[*tuple[Any, ...]], conn: Connection) -> Sequence[Row]:
+    return conn.execute(query).all()
+
+
+async def _walk_chain(db: Db, checkpoint_seq: int | None) -> _Walk:
+    walk = _Walk()
+    cols = audit_events.c
+    while True:
+        query = (
+            sa.select(audit_events).where(cols.seq > walk.head_seq).order_by(cols.seq).limit(BATCH)
+        )
+        batch = await db.read("verify audit chain", functools.partial(_fetch, query))
+        if not batch:
+            return walk
+        for ev in batch:
+            expected = walk.head_seq + 1
+            if ev.seq != expected:
+                missing = f"{expected}" if ev.seq == expected + 1 else f"{expected}..{ev.seq - 1}"
+                walk.problem = _bad(walk.rows, expected, "deleted", f"events {missing} are missing")
+                return walk
+            digest = event_hash(
+                ev.prev_hash, ev.seq, ev.kind, ev.subject, ev.payload, ev.created_at
+            )
+            if digest != ev.hash:
+                detail = f"event {ev.seq} ({ev.kind} {ev.subject}) was changed"
+                walk.problem = _bad(walk.rows, ev.seq, "edited", detail)
+                return walk
+            if ev.prev_hash != walk.head_hash:
+                detail = f"event {ev.seq} does not link to event {ev.seq - 1}"
+                walk.problem = _bad(walk.rows, ev.seq, "deleted", detail)
+                return walk
+            walk.rows += 1
+            walk.head_seq, walk.head_hash = ev.seq, ev.hash
+            if ev.seq == checkpoint_seq:
+                walk.hash_at_checkpoint = ev.hash
+
+
+def _check_tail(walk: _Walk, cp: Checkpoint) -> VerifyReport | None:
+    if walk.head_seq < cp.seq or walk.rows < cp.rows:
+        return _bad(
+            walk.rows,
+            walk.head_seq + 1,
+            "truncated",
+            f"the checkpoint records {cp.rows} events up to {cp.seq}; the database has {walk.rows}",
+        )
+    if walk.hash_at_checkpoint != cp.hash:
+        return _bad(
+            walk.rows, cp.seq, "truncated", f"event {cp.seq} differs from the signed checkpoint"
+        )
+    return None
+
+
+@dataclass(slots=True)
+class _Expected:
+    columns: dict[str, Any] = field(default_factory=dict)
+    votes: list[dict[str, Any]] = field(default_factory=list)
+    last_seq: int = 0
+
+
+def _replay(events: Sequence[Row]) -> dict[str, _Expected]:
+    out: dict[str, _Expected] = {}
+    for ev in events:
+        state = out.setdefault(ev.subject, _Expected())
+        changes = json.loads(ev.payload)
+        if ev.kind == _VOTE_KIND:
+            state.votes.append(changes)
+        else:
+            state.columns.update(changes)
+        state.last_seq = ev.seq
+    return out
+
+
+def _as_json(table: sa.Table, row: Row) -> dict[str, Any]:
+    return {col.name: json_value(row._mapping[col]) for col in table.columns}
+
+
+@dataclass(slots=True)
+class _Batch:
+    """One batch of a projection: row ids in creation order, their rows, events, votes."""
+
+    ids: list[str]
+    rows: dict[str, Row]
+    events: Sequence[Row]
+    votes: dict[str, list[dict[str, Any]]]
+
+
+def _read_batch(conn: Connection, *, name: str, after: int) -> tuple[int, _Batch] | None:
+    table, create_kind = PROJECTIONS[name]
+    ev = audit_events.c
+    creates = conn.execute(
+        sa.select(ev.seq, ev.subject)
+        .where(ev.kind == create_kind, ev.seq > after)
+        .order_by(ev.seq)
+        .limit(BATCH)
+    ).all()
+    if not creates:
+        return None
+    ids = [c.subject for c in creates]
+    rows = {r.id: r for r in conn.execute(sa.select(table).where(table.c.id.in_(ids)))}
+    events = conn.execute(
+        sa.select(ev.seq, ev.kind, ev.subject, ev.payload)
+        .where(ev.subject.in_(ids))
+        .order_by(ev.seq)
+    ).all()
+    votes: dict[str, list[dict[str, Any]]] = {i: [] for i in ids}
+    if name == "approval":
+        vote_cols = [c for c in approval_votes.columns if c.name != "id"]
+        query = (
+            sa.select(*vote_cols)
+            .where(approval_votes.c.approval_id.in_(ids))
+            .order_by(approval_votes.c.id)
+        )
+        for vote in conn.execute(query):
+            votes[vote.approval_id].append(
+                {c.name: json_value(vote._mapping[c]) for c in vote_cols}
+            )
+    return creates[-1].seq, _Batch(ids, rows, events, votes)
+
+
+def _compare(name: str, table: sa.Table, batch: _Batch, rows_checked: int) -> VerifyReport | None:
+    expected = _replay(batch.events)
+    for subject in batch.ids:
+        want = expected[subject]
+        row = batch.rows.get(subject)
+        if row is None:
+            detail = f"{name} {subject}: its row is missing"
+            return _bad(rows_checked, want.last_seq, "deleted", detail)
+        actual = _as_json(table, row)
+        columns = {col.name: want.columns.get(col.name) for col in table.columns}
+        if actual != columns or batch.votes[subject] != want.votes:
+            changed = sorted(k for k in columns if actual[k] != columns[k]) or ["votes"]
+            detail = f"{name} {subject}: {', '.join(changed)} disagree with its audit events"
+            return _bad(rows_checked, want.last_seq, "edited", detail)
+    return None
+
+
+async def _check_projection(db: Db, name: str, rows_checked: int) -> VerifyReport | None:
+    table, create_kind = PROJECTIONS[name]
+    after = 0
+    while True:
+        # Rows and their events are read in one snapshot, so concurrent writers cannot
+        # make them disagree.
+        read = await db.read(
+            "verify audit rows",
+            functools.partial(_read_batch, name=name, after=after),
+            snapshot=True,
+        )
+        if read is None:
+            break
+        after, batch = read
+        problem = _compare(name, table, batch, rows_checked)
+        if problem is not None:
+            return problem
+    recorded = sa.exists().where(
+        audit_events.c.subject == table.c.id, audit_events.c.kind == create_kind
+    )
+    query = sa.select(table.c.id).where(~recorded).limit(1)
+    stray = await db.read("verify audit rows", lambda conn: conn.scalar(query))
+    if stray is None:
+        return None
+    return _bad(rows_checked, None, "edited", f"{name} {stray}: a row with no audit events")
+
+
+async def verify_store(db: Db, checkpoint_path: Path | None, key: bytes) -> VerifyReport:
+    """See ``AuditStore.verify``.
+
+    Raises: AuditUnavailable when the database cannot be read.
+    """
+    cp: Checkpoint | None = None
+    cp_error: AuditIntegrityError | None = None
+    # Read the checkpoint before walking: it can then only describe events the walk sees.
+    if checkpoint_path is not None:
+        try:
+            cp = await asyncio.to_thread(read_checkpoint, checkpoint_path, key)
+        except AuditIntegrityError as exc:
+            cp_error = exc
+    walk = await _walk_chain(db, None if cp is None else cp.seq)
+    if walk.problem is not None:
+        return walk.problem
+    if cp_error is not None:
+        return _bad(walk.rows, None, "checkpoint", cp_error.safe_message)
+    if checkpoint_path is None:
+        tail = "tail truncation cannot be checked: no checkpoint is configured"
+    elif cp is None:
+        if walk.rows:
+            return _bad(walk.rows, None, "checkpoint", "the audit checkpoint file is missing")
+        tail = "the log is empty"
+    else:
+        problem = _check_tail(walk, cp)
+        if problem is not None:
+            return problem
+        tail = f"tail matches the signed checkpoint at event {cp.seq}"
+    for name in PROJECTIONS:
+        problem = await _check_projection(db, name, walk.rows)
+        if problem is not None:
+            return problem
+    return VerifyReport(
+        ok=True, rows_checked=walk.rows, detail=f"{walk.rows} events intact; {tail}"
+    )

@@ -1,0 +1,234 @@
+"""The policy decision: ``evaluate`` is pure and explains itself.
+
+How rules combine (deny > approve > allow, default deny):
+
+1. A rule applies when the principal holds one of its ``who`` roles (or ``who`` has
+   ``"*"``) and the target falls under one of its ``where`` targets (or ``"*"``).
+2. Deny: if an applicable deny rule matches ANY stage, the request is denied by the
+   first such rule in file order. Deny rules match "any way": wrappers, flags and
+   ``..`` paths (normalised) included.
+3. A single command is *covered* by applicable allow/approve rules whose commands match
+   it. A pipeline is covered by an applicable allow/approve rule with
+   ``pipeline.allow`` whose commands match the first stage and whose commands or
+   ``extra_stages`` match every later stage.
+4. Approve beats allow: a covering approve rule wins over a covering allow rule; and if
+   the covering rule is an allow rule but some stage on its own matches an applicable
+   approve rule, that approve rule decides (a pipeline never skips an approval).
+5. Otherwise the request is denied by default (``rule_id`` None); the reason says what
+   did not match, naming the pipeline stage when there is one.
+
+Within one effect the first rule in file order wins. Guarded arguments (shells,
+interpreters, wrappers, ``find -exec``...; see ``policies.wrappers``) are matched by
+allow and approve rules only through literal pattern elements.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+
+from policies.model import ANY, Policy, Rule
+from policies.patterns import CommandPattern
+from policies.types import ApprovalSpec, Decision, Effect, Principal, PrincipalKind, Target
+from policies.wrappers import explain, guarded_positions
+
+Stages = tuple[tuple[str, ...], ...]
+_PLAIN = re.compile(r"[A-Za-z0-9_./:=@%+,-]+")
+
+
+def evaluate(policy: Policy, *, principal: Principal, target: Target, stages: Stages) -> Decision:
+    """Decide whether ``principal`` may run ``stages`` on ``target``. No I/O.
+
+    ``target.provider`` must already be resolved by the caller.
+
+    Raises: nothing for well-formed input; an empty ``stages`` or an empty stage is
+    denied by default.
+    """
+    if not stages or any(not stage for stage in stages):
+        return _default(policy, stages, "the command is empty")
+    context = _Context(policy, principal, target)
+    for index, stage in enumerate(stages):
+        for rule, pattern in policy.deny_index.lookup(stage[0]):
+            if context.applies(rule) and pattern.matches(stage, deny=True):
+                where = _stage_label(stages, index)
+                return _decide(
+                    Effect.DENY,
+                    rule,
+                    stages,
+                    f"denied by rule {rule.id}: {where}{_show(stage)} matched {pattern}",
+                )
+    guards = tuple(guarded_positions(stage) for stage in stages)
+    covering = _covering(context, stages, guards)
+    if covering is None:
+        return _refusal(context, stages, guards)
+    rule, patterns = covering
+    matched = "; ".join(f"{_show(s)} matched {p}" for s, p in zip(stages, patterns, strict=True))
+    prefix = "pipeline " if len(stages) > 1 else ""
+    if rule.effect is Effect.APPROVE:
+        return _decide(Effect.APPROVE, rule, stages, f"{_needs(rule)}: {prefix}{matched}")
+    if len(stages) > 1:
+        for index, stage in enumerate(stages):
+            escalation = _first_match(context, stage, guards[index], Effect.APPROVE)
+            if escalation is not None:
+                approve_rule, pattern = escalation
+                return _decide(
+                    Effect.APPROVE,
+                    approve_rule,
+                    stages,
+                    f"{_needs(approve_rule)}: {_stage_label(stages, index)}{_show(stage)} "
+                    f"matched {pattern} (pipeline allowed by rule {rule.id})",
+                )
+    return _decide(Effect.ALLOW, rule, stages, f"allowed by rule {rule.id}: {prefix}{matched}")
+
+
+def is_approver(policy: Policy, principal: Principal, spec: ApprovalSpec) -> bool:
+    """True when ``principal`` holds one of the approver roles of ``spec``.
+
+    MCP clients never approve, whatever their roles: nothing a model sends may approve.
+    Refusing the requester (self-approval) is the service's job: it knows who asked.
+    """
+    if principal.kind is PrincipalKind.MCP:
+        return False
+    return not policy.roles_of(principal).isdisjoint(spec.approver_roles)
+
+
+class _Context:
+    """What one evaluation knows about the principal and target, computed once."""
+
+    def __init__(self, policy: Policy, principal: Principal, target: Target) -> None:
+        self.policy = policy
+        self.principal = principal
+        self.target = target
+        self.roles = policy.roles_of(principal)
+        self.targets = policy.targets_of(target)
+
+    def applies(self, rule: Rule) -> bool:
+        return (ANY in rule.who or not self.roles.isdisjoint(rule.who)) and (
+            ANY in rule.where or not self.targets.isdisjoint(rule.where)
+        )
+
+
+def _covering(
+    context: _Context, stages: Stages, guards: Sequence[frozenset[int]]
+) -> tuple[Rule, tuple[CommandPattern, ...]] | None:
+    """The deciding allow/approve rule and the pattern each stage matched."""
+    first, rest = stages[0], stages[1:]
+    best: tuple[Rule, tuple[CommandPattern, ...]] | None = None
+    for rule, pattern in context.policy.grant_index.lookup(first[0]):
+        if best is not None and best[0].effect is Effect.APPROVE:
+            break
+        if best is not None and rule.effect is Effect.ALLOW:
+            continue
+        if (rest and not rule.pipeline) or not context.applies(rule):
+            continue
+        if not pattern.matches(first, guarded=guards[0]):
+            continue
+        later = [_stage_pattern(rule, stage, guards[i]) for i, stage in enumerate(rest, 1)]
+        if all(p is not None for p in later):
+            best = (rule, (pattern, *[p for p in later if p is not None]))
+    return best
+
+
+def _stage_pattern(
+    rule: Rule, stage: tuple[str, ...], guard: frozenset[int]
+) -> CommandPattern | None:
+    for pattern in (*rule.commands, *rule.extra_stages):
+        if pattern.matches(stage, guarded=guard):
+            return pattern
+    return None
+
+
+def _first_match(
+    context: _Context, stage: tuple[str, ...], guard: frozenset[int], effect: Effect
+) -> tuple[Rule, CommandPattern] | None:
+    for rule, pattern in context.policy.grant_index.lookup(stage[0]):
+        if (
+            rule.effect is effect
+            and context.applies(rule)
+            and pattern.matches(stage, guarded=guard)
+        ):
+            return rule, pattern
+    return None
+
+
+def _refusal(context: _Context, stages: Stages, guards: Sequence[frozenset[int]]) -> Decision:
+    """The default deny, with the most useful explanation we can give."""
+    who = f"{context.principal} (roles: {', '.join(sorted(context.roles)) or 'none'})"
+    head = f"no rule allows {_show_stages(stages)} for {who} on {context.target}"
+    for index, stage in enumerate(stages):
+        for rule, pattern in context.policy.grant_index.lookup(stage[0]):
+            if context.applies(rule) and pattern.matches(stage, guarded=frozenset()):
+                if not pattern.matches(stage, guarded=guards[index]):
+                    named = frozenset().union(*(e.literals for e in pattern.elements))
+                    unnamed = sorted(p for p in guards[index] if stage[p] not in named)
+                    position = unnamed[0] if unnamed else min(guards[index])
+                    hint = (
+                        f"{explain(stage, position)}, so only a rule that names it "
+                        f"literally may allow it ({rule.id} does not)"
+                    )
+                    return _default(context.policy, stages, f"{head}: {hint}")
+    if len(stages) > 1:
+        return _default(
+            context.policy, stages, f"{head}: {_pipeline_hint(context, stages, guards)}"
+        )
+    return _default(context.policy, stages, head)
+
+
+def _pipeline_hint(context: _Context, stages: Stages, guards: Sequence[frozenset[int]]) -> str:
+    for rule, pattern in context.policy.grant_index.lookup(stages[0][0]):
+        if not (context.applies(rule) and pattern.matches(stages[0], guarded=guards[0])):
+            continue
+        if not rule.pipeline:
+            return f"rule {rule.id} matches stage 1 but does not allow pipelines"
+        for index, stage in enumerate(stages[1:], 1):
+            if _stage_pattern(rule, stage, guards[index]) is None:
+                return (
+                    f"stage {index + 1} {_show(stage)} is not among the commands or "
+                    f"extra_stages of rule {rule.id}"
+                )
+    return f"no rule with pipeline.allow matches stage 1 {_show(stages[0])}"
+
+
+def _decide(effect: Effect, rule: Rule, stages: Stages, reason: str) -> Decision:
+    granted = effect is not Effect.DENY
+    return Decision(
+        effect=effect,
+        rule_id=rule.id,
+        reason=reason,
+        limits=rule.limits,
+        approval=rule.approval if effect is Effect.APPROVE else None,
+        rate=rule.rate if granted else None,
+        stages=stages,
+        collect_paths=rule.collect if granted else (),
+    )
+
+
+def _default(policy: Policy, stages: Stages, reason: str) -> Decision:
+    return Decision(
+        effect=Effect.DENY,
+        rule_id=None,
+        reason=f"denied by default: {reason}",
+        limits=policy.defaults.limits,
+        stages=stages,
+    )
+
+
+def _needs(rule: Rule) -> str:
+    spec = rule.approval
+    roles = ", ".join(spec.approver_roles) if spec else "?"
+    threshold = spec.threshold if spec else 1
+    return f"needs approval by rule {rule.id} (approvers: {roles}; {threshold} needed)"
+
+
+def _stage_label(stages: Stages, index: int) -> str:
+    return f"stage {index + 1} " if len(stages) > 1 else ""
+
+
+def _show(argv: Sequence[str]) -> str:
+    """``[ps, aux]``; arguments that are not plain ASCII words are JSON-quoted."""
+    return "[" + ", ".join(a if _PLAIN.fullmatch(a) else json.dumps(a) for a in argv) + "]"
+
+
+def _show_stages(stages: Stages) -> str:
+    return " | ".join(_show(stage) for stage in stages)

@@ -1,0 +1,95 @@
+"""The file system a sandbox sees, and which host path lies behind a sandbox path.
+
+The runner mounts the host's read-only system directories at the same paths, the
+instance state directory at ``/tmp`` and the code directory at ``/code``; knowing that,
+a sandbox path can be looked up on the host without entering the sandbox.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+SANDBOX_TMP = "/tmp"  # noqa: S108 - the sandbox's own /tmp, backed by the state dir
+SANDBOX_CODE = "/code"
+EXIT_NOT_EXECUTABLE = 126
+EXIT_NOT_FOUND = 127
+_RO_ROOTS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
+_KERNEL_MOUNTS = frozenset({"/proc", "/dev"})
+
+
+@dataclass(frozen=True)
+class SandboxSpec:
+    """Where one exec runs: the function's env and the instance's directories.
+
+    ``workdir`` is a path inside the sandbox (default ``/tmp``, the state directory).
+    """
+
+    env: Mapping[str, str]
+    state_dir: Path
+    code_dir: Path | None = None
+    workdir: str = SANDBOX_TMP
+
+
+class HostLayout:
+    """The host directories shared read-only with every sandbox (found once)."""
+
+    def __init__(self) -> None:
+        args: list[str] = []
+        roots: set[str] = set()
+        for path in _RO_ROOTS:
+            if os.path.islink(path):  # merged /usr: keep the symlink
+                args += ["--symlink", os.readlink(path), path]
+            elif os.path.isdir(path):
+                args += ["--ro-bind", path, path]
+            else:
+                continue
+            roots.add(path)
+        self.root_args: tuple[str, ...] = tuple(args)
+        self.roots = frozenset(roots)
+
+    def host_path(self, path: str, spec: SandboxSpec) -> str | None:
+        """The host path behind a sandbox path, or None when it is not in a mount we made."""
+        path = _normalize(path)
+        for mount, host in ((SANDBOX_TMP, spec.state_dir), (SANDBOX_CODE, spec.code_dir)):
+            if host is not None and (path == mount or path.startswith(mount + "/")):
+                return str(host) + path[len(mount) :]
+        return path if _top(path) in self.roots else None
+
+    def missing_command(self, argv0: str, spec: SandboxSpec, search: str) -> int | None:
+        """127/126 when argv0 cannot run in the sandbox; None when it can (or may).
+
+        bubblewrap itself reports a failed execvp as exit 1, indistinguishable from
+        the command's own exit 1, so the PATH search is done here against the host
+        paths behind the sandbox's mounts (a few stat calls).
+        """
+        if "/" in argv0:
+            candidates = [posixpath.join(spec.workdir, argv0)]
+        else:
+            candidates = [posixpath.join(spec.workdir, d, argv0) for d in search.split(":")]
+        seen_unrunnable = False
+        for candidate in candidates:
+            host = self.host_path(candidate, spec)
+            if host is None:
+                if _top(candidate) in _KERNEL_MOUNTS:
+                    return None  # /proc/..., /dev/...: let the sandbox decide
+                continue  # nothing of the host is mounted there
+            if not os.path.lexists(host):
+                continue
+            if os.path.islink(host) or (os.path.isfile(host) and os.access(host, os.X_OK)):
+                return None
+            seen_unrunnable = True
+        return EXIT_NOT_EXECUTABLE if seen_unrunnable else EXIT_NOT_FOUND
+
+
+def _normalize(path: str) -> str:
+    # normpath keeps a leading "//"; the kernel treats it as "/".
+    return "/" + posixpath.normpath(path).lstrip("/")
+
+
+def _top(path: str) -> str:
+    """The first component of an absolute path: ``/usr/bin/ls`` -> ``/usr``."""
+    return "/" + _normalize(path).split("/")[1]

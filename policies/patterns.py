@@ -1,0 +1,245 @@
+"""Command patterns: one list of argument patterns matched against one argv.
+
+Each element of a pattern list is one of:
+
+``ls``, ``-h``, ``/proc/loadavg``
+    a literal: the argument must be exactly this text.
+``*.log``, ``--since=*``
+    a glob (has ``*``, ``?`` or ``[``): the whole argument must match; ``*`` and ``?``
+    stay within one path segment, ``**`` crosses ``/``.
+``/[A-Z_][A-Z0-9_]*/``
+    a regex between slashes, matched against the whole argument (``re.fullmatch``, ASCII
+    classes). An element that starts and ends with ``/`` is always a regex.
+``{name:type}``, ``{name:type(args)}``, ``{name:a|b}``, ``{name:/regex/}``, ``{name}``
+    a typed placeholder (``{name}`` is ``{name:str}``). Types: ``str`` (any argument not
+    starting with ``-``), ``int``/``int(lo..hi)``, ``path(/tmp/**,/code/**)``, ``ip``,
+    ``hostname``, ``host`` (ip or hostname), ``oneof(a,b,...)`` (items may be globs),
+    ``url(http://127.0.0.1:*/debug/*)``, ``program(rm,mkfs*)`` (by basename, so
+    ``/bin/rm`` too), ``wrapper`` (any program that runs arbitrary code). ``a|b`` accepts
+    either type. A ``?`` after the closing brace makes the element optional.
+``...``
+    the rest marker, only as the last element: zero or more further arguments.
+
+Any other use of ``{`` or ``}`` is a load error, so a typo never silently becomes a
+literal. How deny rules differ, and the flag-injection guard, are described in
+``policies.argtypes``; guarded positions (wrappers) in ``policies.wrappers``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from policies.argtypes import TYPES, Test, glob_test, is_glob, regex_test
+
+REST = "..."
+_PLACEHOLDER_RE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::(.*))?\}(\??)", re.DOTALL)
+_TYPE_RE = re.compile(r"([a-z]+)(?:\((.*)\))?", re.DOTALL)
+
+
+class PatternError(ValueError):
+    """A pattern element the policy cannot use; ``index`` is its place in the list."""
+
+    def __init__(self, index: int, reason: str) -> None:
+        super().__init__(reason)
+        self.index = index
+
+
+@dataclass(frozen=True, slots=True)
+class Element:
+    """One compiled argument pattern.
+
+    ``literals`` are the exact values that *name* an argument: a guarded argument
+    (see ``policies.wrappers``) is matched in a grant only when it is one of them.
+    """
+
+    source: str
+    test: Test
+    literals: frozenset[str]
+    exact: bool  # the test is "the argument is one of literals"
+    optional: bool = False
+
+    def accepts(self, arg: str, deny: bool, guarded: bool) -> bool:
+        if guarded and not deny:
+            return arg in self.literals
+        return self.test(arg, deny)
+
+
+@dataclass(frozen=True, slots=True)
+class CommandPattern:
+    """A compiled pattern list; ``str()`` gives back the author's spelling."""
+
+    source: tuple[str, ...]
+    elements: tuple[Element, ...]
+    rest: bool
+    min_args: int
+
+    def __str__(self) -> str:
+        return "[" + ", ".join(self.source) + "]"
+
+    @property
+    def index_keys(self) -> frozenset[str] | None:
+        """The argv[0] values this pattern can match, when they are a fixed set."""
+        if self.elements and not self.elements[0].optional and self.elements[0].exact:
+            return self.elements[0].literals
+        return None
+
+    def matches(
+        self, argv: Sequence[str], *, deny: bool = False, guarded: frozenset[int] = frozenset()
+    ) -> bool:
+        """True when ``argv`` matches; ``guarded`` positions need a literal unless ``deny``."""
+        count = len(argv)
+        if count < self.min_args or (not self.rest and count > len(self.elements)):
+            return False
+        return self._match_from(0, 0, argv, deny, guarded)
+
+    def _match_from(
+        self, i: int, j: int, argv: Sequence[str], deny: bool, guarded: frozenset[int]
+    ) -> bool:
+        elements = self.elements
+        while i < len(elements):
+            element = elements[i]
+            if element.optional:
+                if (
+                    j < len(argv)
+                    and element.accepts(argv[j], deny, j in guarded)
+                    and self._match_from(i + 1, j + 1, argv, deny, guarded)
+                ):
+                    return True
+                i += 1
+                continue
+            if j >= len(argv) or not element.accepts(argv[j], deny, j in guarded):
+                return False
+            i += 1
+            j += 1
+        if j == len(argv):
+            return True
+        if not self.rest:
+            return False
+        # The rest marker never covers a guarded argument in a grant.
+        return deny or all(position < j for position in guarded)
+
+
+def compile_command(items: Sequence[str], *, grant: bool) -> CommandPattern:
+    """Compile one pattern list; ``grant`` is True for allow and approve rules.
+
+    Raises: PatternError (with the index of the offending element).
+    """
+    if not items:
+        raise PatternError(0, "a command pattern needs at least the program")
+    elements: list[Element] = []
+    rest = False
+    names: set[str] = set()
+    for index, item in enumerate(items):
+        if item == REST:
+            if index != len(items) - 1:
+                raise PatternError(index, "'...' may only be the last element")
+            if index == 0 and grant:
+                raise PatternError(index, "an allow or approve rule must name the program")
+            rest = True
+            break
+        try:
+            element, name = _compile_element(item)
+        except ValueError as exc:
+            raise PatternError(index, str(exc)) from None
+        if name is not None:
+            if name in names:
+                raise PatternError(index, f"placeholder name {name!r} is used twice")
+            names.add(name)
+        elements.append(element)
+    return CommandPattern(
+        source=tuple(items),
+        elements=tuple(elements),
+        rest=rest,
+        min_args=sum(1 for element in elements if not element.optional),
+    )
+
+
+def _compile_element(item: str) -> tuple[Element, str | None]:
+    if len(item) > 2 and item.startswith("/") and item.endswith("/"):
+        return Element(item, regex_test(item[1:-1]), frozenset(), exact=False), None
+    if item.startswith("{"):
+        return _compile_placeholder(item)
+    if "{" in item or "}" in item:
+        raise ValueError(
+            f"{item!r}: braces are only for placeholders written {{name:type}}; "
+            "match a literal brace with a regex"
+        )
+    if is_glob(item):
+        return Element(item, glob_test(item), frozenset(), exact=False), None
+    return Element(item, lambda arg, deny: arg == item, frozenset({item}), exact=True), None
+
+
+def _compile_placeholder(item: str) -> tuple[Element, str]:
+    match = _PLACEHOLDER_RE.fullmatch(item)
+    if match is None:
+        raise ValueError(f"{item!r} is not a placeholder; write {{name:type}} or {{name:type}}?")
+    name, spec, optional = match[1], match[2] or "str", match[3] == "?"
+    if spec.startswith("/"):
+        if len(spec) < 3 or not spec.endswith("/"):
+            raise ValueError(f"{item!r}: a regex type is written /regex/")
+        test = regex_test(spec[1:-1])
+        return Element(item, test, frozenset(), exact=False, optional=optional), name
+    tests: list[Test] = []
+    literals: set[str] = set()
+    exact = True
+    for alternative in _split_top(spec, "|"):
+        type_match = _TYPE_RE.fullmatch(alternative.strip())
+        if type_match is None:
+            raise ValueError(f"{item!r}: {alternative.strip()!r} is not a type")
+        type_name = type_match[1]
+        args = _split_top(type_match[2], ",") if type_match[2] is not None else []
+        args = [arg.strip() for arg in args]
+        if any(not arg for arg in args):
+            raise ValueError(f"{item!r}: empty argument in {type_name}(...)")
+        if type_name == "oneof":
+            test, values = _oneof(args)
+            literals |= values
+            exact = exact and len(values) == len(args)
+        elif type_name in TYPES:
+            test = TYPES[type_name](args)
+            exact = False
+        else:
+            known = ", ".join(sorted([*TYPES, "oneof"]))
+            raise ValueError(f"{item!r}: unknown type {type_name!r} (known: {known})")
+        tests.append(test)
+    if len(tests) == 1:
+        combined = tests[0]
+    else:
+
+        def combined(arg: str, deny: bool) -> bool:
+            return any(test(arg, deny) for test in tests)
+
+    return Element(item, combined, frozenset(literals), exact=exact, optional=optional), name
+
+
+def _oneof(args: Sequence[str]) -> tuple[Test, frozenset[str]]:
+    if not args:
+        raise ValueError("oneof needs at least one value, e.g. oneof(-h,-m)")
+    values = frozenset(arg for arg in args if not is_glob(arg))
+    globs = [glob_test(arg) for arg in args if is_glob(arg)]
+
+    def test(arg: str, deny: bool) -> bool:
+        return arg in values or any(glob(arg, deny) for glob in globs)
+
+    return test, values
+
+
+def _split_top(text: str, separator: str) -> list[str]:
+    """Split on ``separator`` outside parentheses."""
+    parts: list[str] = []
+    depth = 0
+    current: list[str] = []
+    for char in text:
+        if char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+        if char == separator and depth == 0:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    parts.append("".join(current))
+    return parts

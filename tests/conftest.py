@@ -1,0 +1,84 @@
+"""Shared fixtures: a fresh audit database per test (SQLite always; PostgreSQL too when
+EXECGATE_TEST_DATABASE_URL names a server), migrated, and an open audit store."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg  # type: ignore[import-untyped]
+import pytest
+from sqlalchemy.engine import make_url
+
+from policies.audit import SqlAuditStore, open_audit_store
+from policies.audit.migrate import upgrade
+
+PG_ENV = "EXECGATE_TEST_DATABASE_URL"
+CHECKPOINT_KEY = b"execgate-test-checkpoint-key-0001"
+
+_BACKENDS = [pytest.param("sqlite", id="sqlite")]
+if os.environ.get(PG_ENV):
+    _BACKENDS.append(pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres))
+
+
+async def _fresh_postgres(server_url: str) -> AsyncIterator[str]:
+    url = make_url(server_url)
+    admin = {
+        "host": url.host or "127.0.0.1",
+        "port": url.port or 5432,
+        "user": url.username or "postgres",
+        "password": url.password,
+        "database": "postgres",
+    }
+    name = f"execgate_test_{secrets.token_hex(6)}"
+    conn = await asyncpg.connect(**admin)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    try:
+        yield url.set(drivername="postgresql+asyncpg", database=name).render_as_string(
+            hide_password=False
+        )
+    finally:
+        conn = await asyncpg.connect(**admin)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+
+@pytest.fixture(params=_BACKENDS)
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A URL of a fresh, empty database (no tables)."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'audit.db'}"
+        return
+    async for url in _fresh_postgres(os.environ[PG_ENV]):
+        yield url
+
+
+@pytest.fixture
+async def migrated_url(database_url: str) -> str:
+    """``database_url`` upgraded to the newest schema."""
+    await upgrade(database_url)
+    return database_url
+
+
+@pytest.fixture
+def checkpoint_path(tmp_path: Path) -> Path:
+    return tmp_path / "checkpoints" / "audit-checkpoint.json"
+
+
+@pytest.fixture
+async def audit_store(migrated_url: str, checkpoint_path: Path) -> AsyncIterator[SqlAuditStore]:
+    """An open store on a migrated database, checkpointing to ``checkpoint_path``."""
+    store = await open_audit_store(
+        migrated_url, checkpoint_path=checkpoint_path, checkpoint_key=CHECKPOINT_KEY
+    )
+    try:
+        yield store
+    finally:
+        await store.aclose()

@@ -1,0 +1,140 @@
+"""A process that dies mid-exec leaves a RUNNING intent; the next start marks it
+INTERRUPTED, while the intents of live processes stay RUNNING."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import anyio
+
+from policies.audit import SqlAuditStore, open_audit_store
+from policies.audit.owner import hostname
+from policies.ports import ExecOutcome, ExecStatus
+from policies.types import AuditId
+from tests.policies.audit.support import INTENT, intent
+
+REPO = Path(__file__).resolve().parents[3]
+
+# Records one intent, prints its id, then waits on stdin (to be killed or released).
+CHILD = """
+import asyncio, sys
+from policies.audit import open_audit_store
+from tests.policies.audit.support import INTENT, intent
+
+async def main() -> None:
+    store = await open_audit_store(sys.argv[1], checkpoint_path=None, checkpoint_key=b"k")
+    print(await store.record_intent(INTENT), flush=True)
+    await asyncio.to_thread(sys.stdin.readline)
+    await store.aclose()
+
+asyncio.run(main())
+"""
+
+
+@asynccontextmanager
+async def _writer_process(url: str) -> AsyncIterator[tuple[asyncio.subprocess.Process, AuditId]]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        CHILD,
+        url,
+        cwd=REPO,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        with anyio.fail_after(60):
+            line = await proc.stdout.readline()
+        assert line, "the writer process exited before recording"
+        yield proc, AuditId(line.decode().strip())
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+        await proc.wait()
+
+
+async def _status(store: SqlAuditStore, audit_id: AuditId) -> ExecStatus:
+    return (await store.get_exec(audit_id)).intent.status
+
+
+async def test_intent_of_a_killed_process_is_marked_interrupted(
+    audit_store: SqlAuditStore, migrated_url: str
+) -> None:
+    async with _writer_process(migrated_url) as (proc, audit_id):
+        proc.kill()
+        await proc.wait()
+
+    assert await audit_store.mark_interrupted() == 1
+    record = await audit_store.get_exec(audit_id)
+    assert record.intent.status is ExecStatus.INTERRUPTED
+    assert record.outcome is not None and record.outcome.status is ExecStatus.INTERRUPTED
+    assert await audit_store.mark_interrupted() == 0
+    assert (await audit_store.verify()).ok
+
+
+async def test_intent_of_a_live_process_stays_running(
+    audit_store: SqlAuditStore, migrated_url: str
+) -> None:
+    async with _writer_process(migrated_url) as (_proc, audit_id):
+        assert await audit_store.mark_interrupted() == 0
+        assert await _status(audit_store, audit_id) is ExecStatus.RUNNING
+
+
+async def test_own_running_intents_stay_running(audit_store: SqlAuditStore) -> None:
+    audit_id = await audit_store.record_intent(INTENT)
+
+    assert await audit_store.mark_interrupted() == 0
+    assert await _status(audit_store, audit_id) is ExecStatus.RUNNING
+
+
+async def test_reused_pid_with_another_nonce_is_marked_interrupted(
+    audit_store: SqlAuditStore, migrated_url: str
+) -> None:
+    # This process's pid, but written by an earlier process that had the same pid.
+    old = await open_audit_store(
+        migrated_url,
+        checkpoint_path=None,
+        checkpoint_key=b"k",
+        owner=f"{hostname()}:{os.getpid()}:earlier-process",
+    )
+    try:
+        audit_id = await old.record_intent(INTENT)
+    finally:
+        await old.aclose()
+
+    assert await audit_store.mark_interrupted() == 1
+    assert await _status(audit_store, audit_id) is ExecStatus.INTERRUPTED
+
+
+async def test_other_hosts_and_finished_execs_are_left_alone(
+    audit_store: SqlAuditStore, migrated_url: str
+) -> None:
+    elsewhere = await open_audit_store(
+        migrated_url, checkpoint_path=None, checkpoint_key=b"k", owner="other-host:1:x"
+    )
+    dead_but_done = await open_audit_store(
+        migrated_url,
+        checkpoint_path=None,
+        checkpoint_key=b"k",
+        owner=f"{hostname()}:{os.getpid()}:earlier-process",
+    )
+    try:
+        remote = await elsewhere.record_intent(INTENT)
+        done = await dead_but_done.record_intent(INTENT)
+        await dead_but_done.record_outcome(done, ExecOutcome(status=ExecStatus.COMPLETED))
+        pending = await dead_but_done.record_intent(intent(status=ExecStatus.PENDING_APPROVAL))
+    finally:
+        await elsewhere.aclose()
+        await dead_but_done.aclose()
+
+    assert await audit_store.mark_interrupted() == 0
+    assert await _status(audit_store, remote) is ExecStatus.RUNNING
+    assert await _status(audit_store, done) is ExecStatus.COMPLETED
+    assert await _status(audit_store, pending) is ExecStatus.PENDING_APPROVAL
+

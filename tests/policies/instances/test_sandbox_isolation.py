@@ -1,0 +1,183 @@
+"""What only a bubblewrap sandbox guarantees: read-only root, private /tmp, no network."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
+
+import anyio
+import pytest
+
+from policies.errors import ProviderUnavailable
+from policies.instances.sandbox import SandboxRunner, SandboxSpec
+from policies.types import Limits
+from tests.policies.instances.sandbox_helpers import Output, bwrap_unusable_reason
+
+LIMITS = Limits(timeout=30.0, idle_timeout=30.0)
+
+
+@pytest.mark.bwrap
+async def test_the_root_file_system_is_read_only(
+    bwrap_runner: SandboxRunner, tmp_path: Path
+) -> None:
+    spec = SandboxSpec(env={}, state_dir=tmp_path / "state")
+    with anyio.fail_after(30):
+        result = await bwrap_runner.run(
+            ["sh", "-c", "echo x > /etc/execgate-test-file"],
+            spec,
+            limits=LIMITS,
+            on_output=Output(),
+        )
+    assert result.exit_code not in (0, None)
+    assert not Path("/etc/execgate-test-file").exists()
+
+
+@pytest.mark.bwrap
+async def test_tmp_is_the_instance_state_directory(
+    bwrap_runner: SandboxRunner, tmp_path: Path
+) -> None:
+    spec = SandboxSpec(env={}, state_dir=tmp_path / "state", workdir="/")
+    out = Output()
+    with anyio.fail_after(30):
+        result = await bwrap_runner.run(
+            ["sh", "-c", "echo private > /tmp/mine && cat /tmp/mine && pwd"],
+            spec,
+            limits=LIMITS,
+            on_output=out,
+        )
+    assert result.exit_code == 0
+    assert out.text("stdout") == "private\n/\n"
+    assert (spec.state_dir / "mine").read_text() == "private\n"
+
+
+@pytest.mark.bwrap
+async def test_the_host_home_is_not_visible(bwrap_runner: SandboxRunner, tmp_path: Path) -> None:
+    spec = SandboxSpec(env={}, state_dir=tmp_path / "state")
+    with anyio.fail_after(30):
+        result = await bwrap_runner.run(
+            ["ls", str(Path(__file__).parent)], spec, limits=LIMITS, on_output=Output()
+        )
+    assert result.exit_code not in (0, None)
+
+
+@pytest.mark.bwrap
+async def test_the_code_directory_is_mounted_read_only_at_code(
+    bwrap_runner: SandboxRunner, tmp_path: Path
+) -> None:
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "app.txt").write_text("v1\n")
+    spec = SandboxSpec(env={}, state_dir=tmp_path / "state", code_dir=code, workdir="/code")
+    out = Output()
+    with anyio.fail_after(30):
+        read = await bwrap_runner.run(["cat", "app.txt"], spec, limits=LIMITS, on_output=out)
+        write = await bwrap_runner.run(
+            ["sh", "-c", "echo v2 > /code/app.txt"], spec, limits=LIMITS, on_output=Output()
+        )
+    assert read.exit_code == 0 and out.text("stdout") == "v1\n"
+    assert write.exit_code not in (0, None)
+    assert (code / "app.txt").read_text() == "v1\n"
+
+
+@pytest.mark.bwrap
+async def test_the_command_has_no_capabilities(bwrap_runner: SandboxRunner, tmp_path: Path) -> None:
+    spec = SandboxSpec(env={}, state_dir=tmp_path / "state")
+    out = Output()
+    with anyio.fail_after(30):
+        await bwrap_runner.run(
+            ["grep", "^CapEff", "/proc/self/status"], spec, limits=LIMITS, on_output=out
+        )
+    assert out.text("stdout").split() == ["CapEff:", "0000000000000000"]
+
+
+async def test_a_sandboxed_command_cannot_reach_the_host_network(
+    runner: SandboxRunner, tmp_path: Path
+) -> None:
+    bash = shutil.which("bash")
+    if bash is None or not bash.startswith(("/usr/", "/bin/")):
+        pytest.skip("needs bash from /usr or /bin for /dev/tcp")
+    connections = 0
+
+    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        writer.close()
+
+    server = await asyncio.start_server(accept, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    spec = SandboxSpec(env={}, state_dir=tmp_path / "state")
+    try:
+        with anyio.fail_after(30):
+            result = await runner.run(
+                [bash, "-c", f"exec 3<>/dev/tcp/127.0.0.1/{port}"],
+                spec,
+                limits=LIMITS,
+                on_output=Output(),
+            )
+    finally:
+        server.close()
+        await server.wait_closed()
+    # Unsandboxed, the same command connects: the check itself works.
+    reached = result.exit_code == 0
+    assert reached == (not runner.sandboxed)
+    assert (connections > 0) == (not runner.sandboxed)
+
+
+@pytest.mark.bwrap
+async def test_the_sandbox_has_only_a_loopback_interface(
+    bwrap_runner: SandboxRunner, tmp_path: Path
+) -> None:
+    spec = SandboxSpec(env={}, state_dir=tmp_path / "state")
+    out = Output()
+    with anyio.fail_after(30):
+        await bwrap_runner.run(["cat", "/proc/net/dev"], spec, limits=LIMITS, on_output=out)
+    lines = out.text("stdout").splitlines()[2:]
+    assert [line.split(":")[0].strip() for line in lines] == ["lo"]
+
+
+async def test_mode_bwrap_refuses_to_fall_back(tmp_path: Path) -> None:
+    runner = SandboxRunner("bwrap", bwrap_path=str(tmp_path / "no-bwrap"))
+    with pytest.raises(ProviderUnavailable) as caught:
+        await runner.probe()
+    assert caught.value.code == "provider_unavailable"
+    with pytest.raises(ProviderUnavailable):
+        await runner.run(
+            ["true"],
+            SandboxSpec(env={}, state_dir=tmp_path / "state"),
+            limits=LIMITS,
+            on_output=Output(),
+        )
+    assert not runner.sandboxed
+
+
+async def test_mode_auto_falls_back_loudly_when_bwrap_does_not_work(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake = tmp_path / "bwrap"
+    fake.write_text("#!/bin/sh\necho 'bwrap: No permissions to create new namespace' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    runner = SandboxRunner("auto", bwrap_path=str(fake))
+    with caplog.at_level("WARNING"):
+        assert await runner.probe() is False
+    assert not runner.sandboxed
+    assert any("UNSANDBOXED" in r.getMessage() for r in caplog.records)
+    out = Output()
+    result = await runner.run(
+        ["sh", "-c", "echo still-runs"],
+        SandboxSpec(env={}, state_dir=tmp_path / "state"),
+        limits=LIMITS,
+        on_output=out,
+    )
+    assert result.exit_code == 0 and out.text("stdout") == "still-runs\n"
+
+
+@pytest.mark.bwrap
+async def test_mode_auto_uses_bwrap_where_it_works() -> None:
+    reason = bwrap_unusable_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    runner = SandboxRunner("auto")
+    assert runner.sandboxed is False  # not claimed before the probe
+    assert await runner.probe() is True
+    assert runner.sandboxed

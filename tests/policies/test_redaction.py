@@ -1,0 +1,210 @@
+"""Secret redaction: the corpus of shapes, ordinary output, chunk boundaries, PEM blocks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from policies.controls import strip_controls
+from policies.redact import MAX_LINE, Redactor, StreamRedactor, redact_text
+
+_CORPUS: dict[str, list[dict[str, Any]]] = yaml.safe_load(
+    Path(__file__).with_name("redaction_corpus.yaml").read_text(encoding="utf-8")
+)
+SECRET_CASES = _CORPUS["secrets"]
+BENIGN_CASES = _CORPUS["benign"]
+
+
+def _params(cases: list[dict[str, Any]]) -> list[Any]:
+    return [pytest.param(case, id=case["id"]) for case in cases]
+
+
+def _stream(chunks: list[bytes], **kwargs: Any) -> tuple[str, int]:
+    stream = StreamRedactor(**kwargs)
+    out = "".join(stream.feed(chunk) for chunk in chunks) + stream.flush()
+    return out, stream.redactions
+
+
+def test_corpus_holds_at_least_forty_secret_shapes_and_fifteen_benign_samples() -> None:
+    ids = [case["id"] for case in SECRET_CASES + BENIGN_CASES]
+    assert len(SECRET_CASES) >= 40
+    assert len(BENIGN_CASES) >= 15
+    assert len(ids) == len(set(ids))
+
+
+@pytest.mark.parametrize("case", _params(SECRET_CASES))
+def test_secret_shape_is_replaced_by_a_marker(case: dict[str, Any]) -> None:
+    out, count = Redactor().redact(case["text"])
+
+    assert count >= 1
+    for secret in case["secrets"]:
+        assert secret not in out
+    for kind in case.get("kinds", []):
+        assert f"[REDACTED:{kind}]" in out
+    for kept in case.get("keep", []):
+        assert kept in out
+
+
+@pytest.mark.parametrize("case", _params(SECRET_CASES))
+def test_secret_shape_is_scrubbed_when_streamed_in_small_chunks(case: dict[str, Any]) -> None:
+    data = case["text"].encode()
+    out, count = _stream([data[i : i + 7] for i in range(0, len(data), 7)])
+
+    assert (out, count) == Redactor().redact(case["text"])
+
+
+@pytest.mark.parametrize("case", _params(SECRET_CASES))
+def test_redacting_scrubbed_output_again_changes_nothing(case: dict[str, Any]) -> None:
+    once, _ = Redactor().redact(case["text"])
+
+    assert Redactor().redact(once) == (once, 0)
+
+
+@pytest.mark.parametrize("case", _params(BENIGN_CASES))
+def test_ordinary_output_passes_unchanged(case: dict[str, Any]) -> None:
+    assert Redactor().redact(case["text"]) == (case["text"], 0)
+
+
+@pytest.mark.parametrize("case", _params(BENIGN_CASES))
+def test_ordinary_output_passes_unchanged_through_the_stripping_stream(
+    case: dict[str, Any],
+) -> None:
+    data = case["text"].encode()
+    chunks = [data[i : i + 11] for i in range(0, len(data), 11)]
+
+    assert _stream(chunks, prepare=strip_controls) == (case["text"], 0)
+
+
+def test_redact_text_returns_only_the_scrubbed_text() -> None:
+    assert redact_text("DB_PASSWORD=hunter2") == "DB_PASSWORD=[REDACTED:password]"
+
+
+def test_function_instance_env_output_keeps_names_and_hides_credentials() -> None:
+    env = (
+        "FC_FUNCTION_NAME=demo-api\n"
+        "ALIBABA_CLOUD_ACCESS_KEY_ID=STS.NUfakeAccessKeyId1234\n"
+        "ALIBABA_CLOUD_ACCESS_KEY_SECRET=8dKLzdocJ2isAjIhKtJ0RlgLKOmxgJ\n"
+        "ALIBABA_CLOUD_SECURITY_TOKEN=CAISfakeStsToken0123456789abcdefghijklmnopqrstuvwxyz==\n"
+        "PWD=/code\n"
+    )
+
+    out, count = Redactor().redact(env)
+
+    assert count == 3
+    assert out == (
+        "FC_FUNCTION_NAME=demo-api\n"
+        "ALIBABA_CLOUD_ACCESS_KEY_ID=[REDACTED:alibaba-access-key-id]\n"
+        "ALIBABA_CLOUD_ACCESS_KEY_SECRET=[REDACTED:alibaba-secret]\n"
+        "ALIBABA_CLOUD_SECURITY_TOKEN=[REDACTED:alibaba-sts-token]\n"
+        "PWD=/code\n"
+    )
+
+
+_SPLIT_SAMPLES = {
+    "env-secret": "HOME=/root\nALIBABA_CLOUD_ACCESS_KEY_SECRET=8dKLzdocJ2isAjIhKtJ0RlgLKOmxgJ\nX=1\n",
+    "jwt-in-log": (
+        "09:41 auth eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0."
+        "dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U ok\n"
+    ),
+    "url-password": "dsn postgres://app:s3cr3t-Pa55@db:5432/app\n",
+    "pem-block": (
+        "a\n-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n"
+        "BKcwggSjAgEAAoIBAQC7\n-----END PRIVATE KEY-----\nb\n"
+    ),
+    "multibyte-around-secret": "密码: é DB_PASSWORD=pässwörd-ß\n日志\n",
+}
+
+
+@pytest.mark.parametrize("text", list(_SPLIT_SAMPLES.values()), ids=list(_SPLIT_SAMPLES))
+def test_secret_split_at_any_byte_is_scrubbed_as_if_whole(text: str) -> None:
+    data = text.encode()
+    expected = Redactor().redact(text)
+
+    for split in range(len(data) + 1):
+        assert _stream([data[:split], data[split:]]) == expected, f"split at byte {split}"
+
+
+@pytest.mark.parametrize("text", list(_SPLIT_SAMPLES.values()), ids=list(_SPLIT_SAMPLES))
+def test_feeding_one_byte_at_a_time_matches_the_whole_text(text: str) -> None:
+    data = text.encode()
+
+    assert _stream([data[i : i + 1] for i in range(len(data))]) == Redactor().redact(text)
+
+
+def test_private_key_spread_over_many_chunks_is_dropped_whole() -> None:
+    body = "\n".join("Vw5HanSBeVRsfAGeAbP0VxNjAe9i0mYtluYI0KN1gNT11cUzYZAa3u2olZU6uqb" for _ in range(30))
+    data = f"before\n-----BEGIN RSA PRIVATE KEY-----\n{body}\n-----END RSA PRIVATE KEY-----\nafter\n"
+    raw = data.encode()
+
+    out, count = _stream([raw[i : i + 13] for i in range(0, len(raw), 13)])
+
+    assert out == "before\n[REDACTED:private-key]\nafter\n"
+    assert count == 1
+
+
+def test_private_key_without_end_line_ends_at_the_first_line_that_is_not_key_material() -> None:
+    text = (
+        "key.pem: -----BEGIN EC PRIVATE KEY-----\n"
+        "MHcCAQEEIBkg4LVWM9nuwNSk3yByxZpYRTBnVJk5oGnO9OZ1cOcnoAoGCCqGSM49\n"
+        "grep: other.pem: Permission denied\n"
+    )
+
+    out, count = Redactor().redact(text)
+
+    assert out == "key.pem: [REDACTED:private-key]\ngrep: other.pem: Permission denied\n"
+    assert count == 1
+
+
+def test_invalid_utf8_is_replaced_instead_of_failing() -> None:
+    out, count = _stream([b"ok \xff\xfe bytes\n", b"\xe6\x97"])
+
+    assert out == "ok \ufffd\ufffd bytes\n\ufffd"
+    assert count == 0
+
+
+def test_an_endless_line_is_flushed_in_pieces_so_memory_stays_bounded() -> None:
+    stream = StreamRedactor()
+    pair = b"user=bob db_password=hunter2x "
+    emitted: list[str] = []
+
+    for _ in range(400):
+        emitted.append(stream.feed(pair * 100))
+        assert stream.buffered_chars <= MAX_LINE
+    emitted.append(stream.flush())
+
+    out = "".join(emitted)
+    assert "hunter2x" not in out
+    # A piece that starts with a key reads as a line start and loses its whole rest:
+    # more is hidden than needed, never less.
+    assert out.startswith("user=bob db_password=[REDACTED:password] user=bob")
+
+
+def test_a_long_identifier_run_with_a_trigger_is_handled_in_linear_time() -> None:
+    # A quadratic rule would not finish on this line; the test would hang.
+    line = "a_" * 30_000 + "token=" + "b" * 30_000
+
+    out, _ = Redactor().redact(line)
+
+    assert out.endswith("[REDACTED:token]")
+
+
+def test_detect_secrets_pass_catches_a_comparison_against_a_secret_name() -> None:
+    line = 'if ("Hunter2Value" === password) { grant() }'
+
+    with_plugins, found = Redactor().redact(line)
+    without_plugins, none = Redactor(second_pass=False).redact(line)
+
+    assert "Hunter2Value" not in with_plugins
+    assert found == 1
+    assert (without_plugins, none) == (line, 0)
+
+
+def test_stream_counts_every_redaction() -> None:
+    data = b"A_TOKEN=x1\nB_TOKEN=x2\nnothing here\nAKIAIOSFODNN7EXAMPLE\n"
+
+    _, count = _stream([data])
+
+    assert count == 3
