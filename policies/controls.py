@@ -59,28 +59,27 @@ _NEEDS_WORK = compile_scanner(
     r"[\x00-\x08\x0b-\x1f\x7f-\x9f\x{2028}\x{2029}" + _re2_class(_INVISIBLE_RANGES) + "]"
 )
 
-# Sequences are matched before single characters so that a whole escape sequence goes,
-# not just its ESC. Unterminated string sequences (OSC, DCS, ...) end at a newline:
-# a sequence cut short by the end of the output is removed up to there.
-_CONTROL = re.compile(
-    r"""
-    (?P<crlf>\r\n?|[\u2028\u2029])
-    | \x1b\[[0-?]*[\x20-/]*[@-~]?                          # CSI, incl. SGR colours
-    | \x1b[\]PX^_][^\x07\x1b\n]*(?:\x07|\x1b\\)?           # OSC (incl. OSC 8), DCS, SOS, PM, APC
-    | \x1b[\x20-/]*[0-~]?                                  # other ESC sequences, lone ESC
-    | \x9b[0-?]*[\x20-/]*[@-~]?                            # 8-bit CSI
-    | [\x90\x98\x9d\x9e\x9f][^\x07\x1b\x9c\n]*(?:\x07|\x1b\\|\x9c)?  # 8-bit string sequences
-    | [\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]                # remaining C0, DEL, C1
-    | [INVISIBLE]
-    """.replace("INVISIBLE", _re_class(_INVISIBLE_RANGES)),
-    re.VERBOSE,
+# Each pass starts with a literal or a single character class, so ``re`` skips ahead
+# to candidates instead of trying an alternation at every position; replacements are
+# plain strings (no Python callback per match). Sequences go before single characters
+# so that a whole escape sequence is removed, not just its ESC. Unterminated string
+# sequences (OSC, DCS, ...) end at a newline: one cut short by the end of the output is
+# removed up to there.
+_ESC_SEQUENCE = re.compile(
+    r"\x1b(?:"
+    r"\[[0-?]*[\x20-/]*[@-~]?"  # CSI, incl. SGR colours
+    r"|[\]PX^_][^\x07\x1b\n]*(?:\x07|\x1b\\)?"  # OSC (incl. OSC 8), DCS, SOS, PM, APC
+    r"|[\x20-/]*[0-~]?"  # other ESC sequences, a lone ESC
+    r")"
 )
-
-
-def _replace(match: re.Match[str]) -> str:
-    # CR LF becomes LF; a lone CR (progress bars, overwrite tricks) starts a new line
-    # instead of hiding what came before it on the same line.
-    return "\n" if match.lastgroup == "crlf" else ""
+_C1_SEQUENCE = re.compile(
+    r"[\x90\x98\x9b\x9d\x9e\x9f](?:"
+    r"(?<=\x9b)[0-?]*[\x20-/]*[@-~]?"  # 8-bit CSI
+    r"|(?<!\x9b)[^\x07\x1b\x9c\n]*(?:\x07|\x1b\\|\x9c)?"  # 8-bit string sequences
+    r")"
+)
+_SINGLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f" + _re_class(_INVISIBLE_RANGES) + "]+")
+_C1_STARTS = "\x90\x98\x9b\x9d\x9e\x9f"
 
 
 def strip_controls(text: str) -> str:
@@ -89,12 +88,23 @@ def strip_controls(text: str) -> str:
     Removes ANSI/VT sequences (CSI, OSC including OSC 8 hyperlinks, DCS/SOS/PM/APC,
     single-character escapes, their 8-bit forms), C0 controls except newline and tab,
     DEL, C1 controls, and Unicode format characters (bidi controls, zero-width
-    characters, BOM, tag and variation-selector characters). ``\\r\\n`` becomes ``\\n``
-    and a lone ``\\r`` (or U+2028/U+2029) becomes ``\\n``.
+    characters, BOM, tag and variation-selector characters). ``\\r\\n`` becomes ``\\n``;
+    a lone ``\\r`` (progress bars, overwrite tricks) or U+2028/U+2029 becomes ``\\n``, so
+    nothing written earlier on a line can be hidden by what follows it.
 
     Raises:
         Nothing; any ``str`` is accepted.
     """
     if _NEEDS_WORK.search(text) is None:
         return text
-    return _CONTROL.sub(_replace, text)
+    if "\x1b" in text:
+        text = _ESC_SEQUENCE.sub("", text)
+    if any(start in text for start in _C1_STARTS):
+        text = _C1_SEQUENCE.sub("", text)
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if "\u2028" in text or "\u2029" in text:
+        text = text.replace("\u2028", "\n").replace("\u2029", "\n")
+    # The character class is large, which makes ``re`` slow on long text: ask RE2
+    # first (coloured output usually has nothing left at this point).
+    return _SINGLE.sub("", text) if _NEEDS_WORK.search(text) is not None else text

@@ -39,6 +39,7 @@ __all__ = [
 MARKER_RESERVE = 64
 
 _STREAMS: tuple[Stream, ...] = ("stdout", "stderr")
+_SPILL_FAILED = "the full output could not be written to local storage"
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,9 +181,10 @@ class _StreamBuffer:
             spill_dir.mkdir(parents=True, exist_ok=True)
             # Scrubbed output is still the instance's data: owner-only permissions.
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            os.fchmod(fd, 0o600)  # the file may have existed with a wider mode
             self.spill = open(fd, "w", encoding="utf-8", newline="")
         except OSError as exc:
-            raise ArtifactError("the full output could not be written to local storage") from exc
+            raise ArtifactError(_SPILL_FAILED) from exc
         self.spill_path = path
         self._write("".join(self.head) + "".join(self.tail))
 
@@ -191,16 +193,14 @@ class _StreamBuffer:
         try:
             self.spill.write(text)
         except OSError as exc:
-            raise ArtifactError("the full output could not be written to local storage") from exc
+            raise ArtifactError(_SPILL_FAILED) from exc
 
     def close_spill(self) -> None:
         if self.spill is not None:
             try:
                 self.spill.close()
             except OSError as exc:
-                raise ArtifactError(
-                    "the full output could not be written to local storage"
-                ) from exc
+                raise ArtifactError(_SPILL_FAILED) from exc
             self.spill = None
 
     def view(self) -> tuple[str, int]:

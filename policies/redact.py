@@ -19,23 +19,21 @@ from __future__ import annotations
 
 import codecs
 import functools
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from policies.fastscan import compile_scanner
 from policies.redact_detectors import adjacent_entropy_pass, plugin_pass
+from policies.redact_keys import kind_for_key
 from policies.redact_rules import (
     ENV_NAME_LINE,
     ENV_VALUE_LINE,
-    LINE_RULES,
-    MARKER_PREFIX,
     PEM_BEGIN,
     PEM_BODY,
     PEM_END,
-    RULES_BY_NAME,
     TRIGGER,
-    kind_for_key,
+    apply_rules,
+    is_secret_value,
     marker,
 )
 
@@ -118,11 +116,12 @@ class Redactor:
     ) -> tuple[int, int]:
         newline = text.find("\n", start)
         end = len(text) if newline < 0 else newline
-        line, count = self._line(text[start:end], state)
+        # A CR of a CRLF line ending is not part of the line's content.
+        body_end = end - 1 if end > start and text[end - 1] == "\r" else end
+        line, count = self._line(text[start:body_end], state)
         if line is not None:
             out.append(line)
-            if newline >= 0:
-                out.append("\n")
+            out.append(text[body_end : end + 1])
         return (end if newline < 0 else newline + 1), count
 
     def _line(self, body: str, state: _LineState) -> tuple[str | None, int]:
@@ -140,7 +139,7 @@ class Redactor:
         if state.env_value_kind is not None:
             kind, state.env_value_kind = state.env_value_kind, None
             value = ENV_VALUE_LINE.fullmatch(body)
-            if value is not None and _is_secret_value(value["val"]):
+            if value is not None and is_secret_value(value["val"]):
                 start, stop = value.span("val")
                 return body[:start] + marker(kind) + body[stop:], 1
         return self._plain(body, state)
@@ -163,36 +162,13 @@ class Redactor:
     def _rules(self, body: str) -> tuple[str, int]:
         if not body:
             return body, 0
-        count = 0
-
-        def replace(match: re.Match[str]) -> str:
-            nonlocal count
-            rule = RULES_BY_NAME[match.lastgroup or ""]
-            for group in rule.values:
-                start, end = match.span(group)
-                if start >= 0:
-                    break
-            else:
-                return match[0]
-            if not _is_secret_value(match.string[start:end]):
-                return match[0]
-            count += 1
-            kind = rule.kind if isinstance(rule.kind, str) else rule.kind(match)
-            whole_start, whole_end = match.span()
-            return match.string[whole_start:start] + marker(kind) + match.string[end:whole_end]
-
-        body = LINE_RULES.sub(replace, body)
+        body, count = apply_rules(body)
         if self._second_pass:
             body, found = plugin_pass(body)
             count += found
             body, found = adjacent_entropy_pass(body)
             count += found
         return body, count
-
-
-def _is_secret_value(value: str) -> bool:
-    # Already redacted (output scrubbed twice) or nothing there: leave it.
-    return not value.startswith(MARKER_PREFIX) and bool(value.strip("\"' \t"))
 
 
 def _split_point(text: str, limit: int) -> int:

@@ -19,7 +19,7 @@ import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from policies.redact_rules import MARKER_PREFIX, MARKER_RE, marker
+from policies.redact_rules import MARKER_PREFIX, MARKER_RE, has_needles, marker
 
 if TYPE_CHECKING:
     from detect_secrets.plugins.base import BasePlugin
@@ -29,11 +29,19 @@ if TYPE_CHECKING:
 # the project rules alone decide (they are linear in the line length).
 MAX_PLUGIN_LINE = 4096
 
-_ADJACENT = re.compile(
-    r"(?i:secret|token|passw(?:or)?d|credentials?"
-    r"|(?:api|access|private|auth|secret|signing|encryption)[ _-]?key)"
-    r"[A-Za-z0-9_-]{0,20}"
-    r"[^A-Za-z0-9\n]{1,5}(?:(?:is|was|value|of)[^A-Za-z0-9\n]{1,5})?"
+# Secret-ish words, found with str.find on the lower-cased line (much cheaper than a
+# case-insensitive alternation tried at every position). "key" counts only after one
+# of _KEY_PREFIXES ("api key", "access_key", "signing-key", ...).
+_ADJACENT_WORDS = ("secret", "token", "password", "passwd", "credential", "key")
+_KEY_PREFIXES = tuple(
+    f"{word}{sep}"
+    for word in ("api", "access", "private", "auth", "secret", "signing", "encryption")
+    for sep in ("", " ", "_", "-")
+)
+# What may follow the word: the rest of an identifier, a few separators, perhaps "is",
+# then the candidate token.
+_AFTER_WORD = re.compile(
+    r"[A-Za-z0-9_-]{0,20}[^A-Za-z0-9\n]{1,5}(?:(?:is|was|value|of)[^A-Za-z0-9\n]{1,5})?"
     r"(?P<val>[A-Za-z0-9+/=_.~-]{16,})"
 )
 _HEX = re.compile(r"[0-9a-fA-F]+")
@@ -42,9 +50,10 @@ _HAS_LETTER = re.compile(r"[A-Za-z]")
 
 
 @functools.cache
-def _plugins() -> tuple[tuple[str, tuple[str, ...], BasePlugin], ...]:
+def _plugins() -> tuple[tuple[str, tuple[tuple[str, ...], ...], BasePlugin], ...]:
     """(kind, needles, plugin): a plugin runs only on lines whose lower-cased text
-    holds one of its needles, which its own patterns cannot match without."""
+    holds one string of each needle group, which its own patterns cannot match
+    without (see ``redact_rules.has_needles``)."""
     # Imported on first use: detect-secrets pulls in requests, which costs ~0.3 s at
     # start-up for every process that never sees a flagged line. The GitHub and GitLab
     # plugins are left out: they yield only the token prefix (a capture group), and
@@ -59,14 +68,18 @@ def _plugins() -> tuple[tuple[str, tuple[str, ...], BasePlugin], ...]:
     from detect_secrets.plugins.stripe import StripeDetector
 
     return (
-        ("secret", ('"', "'", "`"), KeywordDetector()),
-        ("aws-key", ("akia", "asia", "abia", "acca", "a3t", "aws"), AWSKeyDetector()),
-        ("slack-token", ("xox", "hooks.slack.com"), SlackDetector()),
-        ("jwt", ("eyj",), JwtTokenDetector()),
-        ("url-password", ("://",), BasicAuthDetector()),
-        ("stripe-key", ("k_live_",), StripeDetector()),
-        ("npm-token", ("_authtoken",), NpmDetector()),
-        ("pypi-token", ("pypi-",), PypiTokenDetector()),
+        (
+            "secret",
+            (("key", "pass", "pwd", "secret", "contrase"), ('"', "'", "`")),
+            KeywordDetector(),
+        ),
+        ("aws-key", (("akia", "asia", "abia", "acca", "a3t", "aws"),), AWSKeyDetector()),
+        ("slack-token", (("xox", "hooks.slack.com"),), SlackDetector()),
+        ("jwt", (("eyj",),), JwtTokenDetector()),
+        ("url-password", (("://",), ("@",)), BasicAuthDetector()),
+        ("stripe-key", (("k_live_",),), StripeDetector()),
+        ("npm-token", (("_authtoken",),), NpmDetector()),
+        ("pypi-token", (("pypi-",),), PypiTokenDetector()),
     )
 
 
@@ -97,7 +110,7 @@ def plugin_pass(line: str) -> tuple[str, int]:
     count = 0
     lowered = line.lower()
     for kind, needles, plugin in _plugins():
-        if not any(needle in lowered for needle in needles):
+        if not has_needles(lowered, needles):
             continue
         for value in set(plugin.analyze_string(line)):
             if len(value) < 2 or MARKER_PREFIX in value:
@@ -124,14 +137,32 @@ def _marker_spans(line: str) -> list[tuple[int, int]]:
     return [m.span() for m in MARKER_RE.finditer(line)]
 
 
-def _candidates(line: str) -> Iterator[tuple[int, int]]:
-    spans = _marker_spans(line)
-    for m in _ADJACENT.finditer(line):
-        # The kinds in earlier markers ("access-key-id") are not keywords to act on.
-        if any(a <= m.start() < b for a, b in spans):
+def _word_ends(line: str) -> Iterator[int]:
+    lowered = line.lower()
+    for word in _ADJACENT_WORDS:
+        start = lowered.find(word)
+        while start >= 0:
+            if word != "key" or lowered.endswith(_KEY_PREFIXES, 0, start):
+                yield start + len(word)
+            start = lowered.find(word, start + 1)
+
+
+def _candidates(line: str) -> list[tuple[int, int]]:
+    markers = _marker_spans(line)
+    found: set[tuple[int, int]] = set()
+    for end in _word_ends(line):
+        # The kinds in earlier markers ("access-key-id") are not words to act on.
+        if any(a <= end <= b for a, b in markers):
             continue
-        if _is_high_entropy(m["val"]):
-            yield m.span("val")
+        match = _AFTER_WORD.match(line, end)
+        if match is not None and _is_high_entropy(match["val"]):
+            found.add(match.span("val"))
+    # Overlapping candidates (two words before one token) collapse to the first.
+    spans: list[tuple[int, int]] = []
+    for start, stop in sorted(found):
+        if not spans or start >= spans[-1][1]:
+            spans.append((start, stop))
+    return spans
 
 
 def adjacent_entropy_pass(line: str) -> tuple[str, int]:
@@ -140,7 +171,7 @@ def adjacent_entropy_pass(line: str) -> tuple[str, int]:
     Raises:
         Nothing.
     """
-    spans = list(_candidates(line))
+    spans = _candidates(line)
     if not spans:
         return line, 0
     parts: list[str] = []

@@ -45,7 +45,7 @@ from policies.ports import (
     InstanceProvider,
     VerifyReport,
 )
-from policies.results import Explanation, ExecResult, VoteResult
+from policies.results import ExecResult, Explanation, VoteResult
 from policies.types import (
     ApprovalId,
     ApprovalSpec,
@@ -575,7 +575,9 @@ def explain_request(
 def _stages_from_argv(argv: tuple[str, ...]) -> tuple[tuple[str, ...], ...]:
     """Recover the stages an approved argv was built from (a pipeline runs as sh -c)."""
     if len(argv) == 3 and argv[:2] == ("/bin/sh", "-c"):
-        return parse_command_text(argv[2]).stages
+        # The line was built by ExecGate from validated stages; quoting may have made it
+        # longer than the user's input, so the length cap is not the user's here.
+        return parse_command_text(argv[2], max_length=len(argv[2]) + 1).stages
     return (argv,)
 
 

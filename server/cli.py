@@ -163,7 +163,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_USAGE
     try:
         settings = load_settings(args.config)
-        setup_logging(settings.logging.level, settings.logging.format)
+        level = settings.logging.level or ("INFO" if args.cmd == "serve" else "WARNING")
+        setup_logging(level, settings.logging.format)
         if args.cmd == "serve":
             from server.serve import serve
 
@@ -176,6 +177,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _exit_code_for(exc)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`| head`); nothing more to say to it.
+        sys.stderr.close()
+        return 0
     except Exception:
         logger.exception("internal error")
         print("execgate: internal error (details in the log)", file=sys.stderr)

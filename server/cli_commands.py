@@ -9,7 +9,7 @@ import json
 import re
 import sys
 
-from policies.errors import AuditIntegrityError, ConfigError, TargetError
+from policies.errors import AuditIntegrityError, ConfigError, ProviderUnavailable, TargetError
 from policies.model import load_policy
 from policies.ports import ApprovalState, AuditFilter
 from policies.service import explain_request
@@ -32,6 +32,7 @@ from server.cli import (
     EXIT_TIMEOUT,
     EXIT_UNAVAILABLE,
 )
+from server.localstate import local_keys, read_address
 from server.settings import Settings, masked_view
 from server.wiring import open_service, prepare_database
 
@@ -92,11 +93,17 @@ async def cmd_policy(args: argparse.Namespace, settings: Settings) -> int:
     if args.policy_cmd == "test":
         from policies.policytest import load_cases, run_suite
 
-        default = load_policy(args.policy) if args.policy else load_policy(settings.policy_path)
+        override = load_policy(args.policy) if args.policy else None
+        configured = None
         failed = 0
         rows = []
         for path in args.files:
-            for case in run_suite(load_cases(path), default):
+            suite = load_cases(path)
+            policy = override
+            if policy is None and suite.policy_path is None:
+                configured = configured or load_policy(settings.policy_path)
+                policy = configured
+            for case in run_suite(suite, policy):
                 rows.append(case)
                 failed += 0 if case.ok else 1
         render.policy_tests(rows, as_json=args.json)
@@ -218,7 +225,15 @@ async def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
-    print(json.dumps(masked_view(settings), indent=2, default=str))
+    view = masked_view(settings)
+    host: dict[str, object] = {"access_key_id": local_keys(settings.data_dir).access_key_id}
+    host["access_key_secret"] = "********"
+    try:
+        host["url"] = read_address(settings.data_dir)["url"]
+    except ProviderUnavailable:
+        host["url"] = None  # `execgate serve` is not running
+    view["local_host_effective"] = host
+    print(json.dumps(view, indent=2, default=str))
     return 0
 
 

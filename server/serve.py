@@ -9,8 +9,6 @@ import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-import anyio
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -18,6 +16,7 @@ from starlette.routing import Mount, Route
 
 from policies.instances.local import InstanceManager
 from policies.service import ExecService
+from server.asgi_runner import RunningAsgi, run_asgi
 from server.fchost import build_fc_host_app
 from server.localstate import LocalKeys, clear_address, local_keys, write_address
 from server.settings import Settings
@@ -34,7 +33,7 @@ class Running:
     service: ExecService
     manager: InstanceManager
     keys: LocalKeys
-    server: uvicorn.Server
+    asgi: RunningAsgi
 
 
 def build_app(settings: Settings, manager: InstanceManager, keys: LocalKeys) -> Starlette:
@@ -64,31 +63,11 @@ async def running_server(
     try:
         async with open_service(settings, local_url=lambda: box["url"], manager=manager) as svc:
             app = build_app(settings, manager, keys)
-            config = uvicorn.Config(
-                app,
-                host=bind_host,
-                port=bind_port,
-                log_config=None,
-                lifespan="off",
-                ws="websockets-sansio",
-            )
-            server = uvicorn.Server(config)
-            task = asyncio.create_task(server.serve())
-            with anyio.fail_after(30):
-                while not server.started:
-                    if task.done():
-                        task.result()
-                        raise RuntimeError("server stopped during start-up")
-                    await asyncio.sleep(0.01)
-            sock = server.servers[0].sockets[0].getsockname()
-            url = settings.server.public_url or f"http://{_host_for_url(sock[0])}:{sock[1]}"
-            box["url"] = f"http://{_host_for_url(sock[0])}:{sock[1]}"
-            write_address(settings.data_dir, box["url"], settings.local_host.account_id)
-            try:
-                yield Running(url, svc, manager, keys, server)
-            finally:
-                server.should_exit = True
-                await task
+            async with run_asgi(app, host=bind_host, port=bind_port, lifespan="on") as asgi:
+                box["url"] = asgi.url
+                url = settings.server.public_url or asgi.url
+                write_address(settings.data_dir, asgi.url, settings.local_host.account_id)
+                yield Running(url, svc, manager, keys, asgi)
     finally:
         clear_address(settings.data_dir)
         await manager.aclose()
@@ -129,8 +108,7 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
             print(banner(settings, running), flush=True)
             if not running.manager.sandboxed:
                 logger.warning("UNSANDBOXED: commands run as plain subprocesses on this host")
-            while not running.server.should_exit:
-                await asyncio.sleep(0.5)
+            await running.asgi.stopped()
 
     try:
         asyncio.run(main())

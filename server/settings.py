@@ -186,7 +186,7 @@ class McpSettings(_Model):
 
 
 class LoggingSettings(_Model):
-    level: str = "INFO"
+    level: str = ""  # empty: INFO for `serve`, WARNING for one-shot CLI commands
     format: Literal["auto", "json", "text"] = "auto"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
 
+from migrations import SCHEMA_HEAD
 from policies.audit import open_audit_store
 from policies.errors import ConfigError
 from policies.holder import PolicyHolder
@@ -171,10 +172,31 @@ async def open_service(
 async def prepare_database(settings: Settings, *, force: bool = False) -> None:
     """Bring the audit schema to head when configured to (the embedded default).
 
+    A schema already at head costs one query; Alembic is only loaded to migrate.
+
     Raises: AuditUnavailable when the database cannot be reached.
     """
+    if not (force or settings.database.auto_upgrade):
+        return
+    if not force and await _schema_revision(settings.database_url) == SCHEMA_HEAD:
+        return
     from policies.audit import migrate
 
-    if force or settings.database.auto_upgrade:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        await migrate.upgrade(settings.database_url)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    await migrate.upgrade(settings.database_url)
+
+
+async def _schema_revision(url: str) -> str | None:
+    from sqlalchemy import text
+    from sqlalchemy.exc import SQLAlchemyError
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as conn:
+            row = (await conn.execute(text("SELECT version_num FROM alembic_version"))).first()
+            return str(row[0]) if row else None
+    except (SQLAlchemyError, OSError):
+        return None  # missing table or database: let the migration run and report
+    finally:
+        await engine.dispose()

@@ -33,3 +33,10 @@ def test_policy_engine_imports_neither_bot_nor_server(path: Path) -> None:
 @pytest.mark.parametrize("path", _files("bot") or [ROOT / "bot" / "__init__.py"], ids=str)
 def test_slack_adapter_does_not_import_server(path: Path) -> None:
     assert "server" not in _imported_packages(path)
+
+
+def test_schema_head_constant_matches_the_newest_migration() -> None:
+    from migrations import SCHEMA_HEAD
+    from policies.audit.migrate import head_revision
+
+    assert head_revision() == SCHEMA_HEAD

@@ -96,6 +96,18 @@ class ChainTx:
     def appended(self) -> int:
         return len(self._events)
 
+    def refresh_time(self) -> None:
+        """Stamp what follows with the current time (each write of a group has its own)."""
+        self.now = dt.datetime.now(dt.UTC)
+
+    def mark(self) -> tuple[Head, int]:
+        """A point to ``rewind`` to when a step of a batch is rolled back."""
+        return self.head, len(self._events)
+
+    def rewind(self, mark: tuple[Head, int]) -> None:
+        self.head = mark[0]
+        del self._events[mark[1] :]
+
     def event(self, kind: str, subject: str, changes: Mapping[str, Any]) -> None:
         """Queue the event ``kind`` for ``subject``; it is written with the transaction."""
         payload = canonical(changes)

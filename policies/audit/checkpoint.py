@@ -23,7 +23,7 @@ import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from policies.audit.chain import Head, canonical
 from policies.errors import AuditIntegrityError
@@ -31,6 +31,7 @@ from policies.errors import AuditIntegrityError
 logger = logging.getLogger("policies.audit")
 
 VERSION = 1
+MIN_INTERVAL_S = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +103,8 @@ class CheckpointWriter:
     """Writes the newest committed head to the checkpoint file, coalescing bursts.
 
     ``note()`` is called after each commit and returns at once; one background task
-    writes the latest head noted. ``aclose()`` waits until the last one is written.
+    writes the latest head noted. ``flush()`` (the store calls it before verifying and
+    at close) writes the last one without delay.
     """
 
     def __init__(self, path: Path, key: bytes, hash_at: HashAt) -> None:
@@ -112,6 +114,8 @@ class CheckpointWriter:
         self._lock_path = path.with_name(path.name + ".lock")
         self._pending: Head | None = None
         self._task: asyncio.Task[None] | None = None
+        self._written: Checkpoint | None = None  # the last checkpoint this writer wrote
+        self._hurry = asyncio.Event()
         self._warned = False
 
     def note(self, head: Head) -> None:
@@ -122,9 +126,13 @@ class CheckpointWriter:
             self._task = asyncio.create_task(self._drain())
 
     async def flush(self) -> None:
-        """Wait until every head noted so far was written (or refused, and logged)."""
-        while self._task is not None and not self._task.done():
-            await self._task
+        """Write the newest head noted so far now (or refuse it, and log why)."""
+        self._hurry.set()
+        try:
+            while self._task is not None and not self._task.done():
+                await self._task
+        finally:
+            self._hurry.clear()
 
     async def _drain(self) -> None:
         while self._pending is not None:
@@ -135,39 +143,50 @@ class CheckpointWriter:
                 # The commit already happened; a missed checkpoint only weakens the tail
                 # check, so log it and keep going.
                 logger.exception("audit checkpoint: writing %s failed", self._path)
+            if self._pending is not None and not self._hurry.is_set():
+                # Under a stream of commits, write at most every MIN_INTERVAL_S: each
+                # write costs a file sync. flush() cuts the wait short.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._hurry.wait(), MIN_INTERVAL_S)
 
     async def _write(self, head: Head) -> None:
-        # Another process may replace the file between our read and our write; then
-        # read again, so our own newest head still lands (it matters at close).
+        # The file may hold a checkpoint this writer did not make (another process, or
+        # a forger); it is replaced only once the database confirms it as a prefix.
+        trusted = self._written
         for _ in range(5):
-            try:
-                seen = await asyncio.to_thread(read_checkpoint, self._path, self._key)
-            except AuditIntegrityError:
+            status, current = await asyncio.to_thread(self._replace, head, trusted)
+            if status == "written":
+                self._written = Checkpoint(head.seq, head.hash, head.seq)
+                return
+            if status == "invalid":
                 self._warn("the existing checkpoint is invalid; it is kept for inspection")
                 return
-            if seen is not None and seen.seq >= head.seq:
+            if status == "newer" or current is None:
                 return
-            if seen is not None and await self._hash_at(seen.seq) != seen.hash:
+            if await self._hash_at(current.seq) != current.hash:
                 self._warn("the database no longer matches the checkpoint (tail cut?)")
                 return
-            content = encode_checkpoint(Checkpoint(head.seq, head.hash, head.seq), self._key)
-            if await asyncio.to_thread(self._replace_if_unchanged, seen, content):
-                return
+            trusted = current
 
-    def _replace_if_unchanged(self, seen: Checkpoint | None, content: str) -> bool:
-        """Replace the file if it still holds ``seen``; False when it changed."""
-        # The file lock makes compare-and-replace atomic between processes.
+    def _replace(
+        self, head: Head, trusted: Checkpoint | None
+    ) -> tuple[Literal["written", "newer", "invalid", "unverified"], Checkpoint | None]:
+        """Under the file lock: write ``head`` if the file is missing or holds
+        ``trusted``; otherwise say why not."""
         with open(self._lock_path, "a") as lock:
             fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
             try:
                 try:
                     current = read_checkpoint(self._path, self._key)
                 except AuditIntegrityError:
-                    current = Checkpoint(-1, "", -1)
-                if current != seen:
-                    return False
-                _replace_file(self._path, content)
-                return True
+                    return "invalid", None
+                if current is not None and current.seq >= head.seq:
+                    return "newer", current
+                if current is not None and current != trusted:
+                    return "unverified", current
+                cp = Checkpoint(head.seq, head.hash, head.seq)
+                _replace_file(self._path, encode_checkpoint(cp, self._key))
+                return "written", cp
             finally:
                 fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
 

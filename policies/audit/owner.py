@@ -13,7 +13,8 @@ import socket
 from pathlib import Path
 
 _PROC = Path("/proc")
-_random_nonce: dict[int, str] = {}
+# Keyed by pid, so a forked child computes its own.
+_own_nonce: dict[int, str] = {}
 
 
 def _boot_id() -> str:
@@ -44,9 +45,10 @@ def process_nonce(pid: int) -> str | None:
 
 def own_nonce() -> str:
     pid = os.getpid()
-    nonce = process_nonce(pid)
+    nonce = _own_nonce.get(pid)
     if nonce is None:
-        nonce = _random_nonce.setdefault(pid, secrets.token_hex(6))
+        nonce = process_nonce(pid) or secrets.token_hex(6)
+        _own_nonce[pid] = nonce
     return nonce
 
 

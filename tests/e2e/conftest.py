@@ -81,6 +81,15 @@ def write_config(
 
 @pytest.fixture
 async def served(tmp_path: Path, database_url: str) -> AsyncIterator[Served]:
+    """`execgate serve` with the shipped default policy."""
+    config, data_dir = write_config(tmp_path, database_url)
+    async with serve_process(config, data_dir) as served:
+        yield served
+
+
+@pytest.fixture
+async def served_custom(tmp_path: Path, database_url: str) -> AsyncIterator[Served]:
+    """`execgate serve` with tests/e2e/policy.yaml (short timeouts and TTLs)."""
     config, data_dir = write_config(tmp_path, database_url, policy=HERE / "policy.yaml")
     async with serve_process(config, data_dir) as served:
         yield served
@@ -110,7 +119,7 @@ async def serve_process(config: Path, data_dir: Path) -> AsyncIterator[Served]:
                 if not line:
                     raise AssertionError("execgate serve exited early:\n" + "".join(banner))
                 banner.append(line)
-                if line.startswith("Try"):
+                if line.rstrip().endswith(" env"):
                     break
         address = json.loads((data_dir / "local-host.json").read_text())
         assert address["url"].startswith("http://127.0.0.1:")

@@ -9,7 +9,9 @@ import pytest
 import yaml
 
 from policies.controls import strip_controls
+from policies.fastscan import compile_scanner
 from policies.redact import MAX_LINE, Redactor, StreamRedactor, redact_text
+from policies.redact_rules import ENV_NAME_LINE, PEM_BEGIN, TRIGGER, apply_rules
 
 _CORPUS: dict[str, list[dict[str, Any]]] = yaml.safe_load(
     Path(__file__).with_name("redaction_corpus.yaml").read_text(encoding="utf-8")
@@ -33,6 +35,20 @@ def test_corpus_holds_at_least_forty_secret_shapes_and_fifteen_benign_samples() 
     assert len(SECRET_CASES) >= 40
     assert len(BENIGN_CASES) >= 15
     assert len(ids) == len(set(ids))
+
+
+def test_fast_scan_flags_every_corpus_line_that_a_rule_acts_on() -> None:
+    # Lines the RE2 scan does not flag skip every rule, so it must flag all of these.
+    trigger = compile_scanner(TRIGGER)
+    lines = [line for case in SECRET_CASES + BENIGN_CASES for line in case["text"].splitlines()]
+    acted_on = [
+        line
+        for line in lines
+        if apply_rules(line)[0] != line or PEM_BEGIN.search(line) or ENV_NAME_LINE.fullmatch(line)
+    ]
+
+    assert len(acted_on) >= 40
+    assert [line for line in acted_on if trigger.search(line) is None] == []
 
 
 @pytest.mark.parametrize("case", _params(SECRET_CASES))
@@ -104,7 +120,9 @@ def test_function_instance_env_output_keeps_names_and_hides_credentials() -> Non
 
 
 _SPLIT_SAMPLES = {
-    "env-secret": "HOME=/root\nALIBABA_CLOUD_ACCESS_KEY_SECRET=8dKLzdocJ2isAjIhKtJ0RlgLKOmxgJ\nX=1\n",
+    "env-secret": (
+        "HOME=/root\nALIBABA_CLOUD_ACCESS_KEY_SECRET=8dKLzdocJ2isAjIhKtJ0RlgLKOmxgJ\nX=1\n"
+    ),
     "jwt-in-log": (
         "09:41 auth eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0."
         "dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U ok\n"
@@ -135,8 +153,12 @@ def test_feeding_one_byte_at_a_time_matches_the_whole_text(text: str) -> None:
 
 
 def test_private_key_spread_over_many_chunks_is_dropped_whole() -> None:
-    body = "\n".join("Vw5HanSBeVRsfAGeAbP0VxNjAe9i0mYtluYI0KN1gNT11cUzYZAa3u2olZU6uqb" for _ in range(30))
-    data = f"before\n-----BEGIN RSA PRIVATE KEY-----\n{body}\n-----END RSA PRIVATE KEY-----\nafter\n"
+    body = "\n".join(
+        "Vw5HanSBeVRsfAGeAbP0VxNjAe9i0mYtluYI0KN1gNT11cUzYZAa3u2olZU6uqb" for _ in range(30)
+    )
+    data = (
+        f"before\n-----BEGIN RSA PRIVATE KEY-----\n{body}\n-----END RSA PRIVATE KEY-----\nafter\n"
+    )
     raw = data.encode()
 
     out, count = _stream([raw[i : i + 13] for i in range(0, len(raw), 13)])
@@ -156,6 +178,20 @@ def test_private_key_without_end_line_ends_at_the_first_line_that_is_not_key_mat
 
     assert out == "key.pem: [REDACTED:private-key]\ngrep: other.pem: Permission denied\n"
     assert count == 1
+
+
+def test_crlf_line_endings_neither_end_a_private_key_early_nor_hide_an_env_value() -> None:
+    text = (
+        "a\r\n-----BEGIN RSA PRIVATE KEY-----\r\nMIIEpAIBAAKCAQEA1234\r\nabcd==\r\n"
+        "-----END RSA PRIVATE KEY-----\r\n- name: DB_PASSWORD\r\n  value: hunter2\r\nb"
+    )
+
+    out, count = Redactor().redact(text)
+
+    assert out == (
+        "a\r\n[REDACTED:private-key]\r\n- name: DB_PASSWORD\r\n  value: [REDACTED:password]\r\nb"
+    )
+    assert count == 2
 
 
 def test_invalid_utf8_is_replaced_instead_of_failing() -> None:

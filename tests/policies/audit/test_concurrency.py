@@ -12,6 +12,7 @@ import anyio
 from policies.audit import SqlAuditStore, open_audit_store
 from policies.audit.checkpoint import read_checkpoint
 from policies.ports import AuditFilter, ExecOutcome, ExecStatus
+from policies.types import AuditId
 from tests.conftest import CHECKPOINT_KEY
 from tests.policies.audit.support import INTENT
 
@@ -28,6 +29,8 @@ async def main() -> None:
     store = await open_audit_store(
         sys.argv[1], checkpoint_path=pathlib.Path(sys.argv[2]), checkpoint_key=CHECKPOINT_KEY
     )
+    print("ready", flush=True)
+    await asyncio.to_thread(sys.stdin.readline)
     for _ in range(int(sys.argv[3])):
         audit_id = await store.record_intent(INTENT)
         await store.record_outcome(audit_id, ExecOutcome(status=ExecStatus.COMPLETED))
@@ -68,11 +71,26 @@ async def test_another_process_appending_at_the_same_time_keeps_one_valid_chain(
     audit_store: SqlAuditStore, migrated_url: str, checkpoint_path: Path
 ) -> None:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", CHILD, migrated_url, str(checkpoint_path), "40", cwd=REPO
+        sys.executable,
+        "-c",
+        CHILD,
+        migrated_url,
+        str(checkpoint_path),
+        "40",
+        cwd=REPO,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
     )
+    assert proc.stdin is not None and proc.stdout is not None
     try:
+        with anyio.fail_after(60):
+            assert await proc.stdout.readline() == b"ready\n"
+        # Both start writing now.
+        proc.stdin.write(b"go\n")
+        await proc.stdin.drain()
         await _execs(audit_store, 40)
     finally:
+        proc.stdin.close()  # releases the child even when the test failed early
         with anyio.fail_after(60):
             assert await proc.wait() == 0
 
@@ -88,3 +106,23 @@ async def test_another_process_appending_at_the_same_time_keeps_one_valid_chain(
     assert (report.ok, report.rows_checked) == (True, 160)
     checkpoint = read_checkpoint(checkpoint_path, CHECKPOINT_KEY)
     assert checkpoint is not None and checkpoint.seq == 160
+
+
+async def test_a_failing_write_among_concurrent_ones_rolls_back_only_itself(
+    audit_store: SqlAuditStore,
+) -> None:
+    async def fail() -> None:
+        await audit_store.record_outcome(AuditId("ex_missing"), ExecOutcome(ExecStatus.FAILED))
+
+    results = await asyncio.gather(
+        *(audit_store.record_intent(INTENT) for _ in range(10)),
+        fail(),
+        *(audit_store.record_intent(INTENT) for _ in range(10)),
+        fail(),
+        return_exceptions=True,
+    )
+
+    assert [type(r) for r in results].count(KeyError) == 2
+    assert all(isinstance(r, str) for r in results[:10] + results[11:21])
+    report = await audit_store.verify()
+    assert (report.ok, report.rows_checked) == (True, 20)

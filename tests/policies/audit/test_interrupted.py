@@ -93,20 +93,24 @@ async def test_own_running_intents_stay_running(audit_store: SqlAuditStore) -> N
     assert await _status(audit_store, audit_id) is ExecStatus.RUNNING
 
 
+# This process's pid, but written by an earlier process that had the same pid.
+EARLIER_SAME_PID = f"{hostname()}:{os.getpid()}:earlier-process"
+
+
+@asynccontextmanager
+async def _store_as(url: str, owner: str) -> AsyncIterator[SqlAuditStore]:
+    store = await open_audit_store(url, checkpoint_path=None, checkpoint_key=b"k", owner=owner)
+    try:
+        yield store
+    finally:
+        await store.aclose()
+
+
 async def test_reused_pid_with_another_nonce_is_marked_interrupted(
     audit_store: SqlAuditStore, migrated_url: str
 ) -> None:
-    # This process's pid, but written by an earlier process that had the same pid.
-    old = await open_audit_store(
-        migrated_url,
-        checkpoint_path=None,
-        checkpoint_key=b"k",
-        owner=f"{hostname()}:{os.getpid()}:earlier-process",
-    )
-    try:
-        audit_id = await old.record_intent(INTENT)
-    finally:
-        await old.aclose()
+    async with _store_as(migrated_url, EARLIER_SAME_PID) as earlier:
+        audit_id = await earlier.record_intent(INTENT)
 
     assert await audit_store.mark_interrupted() == 1
     assert await _status(audit_store, audit_id) is ExecStatus.INTERRUPTED
@@ -115,26 +119,14 @@ async def test_reused_pid_with_another_nonce_is_marked_interrupted(
 async def test_other_hosts_and_finished_execs_are_left_alone(
     audit_store: SqlAuditStore, migrated_url: str
 ) -> None:
-    elsewhere = await open_audit_store(
-        migrated_url, checkpoint_path=None, checkpoint_key=b"k", owner="other-host:1:x"
-    )
-    dead_but_done = await open_audit_store(
-        migrated_url,
-        checkpoint_path=None,
-        checkpoint_key=b"k",
-        owner=f"{hostname()}:{os.getpid()}:earlier-process",
-    )
-    try:
+    async with _store_as(migrated_url, "other-host:1:x") as elsewhere:
         remote = await elsewhere.record_intent(INTENT)
-        done = await dead_but_done.record_intent(INTENT)
-        await dead_but_done.record_outcome(done, ExecOutcome(status=ExecStatus.COMPLETED))
-        pending = await dead_but_done.record_intent(intent(status=ExecStatus.PENDING_APPROVAL))
-    finally:
-        await elsewhere.aclose()
-        await dead_but_done.aclose()
+    async with _store_as(migrated_url, EARLIER_SAME_PID) as earlier:
+        done = await earlier.record_intent(INTENT)
+        await earlier.record_outcome(done, ExecOutcome(status=ExecStatus.COMPLETED))
+        pending = await earlier.record_intent(intent(status=ExecStatus.PENDING_APPROVAL))
 
     assert await audit_store.mark_interrupted() == 0
     assert await _status(audit_store, remote) is ExecStatus.RUNNING
     assert await _status(audit_store, done) is ExecStatus.COMPLETED
     assert await _status(audit_store, pending) is ExecStatus.PENDING_APPROVAL
-

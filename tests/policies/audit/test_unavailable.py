@@ -32,9 +32,7 @@ def _closed_port() -> int:
 )
 async def test_unreachable_database_is_audit_unavailable(url: str, tmp_path: Path) -> None:
     with pytest.raises(AuditUnavailable) as info:
-        await open_audit_store(
-            url.format(tmp=tmp_path), checkpoint_path=None, checkpoint_key=b"k"
-        )
+        await open_audit_store(url.format(tmp=tmp_path), checkpoint_path=None, checkpoint_key=b"k")
 
     assert info.value.code == "audit_unavailable"
     assert info.value.fields["operation"] == "connect"

@@ -176,9 +176,7 @@ async def test_edited_row_is_reported_with_its_id(
     assert report.first_bad_seq is not None
 
 
-async def test_deleted_exec_row_is_reported(
-    audit_store: SqlAuditStore, migrated_url: str
-) -> None:
+async def test_deleted_exec_row_is_reported(audit_store: SqlAuditStore, migrated_url: str) -> None:
     story = await _populate(audit_store)
     await execute(migrated_url, "DELETE FROM exec_sessions WHERE id = :id", {"id": story.audit_id})
 
@@ -205,9 +203,7 @@ async def test_row_without_any_event_is_reported(
     assert "se_forged" in report.detail
 
 
-async def test_truncated_tail_is_reported(
-    audit_store: SqlAuditStore, migrated_url: str
-) -> None:
+async def test_truncated_tail_is_reported(audit_store: SqlAuditStore, migrated_url: str) -> None:
     story = await _populate(audit_store)
     await audit_store.verify()  # the checkpoint is at the head now
     await execute(migrated_url, "DELETE FROM audit_events WHERE seq > :n", {"n": story.events - 2})

@@ -1,0 +1,114 @@
+"""Run an ASGI app under uvicorn inside the current event loop, and know when it listens.
+
+    async with run_asgi(app, host="127.0.0.1", port=0) as running:
+        print(running.url)          # the bound address, also for port 0
+        await running.stopped()     # until SIGINT/SIGTERM or should_exit
+
+Start-up is awaited on an event set by uvicorn's own start-up, not by polling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import anyio
+import uvicorn
+
+STARTUP_TIMEOUT = 30.0
+SHUTDOWN_TIMEOUT = 10.0
+
+
+class _Server(uvicorn.Server):
+    """A uvicorn server that says when its start-up has finished (or failed)."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.startup_done = asyncio.Event()
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        try:
+            await super().startup(sockets=sockets)
+        finally:
+            self.startup_done.set()
+
+
+@dataclass
+class RunningAsgi:
+    url: str
+    server: uvicorn.Server
+    task: asyncio.Task[None]
+
+    async def stopped(self) -> None:
+        await asyncio.shield(self.task)
+
+
+async def _serve(server: _Server, sock: socket.socket) -> None:
+    try:
+        await server.serve(sockets=[sock])
+    except SystemExit as exc:  # uvicorn exits the process when start-up fails
+        raise RuntimeError(f"the server failed to start (exit {exc.code})") from None
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+@contextlib.asynccontextmanager
+async def run_asgi(
+    app: Any,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    ws: Literal["websockets-sansio", "websockets", "wsproto"] = "websockets-sansio",
+    lifespan: Literal["auto", "on", "off"] = "auto",
+    ws_ping_interval: float | None = 20.0,
+    log_level: str = "warning",
+) -> AsyncIterator[RunningAsgi]:
+    """Serve ``app`` on ``host:port`` (0: a free port) until the block exits.
+
+    Raises: OSError when the address cannot be bound; RuntimeError when start-up fails.
+    """
+    sock = _bind(host, port)
+    bound = sock.getsockname()
+    name = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
+    config = uvicorn.Config(
+        app,
+        ws=ws,
+        lifespan=lifespan,
+        log_config=None,
+        log_level=log_level,
+        ws_ping_interval=ws_ping_interval,
+        timeout_graceful_shutdown=5,
+    )
+    server = _Server(config)
+    task = asyncio.create_task(_serve(server, sock))
+    ready = asyncio.create_task(server.startup_done.wait())
+    try:
+        try:
+            with anyio.fail_after(STARTUP_TIMEOUT):
+                await asyncio.wait([task, ready], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ready.cancel()
+        if task.done():
+            task.result()  # raises what stopped the server
+        if not server.started:
+            raise RuntimeError("the server did not start")
+        yield RunningAsgi(f"http://{name}:{bound[1]}", server, task)
+    finally:
+        server.should_exit = True
+        with anyio.fail_after(SHUTDOWN_TIMEOUT):
+            await asyncio.gather(task, return_exceptions=True)
+        sock.close()
