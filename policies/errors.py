@@ -20,6 +20,9 @@ together with the audit id, never into ``safe_message``.
     │   ├── ApprovalAlreadyDecided
     │   ├── SelfApprovalRefused
     │   └── NotAnApprover
+    ├── SessionError
+    │   ├── SessionNotFound
+    │   └── SessionEnded            idle timeout, ended by its owner, instance released
     ├── AuditUnavailable            the audit store cannot record: nothing runs
     ├── AuditIntegrityError         the audit chain failed verification
     ├── TargetError                 a target string could not be parsed
@@ -137,6 +140,21 @@ class SelfApprovalRefused(ApprovalError):
 class NotAnApprover(ApprovalError):
     code = "not_an_approver"
     default_message = "you are not an approver for this request"
+
+
+class SessionError(ExecGateError):
+    code = "session_error"
+    default_message = "the session cannot be used"
+
+
+class SessionNotFound(SessionError):
+    code = "session_not_found"
+    default_message = "no such session (or it belongs to someone else)"
+
+
+class SessionEnded(SessionError):
+    code = "session_ended"
+    default_message = "the session has ended; start a new one"
 
 
 class AuditUnavailable(ExecGateError):

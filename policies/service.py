@@ -9,24 +9,18 @@ refused (AuditUnavailable) before a provider is touched.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
 from policies.commands import build_shell_line, parse_command_text, validate_argv
-from policies.engine import evaluate, is_approver
+from policies.engine import evaluate
 from policies.errors import (
     AccessDenied,
-    ApprovalExpired,
     AuditUnavailable,
     CommandRejected,
     ExecGateError,
-    NotAnApprover,
-    PolicyError,
-    SelfApprovalRefused,
     UnknownProvider,
 )
 from policies.holder import PolicyHolder
@@ -34,8 +28,6 @@ from policies.logctx import audit_id_var
 from policies.model import Policy
 from policies.output import CollectedOutput, OutputCollector
 from policies.ports import (
-    ApprovalRecord,
-    ApprovalState,
     AuditFilter,
     AuditStore,
     ExecIntent,
@@ -43,11 +35,14 @@ from policies.ports import (
     ExecRecord,
     ExecStatus,
     InstanceProvider,
+    SessionRecord,
     VerifyReport,
 )
-from policies.results import ExecResult, Explanation, VoteResult
+from policies.results import ExecResult, Explanation
+from policies.service_approvals import ApprovalsMixin, request_hash
+from policies.service_sessions import SessionsMixin
+from policies.sessions import Builtin, parse_builtin
 from policies.types import (
-    ApprovalId,
     ApprovalSpec,
     AuditId,
     Decision,
@@ -55,7 +50,6 @@ from policies.types import (
     ExecRequest,
     InstanceInfo,
     Principal,
-    PrincipalKind,
     Stream,
     Target,
 )
@@ -66,6 +60,7 @@ TextSink = Callable[[Stream, str], Awaitable[None]]
 PrincipalResolver = Callable[[Principal], Awaitable[Principal]]
 
 SYNTAX_RULE = "command-syntax"
+BUILTIN_RULE = "session-builtin"
 DEFAULT_INLINE_LIMIT = 16 * 1024
 
 
@@ -73,17 +68,11 @@ def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def request_hash(target: str, argv: Sequence[str], requester: str) -> str:
-    """The digest an approval is bound to: exactly this command, here, for this person."""
-    canonical = json.dumps([target, list(argv), requester], separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
 async def _identity(principal: Principal) -> Principal:
     return principal
 
 
-class ExecService:
+class ExecService(ApprovalsMixin, SessionsMixin):
     """The chokepoint. Surfaces build ExecRequests and render what comes back."""
 
     def __init__(
@@ -96,7 +85,9 @@ class ExecService:
         spill_dir: Path | None = None,
         resolve_principal: PrincipalResolver = _identity,
         clock: Callable[[], dt.datetime] = _utcnow,
+        session_idle_seconds: float = 600.0,
     ) -> None:
+        self._session_idle = session_idle_seconds
         self._policies = policies
         self._audit = audit
         self._providers = dict(providers)
@@ -174,19 +165,30 @@ class ExecService:
         they were recorded. Raises: AuditUnavailable (nothing ran), UnknownProvider,
         TargetError.
         """
-        target = self.resolve_target(request.target)
         principal = await self._resolve(request.principal)
+        session: SessionRecord | None = None
+        if request.session_id:
+            session = await self._live_session(request.session_id, principal)
+        target = self.resolve_target(
+            Target.parse(session.target) if session is not None else request.target
+        )
         if request.request_key:
             existing = await self._audit.find_by_request_key(request.request_key)
             if existing is not None:
                 return await self._duplicate(existing)
         argv: tuple[str, ...] = ()
         error_code: str | None = None
+        builtin: Builtin | None = None
         try:
             stages = self.stages_of(request)
             argv = self.runnable_argv(stages)
-            decision = self._decide(principal, target, stages)
+            builtin = parse_builtin(stages) if session is not None else None
+            if builtin is not None:
+                decision = Decision(Effect.ALLOW, BUILTIN_RULE, f"session builtin {builtin.kind}")
+            else:
+                decision = self._decide(principal, target, stages)
             if not self._policies.current().roles_of(principal):
+                decision = self._decide(principal, target, stages)
                 error_code = "unknown_principal"
         except CommandRejected as exc:
             decision = Decision(Effect.DENY, SYNTAX_RULE, exc.safe_message)
@@ -251,8 +253,12 @@ class ExecService:
                 return _replace(base, error_code=code, error=decision.reason)
             if decision.effect is Effect.APPROVE:
                 return await self._request_approval(base, decision, principal, request)
-            return await self._run(
-                base, target, argv, decision, audit_id, (), on_output, inline_limit
+            if session is None:
+                return await self._run(
+                    base, target, argv, decision, audit_id, (), on_output, inline_limit
+                )
+            return await self._run_in_session(
+                base, session, builtin, decision, on_output, inline_limit
             )
         finally:
             audit_id_var.reset(token)
@@ -358,6 +364,11 @@ class ExecService:
                 ),
             )
             raise
+        for stream in ("stdout", "stderr"):
+            # A last line without a newline is only released at the end of its stream.
+            tail = collector.end(stream)
+            if on_output is not None and tail:
+                await on_output(stream, tail)
         duration_ms = int((time.perf_counter() - t0) * 1000)
         out: CollectedOutput = collector.finish()
         timed_out = run.timed_out or run.idle_timed_out
@@ -413,116 +424,6 @@ class ExecService:
             # interrupted. Say so loudly rather than hide the result.
             logger.error("could not record the outcome", extra={"audit_id": audit_id})
 
-    # ------------------------------------------------------------------ approvals
-
-    async def vote(
-        self,
-        approval_id: ApprovalId,
-        approver: Principal,
-        *,
-        approve: bool,
-        on_output: TextSink | None = None,
-        inline_limit: int = DEFAULT_INLINE_LIMIT,
-    ) -> VoteResult:
-        """Record an approver's vote; when the threshold is met, run the command.
-
-        Raises: ApprovalNotFound, ApprovalExpired, ApprovalAlreadyDecided,
-        SelfApprovalRefused, NotAnApprover, PolicyError, AuditUnavailable.
-        """
-        record = await self._audit.get_approval(approval_id)
-        approver = await self._resolve(approver)
-        if approver.kind is PrincipalKind.MCP:
-            raise NotAnApprover("an AI assistant cannot approve commands; a human must")
-        if str(approver) == record.requester:
-            raise SelfApprovalRefused()
-        if record.state is ApprovalState.PENDING and record.expires_at <= self._clock():
-            await self._audit.expire_approvals(self._clock())
-            raise ApprovalExpired()
-        policy = self._policies.current()
-        spec = ApprovalSpec(record.approver_roles, record.threshold)
-        if not is_approver(policy, approver, spec):
-            raise NotAnApprover(
-                f"approving needs the role {' or '.join(record.approver_roles) or '(none)'}"
-            )
-        self._check_binding(record)
-        updated = await self._audit.add_approval_vote(approval_id, str(approver), approve)
-        if updated.state is ApprovalState.DENIED:
-            await self._finish(
-                updated.audit_id,
-                ExecOutcome(status=ExecStatus.APPROVAL_DENIED, approvers=(str(approver),)),
-            )
-            return VoteResult(updated)
-        if updated.state is not ApprovalState.APPROVED:
-            return VoteResult(updated)
-        claimed = await self._audit.claim_approved(approval_id)
-        if claimed is None:
-            return VoteResult(updated)
-        result = await self._run_approved(claimed, on_output, inline_limit)
-        return VoteResult(claimed, result)
-
-    def _check_binding(self, record: ApprovalRecord) -> None:
-        if request_hash(record.target, record.argv, record.requester) != record.request_hash:
-            logger.error("approval binding mismatch", extra={"audit_id": record.audit_id})
-            raise PolicyError("this approval request does not match its command; ask again")
-
-    async def _run_approved(
-        self, record: ApprovalRecord, on_output: TextSink | None, inline_limit: int
-    ) -> ExecResult:
-        target = self.resolve_target(Target.parse(record.target))
-        requester = await self._resolve(Principal.parse(record.requester))
-        stages = _stages_from_argv(record.argv)
-        # The policy may have changed since the request: it must still ask for approval
-        # under the same rule, or nothing runs.
-        decision = self._decide(requester, target, stages)
-        token = audit_id_var.set(record.audit_id)
-        try:
-            base = ExecResult(
-                effect=decision.effect,
-                rule=decision.rule_id,
-                reason=decision.reason,
-                audit_id=record.audit_id,
-                status=ExecStatus.RUNNING,
-                target=str(target),
-                argv=record.argv,
-                approval_id=record.approval_id,
-            )
-            if decision.effect is not Effect.APPROVE or decision.rule_id != record.rule_id:
-                await self._finish(
-                    record.audit_id,
-                    ExecOutcome(
-                        status=ExecStatus.DENIED,
-                        approvers=record.approvals,
-                        error="policy_changed",
-                    ),
-                )
-                return _replace(
-                    base,
-                    effect=Effect.DENY,
-                    status=ExecStatus.DENIED,
-                    error_code="policy_changed",
-                    error="the policy changed since the request; it no longer allows this "
-                    "command under the approved rule, so nothing ran",
-                )
-            return await self._run(
-                base,
-                target,
-                record.argv,
-                decision,
-                record.audit_id,
-                record.approvals,
-                on_output,
-                inline_limit,
-            )
-        finally:
-            audit_id_var.reset(token)
-
-    async def get_approval(self, approval_id: ApprovalId) -> ApprovalRecord:
-        return await self._audit.get_approval(approval_id)
-
-    async def list_approvals(self, state: ApprovalState | None = None) -> list[ApprovalRecord]:
-        await self._audit.expire_approvals(self._clock())
-        return await self._audit.list_approvals(state)
-
     # ------------------------------------------------------------------ instances, audit
 
     async def list_instances(
@@ -570,15 +471,6 @@ def explain_request(
         )
     decision = decide(policy, principal, target, stages)
     return Explanation(decision, str(target), ExecService.runnable_argv(stages), stages)
-
-
-def _stages_from_argv(argv: tuple[str, ...]) -> tuple[tuple[str, ...], ...]:
-    """Recover the stages an approved argv was built from (a pipeline runs as sh -c)."""
-    if len(argv) == 3 and argv[:2] == ("/bin/sh", "-c"):
-        # The line was built by ExecGate from validated stages; quoting may have made it
-        # longer than the user's input, so the length cap is not the user's here.
-        return parse_command_text(argv[2], max_length=len(argv[2]) + 1).stages
-    return (argv,)
 
 
 def _replace(result: ExecResult, **changes: object) -> ExecResult:
