@@ -8,6 +8,7 @@ import datetime as dt
 import enum
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 from policies.types import (
@@ -268,5 +269,49 @@ class AuditStore(Protocol):
         ...
 
     async def verify(self) -> VerifyReport: ...
+
+    async def aclose(self) -> None: ...
+
+
+# --------------------------------------------------------------------------- artifacts
+
+
+@dataclass(frozen=True, slots=True)
+class ArtifactInfo:
+    """A stored artifact: what the audit log records about it."""
+
+    key: str
+    size: int
+    sha256: str
+    content_type: str
+
+
+class ArtifactStore(Protocol):
+    """Object storage for large output and collected files (local, S3, OSS).
+
+    Uploads stream: nothing is held whole in memory. A failed or cut upload leaves
+    nothing under ``key`` that could be taken for the whole artifact.
+    """
+
+    name: str
+
+    async def put_stream(
+        self,
+        key: str,
+        chunks: AsyncIterator[bytes],
+        *,
+        content_type: str,
+        max_bytes: int | None = None,
+    ) -> ArtifactInfo:
+        """Raises: ArtifactError (also when more than ``max_bytes`` arrive)."""
+        ...
+
+    async def put_file(self, key: str, path: Path, *, content_type: str) -> ArtifactInfo:
+        """Raises: ArtifactError."""
+        ...
+
+    async def link(self, key: str, *, ttl_seconds: float | None = None) -> str:
+        """An expiring URL to fetch the artifact. Raises: ArtifactError."""
+        ...
 
     async def aclose(self) -> None: ...

@@ -58,6 +58,7 @@ logger = logging.getLogger(__name__)
 
 TextSink = Callable[[Stream, str], Awaitable[None]]
 PrincipalResolver = Callable[[Principal], Awaitable[Principal]]
+ApprovalListener = Callable[[ApprovalRecord], Awaitable[None]]
 
 SYNTAX_RULE = "command-syntax"
 BUILTIN_RULE = "session-builtin"
@@ -88,6 +89,7 @@ class ExecService(ApprovalsMixin, SessionsMixin):
         session_idle_seconds: float = 600.0,
     ) -> None:
         self._session_idle = session_idle_seconds
+        self._approval_listeners: list[ApprovalListener] = []
         self._policies = policies
         self._audit = audit
         self._providers = dict(providers)
@@ -95,6 +97,10 @@ class ExecService(ApprovalsMixin, SessionsMixin):
         self._spill_dir = spill_dir
         self._resolve = resolve_principal
         self._clock = clock
+
+    def add_approval_listener(self, listener: ApprovalListener) -> None:
+        """Call ``listener`` with every new approval request (e.g. to post a Slack card)."""
+        self._approval_listeners.append(listener)
 
     @property
     def audit(self) -> AuditStore:
@@ -301,8 +307,15 @@ class ExecService(ApprovalsMixin, SessionsMixin):
             threshold=spec.threshold,
             ttl_seconds=spec.ttl_seconds,
             surface=request.surface.value,
-            context={},
+            context=dict(request.context),
         )
+        for listener in self._approval_listeners:
+            try:
+                await listener(record)
+            except Exception:
+                # A surface that cannot post its approval card must not lose the
+                # request: it stays pending and listed by `execgate approvals list`.
+                logger.exception("approval listener failed", extra={"audit_id": base.audit_id})
         return _replace(
             base,
             approval_id=record.approval_id,

@@ -155,6 +155,9 @@ class ExecRequest:
     stdin: bytes | None = None
     # Idempotency key from the surface (e.g. Slack retries); None when the surface has none.
     request_key: str | None = None
+    # Where the surface wants to hear back (e.g. Slack channel and thread); stored with
+    # an approval request so the result can be posted where it was asked for.
+    context: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -128,6 +128,15 @@ def build_parser() -> argparse.ArgumentParser:
     csub = p.add_subparsers(dest="config_cmd", required=True, metavar="ACTION")
     csub.add_parser("show", help="the effective configuration, secrets masked")
 
+    p = sub.add_parser("collect", help="fetch a file from an instance as an artifact")
+    p.add_argument("target", help="[provider:]function[@qualifier]/instance")
+    p.add_argument("path", help="absolute path of the file on the instance")
+    p.add_argument("--reason", default="")
+    p.add_argument("--json", action="store_true")
+
+    sub.add_parser("mcp", help="serve MCP over stdio (for desktop AI assistants)")
+    sub.add_parser("slack", help="run the Slack bot in Socket Mode")
+
     p = sub.add_parser("serve", help="run the server: local instance host and the HTTP app")
     p.add_argument("--host")
     p.add_argument("--port", type=int)
@@ -169,6 +178,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             from server.serve import serve
 
             return serve(settings, host=args.host, port=args.port)
+        if args.cmd == "mcp":
+            from server.mcp.stdio import run_stdio
+
+            return run_stdio(settings)
+        if args.cmd == "slack":
+            from server.slack_socket import run_socket_mode
+
+            return run_socket_mode(settings)
         return asyncio.run(cli_commands.dispatch(args, settings))
     except ExecGateError as exc:
         print(f"execgate: {exc.safe_message}", file=sys.stderr)

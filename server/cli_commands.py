@@ -32,6 +32,7 @@ from server.cli import (
     EXIT_TIMEOUT,
     EXIT_UNAVAILABLE,
 )
+from server.cli_collect import cmd_collect
 from server.localstate import local_keys, read_address
 from server.settings import Settings, masked_view
 from server.wiring import open_service, prepare_database
@@ -246,6 +247,7 @@ async def dispatch(args: argparse.Namespace, settings: Settings) -> int:
         "audit": cmd_audit,
         "db": cmd_db,
         "config": cmd_config,
+        "collect": cmd_collect,
     }
     if args.cmd not in ("policy", "config", "db"):
         await prepare_database(settings)

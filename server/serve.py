@@ -12,14 +12,17 @@ from dataclasses import dataclass
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Mount, Route
+from starlette.routing import BaseRoute, Mount, Route
 
 from policies.instances.local import InstanceManager
 from policies.service import ExecService
+from server.artifact_http import artifact_mount
 from server.asgi_runner import RunningAsgi, run_asgi
 from server.fchost import build_fc_host_app
 from server.localstate import LocalKeys, clear_address, local_keys, write_address
+from server.mcp.http import mcp_mount
 from server.settings import Settings
+from server.slack_http import slack_mount
 from server.wiring import build_manager, open_service, prepare_database
 
 logger = logging.getLogger(__name__)
@@ -36,16 +39,43 @@ class Running:
     asgi: RunningAsgi
 
 
-def build_app(settings: Settings, manager: InstanceManager, keys: LocalKeys) -> Starlette:
+def build_app(
+    settings: Settings, manager: InstanceManager, keys: LocalKeys, service: ExecService
+) -> Starlette:
+    """The one HTTP app: health, the surfaces' mounts, and the local FC host last (its
+    routes answer everything else with FC-shaped errors)."""
+
     async def healthz(_: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
 
+    mounts = [
+        m
+        for m in (
+            mcp_mount(settings, service),
+            slack_mount(settings, service),
+            artifact_mount(settings, service),
+        )
+        if m is not None
+    ]
     fc_host = build_fc_host_app(
         manager,
         {keys.access_key_id: keys.access_key_secret},
         account_id=settings.local_host.account_id,
     )
-    return Starlette(routes=[Route("/healthz", healthz), Mount("/", app=fc_host)])
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        async with contextlib.AsyncExitStack() as stack:
+            for mount in mounts:
+                if mount.lifespan is not None:
+                    await stack.enter_async_context(mount.lifespan())
+            yield
+
+    routes: list[BaseRoute] = [Route("/healthz", healthz)]
+    for mount in mounts:
+        routes.extend(mount.routes)
+    routes.append(Mount("/", app=fc_host))
+    return Starlette(routes=routes, lifespan=lifespan)
 
 
 @contextlib.asynccontextmanager
@@ -62,7 +92,7 @@ async def running_server(
     box: dict[str, str] = {}
     try:
         async with open_service(settings, local_url=lambda: box["url"], manager=manager) as svc:
-            app = build_app(settings, manager, keys)
+            app = build_app(settings, manager, keys, svc)
             async with run_asgi(app, host=bind_host, port=bind_port, lifespan="on") as asgi:
                 box["url"] = asgi.url
                 url = settings.server.public_url or asgi.url
