@@ -28,6 +28,7 @@ from policies.logctx import audit_id_var
 from policies.model import Policy
 from policies.output import CollectedOutput, OutputCollector
 from policies.ports import (
+    ApprovalRecord,
     AuditFilter,
     AuditStore,
     ExecIntent,
