@@ -101,6 +101,16 @@ class ExecIntent:
 
 
 @dataclass(frozen=True, slots=True)
+class ArtifactInfo:
+    """A stored artifact: what the audit log records about it."""
+
+    key: str
+    size: int
+    sha256: str
+    content_type: str
+
+
+@dataclass(frozen=True, slots=True)
 class ExecOutcome:
     status: ExecStatus
     exit_code: int | None = None
@@ -112,6 +122,10 @@ class ExecOutcome:
     artifact_keys: tuple[str, ...] = ()
     approvers: tuple[str, ...] = ()
     error: str | None = None
+    # Scrubbed and truncated to the surface's inline limit: safe to show again.
+    stdout_text: str = ""
+    stderr_text: str = ""
+    artifacts: tuple[ArtifactInfo, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,16 +288,6 @@ class AuditStore(Protocol):
 
 
 # --------------------------------------------------------------------------- artifacts
-
-
-@dataclass(frozen=True, slots=True)
-class ArtifactInfo:
-    """A stored artifact: what the audit log records about it."""
-
-    key: str
-    size: int
-    sha256: str
-    content_type: str
 
 
 class ArtifactStore(Protocol):

@@ -8,6 +8,7 @@ refused (AuditUnavailable) before a provider is touched.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import time
@@ -21,6 +22,7 @@ from policies.errors import (
     AuditUnavailable,
     CommandRejected,
     ExecGateError,
+    UnknownPrincipal,
     UnknownProvider,
 )
 from policies.holder import PolicyHolder
@@ -63,6 +65,9 @@ ApprovalListener = Callable[[ApprovalRecord], Awaitable[None]]
 
 SYNTAX_RULE = "command-syntax"
 BUILTIN_RULE = "session-builtin"
+# Members of this policy role may search every principal's audit records from Slack or
+# MCP; everyone else sees their own.
+AUDITOR_ROLE = "auditors"
 DEFAULT_INLINE_LIMIT = 16 * 1024
 
 
@@ -412,6 +417,8 @@ class ExecService(ApprovalsMixin, SessionsMixin):
                 artifact_keys=tuple(str(p) for p in out.spill_files.values()),
                 approvers=approvers,
                 error=error_code,
+                stdout_text=out.stdout,
+                stderr_text=out.stderr,
             ),
         )
         return _replace(
@@ -450,6 +457,20 @@ class ExecService(ApprovalsMixin, SessionsMixin):
         return await self._providers[name].list_instances(function, qualifier)
 
     async def audit_list(self, flt: AuditFilter) -> list[ExecRecord]:
+        """Every matching record: for trusted local callers (the CLI on the host)."""
+        return await self._audit.list_execs(flt)
+
+    async def audit_search(self, principal: Principal, flt: AuditFilter) -> list[ExecRecord]:
+        """Records ``principal`` may see: their own, or all for the auditor role.
+
+        Raises: UnknownPrincipal.
+        """
+        principal = await self._resolve(principal)
+        roles = self._policies.current().roles_of(principal)
+        if not roles:
+            raise UnknownPrincipal()
+        if AUDITOR_ROLE not in roles:
+            flt = dataclasses.replace(flt, principal=str(principal))
         return await self._audit.list_execs(flt)
 
     async def audit_get(self, audit_id: AuditId) -> ExecRecord:

@@ -20,6 +20,7 @@ from policies.commands import parse_command_text
 from policies.engine import is_approver
 from policies.errors import (
     ApprovalExpired,
+    ApprovalNotFound,
     NotAnApprover,
     PolicyError,
     SelfApprovalRefused,
@@ -190,6 +191,47 @@ class ApprovalsMixin:
             )
         finally:
             audit_id_var.reset(token)
+
+    async def approval_result(
+        self, approval_id: ApprovalId, principal: Principal
+    ) -> tuple[ApprovalRecord, ExecResult | None]:
+        """The approval and, once it ran (or was refused), its result as recorded.
+
+        Only the requester or an approver of the request may read it.
+
+        Raises: ApprovalNotFound.
+        """
+        record = await self._audit.get_approval(approval_id)
+        principal = await self._resolve(principal)
+        spec = ApprovalSpec(record.approver_roles, record.threshold)
+        if str(principal) != record.requester and not is_approver(
+            self._policies.current(), principal, spec
+        ):
+            raise ApprovalNotFound()
+        if record.state is ApprovalState.PENDING and record.expires_at <= self._clock():
+            await self._audit.expire_approvals(self._clock())
+            record = await self._audit.get_approval(approval_id)
+        execution = await self._audit.get_exec(record.audit_id)
+        outcome = execution.outcome
+        if outcome is None or outcome.status is ExecStatus.RUNNING:
+            return record, None
+        intent = execution.intent
+        return record, ExecResult(
+            effect=Effect(intent.effect),
+            rule=intent.rule_id,
+            reason=intent.decision_reason,
+            audit_id=record.audit_id,
+            status=outcome.status,
+            target=intent.target,
+            argv=intent.argv,
+            exit_code=outcome.exit_code,
+            stdout=outcome.stdout_text,
+            stderr=outcome.stderr_text,
+            stdout_bytes=outcome.stdout_bytes,
+            stderr_bytes=outcome.stderr_bytes,
+            approval_id=approval_id,
+            error_code=outcome.error,
+        )
 
     async def get_approval(self, approval_id: ApprovalId) -> ApprovalRecord:
         return await self._audit.get_approval(approval_id)

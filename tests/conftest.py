@@ -1,5 +1,7 @@
-"""Shared fixtures: a fresh audit database per test (SQLite always; PostgreSQL too when
-EXECGATE_TEST_DATABASE_URL names a server), migrated, and an open audit store."""
+"""Shared fixtures: a fresh audit database per test, migrated, and an open audit store.
+
+The suite runs against SQLite by default, and against PostgreSQL instead when
+EXECGATE_TEST_DATABASE_URL names a server (CI runs `make test` once each way)."""
 
 from __future__ import annotations
 
@@ -18,9 +20,11 @@ from policies.audit.migrate import upgrade
 PG_ENV = "EXECGATE_TEST_DATABASE_URL"
 CHECKPOINT_KEY = b"execgate-test-checkpoint-key-0001"
 
-_BACKENDS = [pytest.param("sqlite", id="sqlite")]
-if os.environ.get(PG_ENV):
-    _BACKENDS.append(pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres))
+_BACKENDS = (
+    [pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres)]
+    if os.environ.get(PG_ENV)
+    else [pytest.param("sqlite", id="sqlite")]
+)
 
 
 async def _fresh_postgres(server_url: str) -> AsyncIterator[str]:

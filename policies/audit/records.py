@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from policies.ports import (
     ApprovalRecord,
     ApprovalState,
+    ArtifactInfo,
     ExecIntent,
     ExecOutcome,
     ExecRecord,
@@ -54,6 +55,12 @@ def outcome_values(outcome: ExecOutcome) -> dict[str, Any]:
         "artifact_keys": list(outcome.artifact_keys),
         "approvers": list(outcome.approvers),
         "error": outcome.error,
+        "stdout_text": outcome.stdout_text,
+        "stderr_text": outcome.stderr_text,
+        "artifacts": [
+            {"key": a.key, "size": a.size, "sha256": a.sha256, "content_type": a.content_type}
+            for a in outcome.artifacts
+        ],
     }
 
 
@@ -90,6 +97,9 @@ def exec_record(row: Row) -> ExecRecord:
             artifact_keys=tuple(row.artifact_keys or ()),
             approvers=tuple(row.approvers or ()),
             error=row.error,
+            stdout_text=row.stdout_text or "",
+            stderr_text=row.stderr_text or "",
+            artifacts=tuple(ArtifactInfo(**a) for a in row.artifacts or ()),
         )
     return ExecRecord(AuditId(row.id), row.created_at, intent, outcome)
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from migrations import SCHEMA_HEAD
 from policies.audit import approvals as approval_ops
 from policies.audit import sessions as session_ops
 from policies.audit.backend import open_backend
@@ -18,7 +19,6 @@ from policies.audit.db import Db
 from policies.audit.engine import CONNECT_TIMEOUT_S
 from policies.audit.errors import audit_errors
 from policies.audit.ids import EXEC_PREFIX, new_id
-from policies.audit.migrate import head_revision
 from policies.audit.owner import current_owner, hostname, owner_is_dead
 from policies.audit.records import exec_record, intent_values, outcome_values
 from policies.audit.tables import exec_sessions
@@ -335,7 +335,7 @@ async def _check_database(db: Db) -> None:
     with audit_errors("check schema", no_schema):
         query = sa.text("SELECT version_num FROM alembic_version")
         version = await db.backend.read(lambda conn: conn.scalar(query))
-    expected = await asyncio.to_thread(head_revision)
+    expected = SCHEMA_HEAD
     if version != expected:
         raise AuditUnavailable(
             "the audit database schema is not current; run `execgate db upgrade`",

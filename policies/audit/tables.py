@@ -95,6 +95,10 @@ exec_sessions = sa.Table(
     sa.Column("artifact_keys", sa.JSON(), nullable=True),
     sa.Column("approvers", sa.JSON(), nullable=True),
     sa.Column("error", sa.Text(), nullable=True),
+    # Revision 0002: the scrubbed inline output, and artifact metadata.
+    sa.Column("stdout_text", sa.Text(), nullable=True),
+    sa.Column("stderr_text", sa.Text(), nullable=True),
+    sa.Column("artifacts", sa.JSON(), nullable=True),
     sa.Index(None, "created_at"),
     sa.Index(None, "principal", "rule_id", "created_at"),
     sa.Index(None, "target", "created_at"),
