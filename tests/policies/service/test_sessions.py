@@ -1,0 +1,80 @@
+"""Conversational sessions through ExecService: pinned instance, cwd and env kept."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from policies.errors import InstanceNotRunning, SessionEnded, SessionNotFound
+from policies.types import Effect, Target
+from tests.policies.service.conftest import Rig, local
+
+
+async def test_session_keeps_the_working_directory_between_commands(rig: Rig) -> None:
+    (rig.state_tmp() / "work").mkdir()
+    session = await rig.service.session_start(local("alice"), rig.target, reason="debug")
+    cd = await rig.service.exec(rig.request("cd /tmp/work", session_id=session.session_id))
+    assert cd.rule == "session-builtin"
+    assert cd.exit_code == 0
+    pwd = await rig.service.exec(rig.request("pwd", session_id=session.session_id))
+    assert pwd.stdout.strip() == "/tmp/work"
+    record = await rig.service.audit_get(pwd.audit_id)  # type: ignore[arg-type]
+    assert record.intent.session_id == session.session_id
+
+
+async def test_cd_to_a_missing_directory_fails_and_keeps_the_old_one(rig: Rig) -> None:
+    session = await rig.service.session_start(local("alice"), rig.target)
+    bad = await rig.service.exec(rig.request("cd /tmp/nope", session_id=session.session_id))
+    assert bad.exit_code != 0
+    current = await rig.service.session_get(session.session_id, local("alice"))
+    assert current.cwd == ""
+
+
+async def test_session_env_overlay_applies_to_later_commands(rig: Rig) -> None:
+    session = await rig.service.session_start(local("alice"), rig.target)
+    await rig.service.exec(rig.request("export TRACE_ID=abc123", session_id=session.session_id))
+    shown = await rig.service.exec(rig.request("printenv TRACE_ID", session_id=session.session_id))
+    assert shown.stdout.strip() == "abc123"
+
+
+@pytest.mark.parametrize("name", ["PATH", "LD_PRELOAD", "BASH_ENV", "PYTHONPATH"])
+async def test_session_refuses_variables_that_change_how_code_loads(rig: Rig, name: str) -> None:
+    session = await rig.service.session_start(local("alice"), rig.target)
+    result = await rig.service.exec(
+        rig.request(f"export {name}=/tmp/evil", session_id=session.session_id)
+    )
+    assert result.effect is Effect.DENY
+
+
+async def test_an_ended_session_refuses_commands(rig: Rig) -> None:
+    session = await rig.service.session_start(local("alice"), rig.target)
+    ended = await rig.service.session_end(session.session_id, local("alice"))
+    assert ended.ended_at is not None
+    with pytest.raises(SessionEnded):
+        await rig.service.exec(rig.request("pwd", session_id=session.session_id))
+
+
+async def test_someone_elses_session_is_not_found(rig: Rig) -> None:
+    session = await rig.service.session_start(local("alice"), rig.target)
+    with pytest.raises(SessionNotFound):
+        await rig.service.exec(rig.request("pwd", who="local:bob", session_id=session.session_id))
+
+
+async def test_a_session_cannot_start_on_an_instance_that_is_not_running(rig: Rig) -> None:
+    ghost = dataclasses.replace(rig.target, instance="c-00000000-00000000-000000000000")
+    with pytest.raises(InstanceNotRunning):
+        await rig.service.session_start(local("alice"), ghost)
+
+
+async def test_a_session_ends_when_its_instance_is_released(rig: Rig) -> None:
+    instance = await rig.manager.invoke("demo-worker")
+    rig.manager.release_invocation(instance)
+    target = Target("demo-worker", instance)
+    session = await rig.service.session_start(local("alice"), target)
+    rig.clock.advance(61)  # past the function's idle release period
+    assert instance in rig.manager.release_idle()
+    with pytest.raises(SessionEnded):
+        await rig.service.exec(rig.request("pwd", session_id=session.session_id))
+    current = await rig.service.session_get(session.session_id, local("alice"))
+    assert current.end_reason == "instance released"
