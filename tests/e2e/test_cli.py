@@ -231,7 +231,7 @@ async def test_audit_list_and_export_show_every_request(served: Served) -> None:
     assert isinstance(rows, list)
     assert [r["effect"] for r in rows] == ["deny", "allow"]
     denied = await served.cli("audit", "list", "--json", "--decision", "deny")
-    assert len(denied.json()) == 1  # type: ignore[arg-type]
+    assert len(denied.json()) == 1
     export = await served.cli("audit", "export", "--format", "csv")
     assert export.code == 0
     assert len(export.stdout.strip().splitlines()) == 3
