@@ -138,12 +138,20 @@ class SqlAuditStore:
         return None if found is None else AuditId(found)
 
     async def count_intents_since(self, principal: str, rule_id: str, since: dt.datetime) -> int:
-        """Raises: AuditUnavailable."""
+        """Requests by ``principal`` under ``rule_id`` since ``since`` that were not
+        refused. Raises: AuditUnavailable."""
         c = exec_sessions.c
         query = (
             sa.select(sa.func.count())
             .select_from(exec_sessions)
-            .where(c.principal == principal, c.rule_id == rule_id, c.created_at >= since)
+            .where(
+                c.principal == principal,
+                c.rule_id == rule_id,
+                c.created_at >= since,
+                # Refused requests (including those refused by this very rate) do not
+                # use up the rate, or a burst would lock its sender out for good.
+                c.effect != "deny",
+            )
         )
         count = await self._db.read("count intents", lambda conn: conn.scalar(query))
         return int(count or 0)

@@ -154,7 +154,9 @@ async def test_intents_are_counted_per_principal_and_rule_since_a_time(
         await audit_store.record_intent(INTENT)
     await audit_store.record_intent(intent(principal="local:bob"))
     await audit_store.record_intent(intent(rule_id="other"))
+    await audit_store.record_intent(intent(effect="deny", status=ExecStatus.DENIED))
 
+    # The refused request does not use up the rate.
     assert await audit_store.count_intents_since("local:alice", "read-only", before) == 3
     later = dt.datetime.now(UTC) + dt.timedelta(seconds=60)
     assert await audit_store.count_intents_since("local:alice", "read-only", later) == 0
