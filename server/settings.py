@@ -326,6 +326,7 @@ def masked_view(settings: Settings, environ: Mapping[str, str] | None = None) ->
         return node
 
     view: dict[str, Any] = walk(raw)
+    view["database"]["url"] = _mask_url(view["database"]["url"])
     view["database_url_effective"] = _mask_url(settings.database_url)
     view["policy_effective"] = str(settings.policy_path)
     return view
