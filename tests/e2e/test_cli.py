@@ -3,6 +3,8 @@ sandboxes) and the real `execgate` command talking to it over the FC exec protoc
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 from pathlib import Path
 
@@ -234,4 +236,6 @@ async def test_audit_list_and_export_show_every_request(served: Served) -> None:
     assert len(denied.json()) == 1
     export = await served.cli("audit", "export", "--format", "csv")
     assert export.code == 0
-    assert len(export.stdout.strip().splitlines()) == 3
+    rows_csv = list(csv.DictReader(io.StringIO(export.stdout)))
+    assert sorted(r["effect"] for r in rows_csv) == ["allow", "deny"]
+    assert all(r["audit_id"].startswith("ex_") for r in rows_csv)
