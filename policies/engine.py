@@ -20,14 +20,25 @@ How rules combine (deny > approve > allow, default deny):
 Within one effect the first rule in file order wins. Guarded arguments (shells,
 interpreters, wrappers, ``find -exec``...; see ``policies.wrappers``) are matched by
 allow and approve rules only through literal pattern elements.
+
+Collecting a file (``evaluate_collect``) uses the rules' ``collect:`` globs instead of
+their commands, with the same precedence: a deny rule that refuses *reading* the path
+(``cat PATH`` matches it, e.g. the credential-file rules) refuses collecting it; then an
+applicable approve rule whose ``collect:`` globs match the path makes the collect wait
+for approval; then an applicable allow rule allows it; otherwise it is denied by default.
+The deciding rule's ``max_output`` is the size cap of the collected file (the file is
+that rule's output) and its ``timeout`` bounds the transfer.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Sequence
 
+from policies.argtypes import Test, path_test
+from policies.collect import COLLECT_VERB
 from policies.model import ANY, Policy, Rule
 from policies.patterns import CommandPattern
 from policies.types import ApprovalSpec, Decision, Effect, Principal, PrincipalKind, Target
@@ -80,6 +91,61 @@ def evaluate(policy: Policy, *, principal: Principal, target: Target, stages: St
                     f"matched {pattern} (pipeline allowed by rule {rule.id})",
                 )
     return _decide(Effect.ALLOW, rule, stages, f"allowed by rule {rule.id}: {prefix}{matched}")
+
+
+def evaluate_collect(
+    policy: Policy, *, principal: Principal, target: Target, path: str
+) -> Decision:
+    """Decide whether ``principal`` may fetch the file ``path`` from ``target``. No I/O.
+
+    ``path`` is absolute and free of ``..`` (``policies.collect.check_path``); the
+    match is lexical: where a symlink leads is checked again on the resolved path.
+    ``stages`` of the decision is the collect's symbolic argv, ``collect_paths`` the
+    deciding rule's globs (the tree the resolved path must stay in).
+
+    Raises: nothing for well-formed input.
+    """
+    stage = (COLLECT_VERB, path)
+    context = _Context(policy, principal, target)
+    for rule, pattern in policy.deny_index.lookup("cat"):
+        if context.applies(rule) and pattern.matches(("cat", path), deny=True):
+            return _decide(
+                Effect.DENY,
+                rule,
+                (stage,),
+                f"denied by rule {rule.id}: reading {_show([path])} matched {pattern}",
+            )
+    covering: Rule | None = None
+    for rule in policy.rules:
+        if rule.effect is Effect.DENY or not rule.collect or not context.applies(rule):
+            continue
+        if not _collect_test(rule.collect)(path, False):
+            continue
+        if covering is None or (rule.effect is Effect.APPROVE and covering.effect is Effect.ALLOW):
+            covering = rule
+        if covering.effect is Effect.APPROVE:
+            break
+    if covering is None:
+        who = f"{principal} (roles: {', '.join(sorted(context.roles)) or 'none'})"
+        allowed = sorted(
+            {
+                glob
+                for rule in policy.rules
+                if rule.effect is not Effect.DENY and context.applies(rule)
+                for glob in rule.collect
+            }
+        )
+        hint = f"; collectable here: {', '.join(allowed)}" if allowed else ""
+        return _default(policy, (stage,), f"no rule lets {who} collect {path} on {target}{hint}")
+    matched = f"{path} matched collect {_show(covering.collect)}"
+    if covering.effect is Effect.APPROVE:
+        return _decide(Effect.APPROVE, covering, (stage,), f"{_needs(covering)}: {matched}")
+    return _decide(Effect.ALLOW, covering, (stage,), f"allowed by rule {covering.id}: {matched}")
+
+
+@functools.lru_cache(maxsize=256)
+def _collect_test(globs: tuple[str, ...]) -> Test:
+    return path_test(globs)
 
 
 def is_approver(policy: Policy, principal: Principal, spec: ApprovalSpec) -> bool:

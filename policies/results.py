@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from policies.ports import ApprovalRecord, ExecStatus
+from policies.ports import ApprovalRecord, ArtifactInfo, ExecStatus
 from policies.types import ApprovalId, AuditId, Decision, Effect
 
 
@@ -89,3 +89,90 @@ class VoteResult:
 
     approval: ApprovalRecord
     result: ExecResult | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CollectResult:
+    """The outcome of one collect request: a file fetched from an instance as an artifact.
+
+    ``ok`` once the whole file is stored: then ``link`` (expiring at ``link_expires_at``)
+    and ``artifact`` (key, size, sha256, content type, as recorded in the audit log) are
+    set. Denials, pending approvals and refusals on the instance (``error_code``:
+    ``path_traversal``, ``bad_path``, ``not_found``, ``symlink_escape``, ``special_file``,
+    ``not_regular``, ``unreadable``, ``too_large``, ``changed``, ``transfer_failed``, or
+    the exec codes ``denied``, ``rate_limited``, ``unknown_principal``, ``timeout``) come
+    back as results too, after they were recorded.
+    """
+
+    effect: Effect
+    rule: str | None
+    reason: str
+    audit_id: AuditId | None
+    status: ExecStatus
+    target: str
+    path: str
+    resolved_path: str | None = None
+    artifact: ArtifactInfo | None = None
+    link: str | None = None
+    link_expires_at: str | None = None
+    max_bytes: int | None = None
+    duration_ms: int | None = None
+    approval_id: ApprovalId | None = None
+    approval_expires_at: str | None = None
+    error_code: str | None = None
+    error: str | None = None  # a safe message
+
+    @property
+    def ok(self) -> bool:
+        return self.artifact is not None and self.link is not None
+
+    def to_exec_result(self, argv: tuple[str, ...]) -> ExecResult:
+        """This collect as the ExecResult approvals hand back (``vote``,
+        ``approval_result``): the link is ``links["artifact"]``, exit code 0 when stored."""
+        info = self.artifact
+        stored = f"collected {self.resolved_path or self.path}: {info.size} bytes, " if info else ""
+        return ExecResult(
+            effect=self.effect,
+            rule=self.rule,
+            reason=self.reason,
+            audit_id=self.audit_id,
+            status=self.status,
+            target=self.target,
+            argv=argv,
+            exit_code=0 if self.ok else None,
+            stdout=f"{stored}sha256 {info.sha256}\n" if info else "",
+            duration_ms=self.duration_ms,
+            approval_id=self.approval_id,
+            approval_expires_at=self.approval_expires_at,
+            links={"artifact": self.link} if self.link else {},
+            error_code=self.error_code,
+            error=self.error,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        artifact = self.artifact
+        return {
+            "effect": self.effect.value,
+            "rule": self.rule,
+            "reason": self.reason,
+            "status": self.status.value,
+            "target": self.target,
+            "path": self.path,
+            "resolved_path": self.resolved_path,
+            "link": self.link,
+            "link_expires_at": self.link_expires_at,
+            "artifact": None
+            if artifact is None
+            else {
+                "key": artifact.key,
+                "size": artifact.size,
+                "sha256": artifact.sha256,
+                "content_type": artifact.content_type,
+            },
+            "max_bytes": self.max_bytes,
+            "duration_ms": self.duration_ms,
+            "audit_id": self.audit_id,
+            "approval_id": self.approval_id,
+            "approval_expires_at": self.approval_expires_at,
+            "error": {"code": self.error_code, "message": self.error} if self.error_code else None,
+        }

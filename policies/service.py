@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+import shutil
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
@@ -31,6 +32,7 @@ from policies.model import Policy
 from policies.output import CollectedOutput, OutputCollector
 from policies.ports import (
     ApprovalRecord,
+    ArtifactStore,
     AuditFilter,
     AuditStore,
     ExecIntent,
@@ -43,6 +45,7 @@ from policies.ports import (
 )
 from policies.results import ExecResult, Explanation
 from policies.service_approvals import ApprovalsMixin, request_hash
+from policies.service_collect import CollectMixin
 from policies.service_sessions import SessionsMixin
 from policies.sessions import Builtin, parse_builtin
 from policies.types import (
@@ -79,7 +82,7 @@ async def _identity(principal: Principal) -> Principal:
     return principal
 
 
-class ExecService(ApprovalsMixin, SessionsMixin):
+class ExecService(CollectMixin, ApprovalsMixin, SessionsMixin):
     """The chokepoint. Surfaces build ExecRequests and render what comes back."""
 
     def __init__(
@@ -90,6 +93,9 @@ class ExecService(ApprovalsMixin, SessionsMixin):
         providers: Mapping[str, InstanceProvider],
         default_provider: str,
         spill_dir: Path | None = None,
+        artifacts: ArtifactStore | None = None,
+        link_ttl_seconds: float = 3600.0,
+        artifact_prefix: str = "",
         resolve_principal: PrincipalResolver = _identity,
         clock: Callable[[], dt.datetime] = _utcnow,
         session_idle_seconds: float = 600.0,
@@ -100,7 +106,12 @@ class ExecService(ApprovalsMixin, SessionsMixin):
         self._audit = audit
         self._providers = dict(providers)
         self._default_provider = default_provider
-        self._spill_dir = spill_dir
+        # Output that does not fit inline is spilled to files and stored as artifacts;
+        # without a store there is nowhere to link it, so nothing is spilled.
+        self._spill_dir = spill_dir if artifacts is not None else None
+        self._artifacts = artifacts
+        self._link_ttl = link_ttl_seconds
+        self._artifact_prefix = artifact_prefix
         self._resolve = resolve_principal
         self._clock = clock
 
@@ -357,6 +368,7 @@ class ExecService(ApprovalsMixin, SessionsMixin):
         try:
             run = await provider.exec(target, argv, limits=decision.limits, on_output=forward)
         except ExecGateError as exc:
+            _discard_spill(spill)
             await self._finish(
                 audit_id,
                 ExecOutcome(
@@ -372,6 +384,7 @@ class ExecService(ApprovalsMixin, SessionsMixin):
             raise
         except Exception:
             logger.exception("provider failed", extra={"audit_id": audit_id})
+            _discard_spill(spill)
             await self._finish(
                 audit_id,
                 ExecOutcome(
@@ -390,6 +403,7 @@ class ExecService(ApprovalsMixin, SessionsMixin):
                 await on_output(stream, tail)
         duration_ms = int((time.perf_counter() - t0) * 1000)
         out: CollectedOutput = collector.finish()
+        stored = await self._store_output(out, target, audit_id)
         timed_out = run.timed_out or run.idle_timed_out
         status = ExecStatus.TIMEOUT if timed_out else ExecStatus.COMPLETED
         if run.exit_code is None and not timed_out:
@@ -414,11 +428,12 @@ class ExecService(ApprovalsMixin, SessionsMixin):
                 stdout_bytes=out.stdout_bytes,
                 stderr_bytes=out.stderr_bytes,
                 output_sha256=out.output_sha256,
-                artifact_keys=tuple(str(p) for p in out.spill_files.values()),
+                artifact_keys=tuple(a.key for a in stored.artifacts),
                 approvers=approvers,
                 error=error_code,
                 stdout_text=out.stdout,
                 stderr_text=out.stderr,
+                artifacts=stored.artifacts,
             ),
         )
         return _replace(
@@ -433,6 +448,7 @@ class ExecService(ApprovalsMixin, SessionsMixin):
             stdout_bytes=out.stdout_bytes,
             stderr_bytes=out.stderr_bytes,
             duration_ms=duration_ms,
+            links=stored.links,
             error_code=error_code,
             error=error,
         )
@@ -506,6 +522,12 @@ def explain_request(
         )
     decision = decide(policy, principal, target, stages)
     return Explanation(decision, str(target), ExecService.runnable_argv(stages), stages)
+
+
+def _discard_spill(spill: Path | None) -> None:
+    """Spilled output of a run that failed: nothing will link it, so it goes."""
+    if spill is not None:
+        shutil.rmtree(spill, ignore_errors=True)
 
 
 def _replace(result: ExecResult, **changes: object) -> ExecResult:

@@ -17,6 +17,7 @@ KEYS_FILE = "local-host-keys.json"
 ADDRESS_FILE = "local-host.json"
 CHECKPOINT_KEY_FILE = "audit-checkpoint.key"
 CHECKPOINT_FILE = "audit-checkpoint.json"
+ARTIFACT_KEY_FILE = "artifact-signing.key"
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +62,16 @@ def checkpoint_key(data_dir: Path) -> bytes:
         return path.read_bytes().strip()
     except OSError as exc:
         raise ConfigError(f"cannot read the audit checkpoint key in {path}") from exc
+
+
+def artifact_signing_key(data_dir: Path) -> bytes:
+    """The key that signs local artifact links (shared by `execgate serve` and the CLI)."""
+    path = data_dir / ARTIFACT_KEY_FILE
+    _create_private(path, secrets.token_hex(32).encode())
+    try:
+        return path.read_bytes().strip()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the artifact signing key in {path}") from exc
 
 
 def write_address(data_dir: Path, url: str, account_id: str) -> None:

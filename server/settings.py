@@ -147,10 +147,31 @@ class ProviderSettings(_Model):
 
 
 class ArtifactSettings(_Model):
+    """Where large output and collected files go, and how long their links last.
+
+    ``local``: files under ``dir``, linked through `execgate serve` (``server.public_url``
+    or its bound address) with HMAC-signed, expiring URLs; the signing key is generated
+    in the data directory unless ``signing_key`` names one. ``s3``/``oss``: ``bucket``
+    (+ ``region``, ``endpoint_url``, ``prefix``); credentials from the key refs below,
+    else the SDK's standard chain (AWS: env, profile, instance role; OSS: the
+    ``ALIBABA_CLOUD_*`` variables).
+    """
+
     store: Literal["local", "s3", "oss"] = "local"
     dir: Path | None = None  # local store; empty: data_dir/artifacts
     link_ttl_seconds: float = Field(default=3600.0, gt=0)
     signing_key: SecretRef = SecretRef(env="EXECGATE_ARTIFACT_SIGNING_KEY")
+    retention_days: float | None = Field(default=None, gt=0)  # local store clean-up
+    bucket: str = ""
+    region: str = ""
+    endpoint_url: str = ""  # empty: the provider's public endpoint for the region
+    prefix: str = ""  # prepended to every key, e.g. "execgate/"
+    access_key_id: SecretRef = SecretRef()
+    access_key_secret: SecretRef = SecretRef()
+    security_token: SecretRef = SecretRef()
+    path_style: bool = False  # path-style bucket addressing (MinIO, test servers)
+    oss_signature_version: Literal["v4", "v1"] = "v4"
+    part_size_bytes: int = Field(default=8 << 20, ge=5 << 20, le=1 << 30)
 
 
 class OutputSettings(_Model):
@@ -165,6 +186,10 @@ class SlackSettings(_Model):
     app_token: SecretRef = SecretRef(env="EXECGATE_SLACK_APP_TOKEN")
     approvals_channel: str = ""
     api_base_url: str = ""  # empty: Slack's own
+    command: str = "/exec"  # the slash command, as named in the app manifest
+    directory_ttl_seconds: float = Field(default=300.0, gt=0)  # user-group cache
+    # Attach the full scrubbed output as a file when the inline view omitted some.
+    upload_full_output: bool = True
 
 
 class McpToken(_Model):

@@ -14,9 +14,10 @@ from policies.instances.fc.provider import FcEndpoint, FcProvider
 from policies.instances.local import InstanceManager, LocalFunction
 from policies.instances.sandbox import SandboxRunner
 from policies.instances.sandbox_provider import SandboxProvider
-from policies.ports import AuditStore, InstanceProvider, OutputCallback
+from policies.ports import ArtifactStore, AuditStore, InstanceProvider, OutputCallback
 from policies.service import ExecService
 from policies.types import InstanceInfo, Limits, RunResult, Target
+from server.artifact_store import open_artifact_store
 from server.localstate import CHECKPOINT_FILE, checkpoint_key, local_keys, read_address
 from server.settings import ProviderSettings, Settings
 
@@ -140,7 +141,9 @@ async def open_service(
     )
     providers: dict[str, InstanceProvider] = {}
     own_manager: InstanceManager | None = None
+    artifacts: ArtifactStore | None = None
     try:
+        artifacts = open_artifact_store(settings, local_url=local_url)
         await store.mark_interrupted()
         for name, cfg in settings.providers.items():
             if cfg.type == "sandbox":
@@ -157,12 +160,18 @@ async def open_service(
             audit=store,
             providers=providers,
             default_provider=settings.default_provider,
-            spill_dir=None,
+            spill_dir=settings.data_dir / "spill",
+            artifacts=artifacts,
+            link_ttl_seconds=settings.artifacts.link_ttl_seconds,
+            artifact_prefix=settings.artifacts.prefix,
         )
     finally:
         for provider in providers.values():
             with contextlib.suppress(Exception):
                 await provider.aclose()
+        if artifacts is not None:
+            with contextlib.suppress(Exception):
+                await artifacts.aclose()
         if own_manager is not None:
             await own_manager.aclose()
         if own_audit:

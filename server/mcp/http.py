@@ -1,12 +1,79 @@
-"""Streamable HTTP mount of the MCP server at /mcp."""
+"""Streamable HTTP mount of the MCP server at /mcp.
+
+Requests pass the bearer-token check first (``server.mcp.auth``), then the SDK's
+transport, whose DNS-rebinding protection accepts only the Host (and Origin) names this
+server is reached by: the listen address, ``server.public_url`` and
+``mcp.allowed_hosts``.
+"""
 
 from __future__ import annotations
 
+import ipaddress
+from urllib.parse import urlsplit
+
+from mcp.server.transport_security import TransportSecuritySettings
+from starlette.routing import Route
+
 from policies.service import ExecService
+from server.mcp.auth import BearerAuth, principal_of_request
+from server.mcp.registry import build_server
 from server.mounts import Mounted
 from server.settings import Settings
 
+MCP_PATH = "/mcp"
+_LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
+
+
+def _is_wildcard(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_unspecified
+    except ValueError:
+        return not host
+
+
+def _host_name(host: str) -> str:
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    return f"[{host}]" if address.version == 6 else host
+
+
+def allowed_hosts(settings: Settings) -> list[str]:
+    """Host header values /mcp accepts: each name bare (default port) and ``name:*``."""
+    names: list[str] = list(_LOOPBACK_NAMES)
+    if not _is_wildcard(settings.server.host):
+        names.append(_host_name(settings.server.host))
+    public = urlsplit(settings.server.public_url).hostname if settings.server.public_url else None
+    if public:
+        names.append(_host_name(public))
+    hosts = [form for name in dict.fromkeys(names) for form in (name, f"{name}:*")]
+    return list(dict.fromkeys([*hosts, *settings.mcp.allowed_hosts]))
+
+
+def transport_security(settings: Settings) -> TransportSecuritySettings:
+    hosts = allowed_hosts(settings)
+    origins = [f"{scheme}://{host}" for host in hosts for scheme in ("http", "https")]
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins
+    )
+
 
 def mcp_mount(settings: Settings, service: ExecService) -> Mounted | None:
-    """Routes and lifespan for /mcp; None when MCP over HTTP is not set up."""
-    return None
+    """Routes and lifespan for /mcp.
+
+    Always mounted: without configured tokens every request gets a 401 that says what
+    is missing.
+
+    Raises: ConfigError for a token whose client name ExecGate cannot use.
+    """
+    server = build_server(service, settings, principal_of_request)
+    app = server.streamable_http_app(
+        streamable_http_path=MCP_PATH,
+        transport_security=transport_security(settings),
+        host=settings.server.host,
+    )
+    # The SDK app routes on the full path itself; its own lifespan is not run by a
+    # Route, so the session manager runs in the host app's lifespan instead.
+    guarded = BearerAuth(app, settings.mcp.tokens)
+    return Mounted(routes=[Route(MCP_PATH, guarded)], lifespan=server.session_manager.run)

@@ -1,0 +1,31 @@
+"""The benchmarks, in the order ``python -m bench`` runs them."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Protocol
+
+from bench.common import Result
+
+BENCHMARKS: tuple[str, ...] = (
+    "policy_eval",
+    "exec_overhead",
+    "exec_throughput",
+    "open_sessions",
+    "output_stream",
+    "slack_ack",
+    "mcp_call",
+)
+
+
+class BenchModule(Protocol):
+    run: Callable[[bool], Result]
+
+
+def load(name: str) -> BenchModule:
+    """The module of benchmark ``name``. Raises: KeyError for an unknown name."""
+    if name not in BENCHMARKS:
+        raise KeyError(name)
+    module: BenchModule = importlib.import_module(f"bench.{name}")
+    return module

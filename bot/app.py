@@ -1,0 +1,201 @@
+"""The ExecGate Slack app: a slack-bolt ``AsyncApp`` whose listeners only translate.
+
+Every listener acknowledges at once (Slack wants an answer within 3 seconds), drops a
+delivery it has already seen (Slack retries), and leaves the work to a background task
+that calls the ExecService and posts what came of it. The app runs behind HTTP
+(``AsyncSlackRequestHandler``, see ``server.slack_http``) or Socket Mode alike.
+
+    bot = SlackBot(service, BotConfig(bot_token=..., signing_secret=...), policy=holder.current)
+    bot.app          # the AsyncApp to serve
+    await bot.aclose()
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot import commands
+from bot.approvals import ApprovalDesk
+from bot.cards import APPROVE_ACTION, DENY_ACTION
+from bot.config import BotConfig
+from bot.dedupe import RecentKeys, command_key, event_key
+from bot.directory import Directory, policy_group_ids
+from bot.outbox import Outbox, Place
+from bot.render import (
+    audit_message,
+    error_message,
+    explanation_message,
+    help_message,
+    instances_message,
+    internal_error_message,
+)
+from bot.runner import Runner
+from bot.tasks import TaskSet
+from bot.text import inline_code, shown_command
+from bot.threads import ThreadSessions
+from policies.errors import ExecGateError, UnknownPrincipal
+from policies.model import Policy
+from policies.service import ExecService
+from policies.types import ExecRequest, Principal, Surface
+
+logger = logging.getLogger(__name__)
+
+
+class SlackBot:
+    """ExecGate's Slack surface, built around one ExecService."""
+
+    def __init__(
+        self,
+        service: ExecService,
+        config: BotConfig,
+        *,
+        policy: Callable[[], Policy],
+        client: AsyncWebClient | None = None,
+    ) -> None:
+        self.config = config
+        self.service = service
+        self._policy = policy
+        self.client = client or AsyncWebClient(token=config.bot_token, base_url=config.api_base_url)
+        self.outbox = Outbox(self.client)
+        self.directory = Directory(
+            self.client, lambda: policy_group_ids(policy()), ttl=config.directory_ttl
+        )
+        self.runner = Runner(service, self.outbox, config)
+        self.approvals = ApprovalDesk(
+            self.runner, self.outbox, self.directory, config.approvals_channel
+        )
+        self.threads = ThreadSessions(self.runner, self.outbox, self.directory)
+        self.tasks = TaskSet()
+        self._recent = RecentKeys()
+        self.app = AsyncApp(
+            client=self.client,
+            signing_secret=config.signing_secret or "",
+            request_verification_enabled=config.signing_secret is not None,
+            # Listeners only ack and hand off, so answering after them is still at once,
+            # and no listener outlives its request inside bolt.
+            process_before_response=True,
+            logger=logging.getLogger("execgate.slack.bolt"),
+        )
+        self.app.command(config.command)(self._on_command)
+        self.app.action(APPROVE_ACTION)(self._on_approve)
+        self.app.action(DENY_ACTION)(self._on_deny)
+        self.app.event("message")(self._on_message)
+        service.add_approval_listener(self.approvals.on_new_approval)
+
+    async def aclose(self) -> None:
+        """Let work in flight finish (bounded), then stop."""
+        await self.tasks.aclose()
+
+    # ------------------------------------------------------------------ listeners
+
+    async def _on_command(self, ack: AsyncAck, command: dict[str, Any]) -> None:
+        key = command_key(command)
+        if not self._recent.first_time(key):
+            await ack()
+            return
+        user_id = str(command.get("user_id", ""))
+        try:
+            parsed = commands.parse(
+                str(command.get("text", "")), user_id=user_id, now=dt.datetime.now(dt.UTC)
+            )
+        except ExecGateError as exc:
+            text, blocks = error_message(exc)
+            await ack(text=text, blocks=blocks, response_type="ephemeral")
+            return
+        if isinstance(parsed, commands.Help):
+            text, blocks = help_message(collect=True)
+            await ack(text=text, blocks=blocks, response_type="ephemeral")
+            return
+        if isinstance(parsed, commands.Exec):
+            shown, target = shown_command(parsed.command), str(parsed.target)
+            running = f"Running {inline_code(shown)} on {inline_code(target)}…"
+            await ack(text=running, response_type="ephemeral")
+        else:
+            await ack()
+        place = Place(
+            channel=str(command.get("channel_id", "")),
+            user=user_id,
+            response_url=command.get("response_url") or None,
+        )
+        self.tasks.spawn(self._handle(parsed, place, key), name=f"slack-command-{key}")
+
+    async def _on_approve(self, ack: AsyncAck, body: dict[str, Any]) -> None:
+        await ack()
+        if self._first_click(body):
+            self.tasks.spawn(self.approvals.on_click(body, approve=True), name="slack-approve")
+
+    async def _on_deny(self, ack: AsyncAck, body: dict[str, Any]) -> None:
+        await ack()
+        if self._first_click(body):
+            self.tasks.spawn(self.approvals.on_click(body, approve=False), name="slack-deny")
+
+    async def _on_message(self, body: dict[str, Any], event: dict[str, Any]) -> None:
+        # Events are acknowledged by bolt itself. Only replies in session threads matter.
+        thread_ts = event.get("thread_ts")
+        if not thread_ts or self.threads.get(str(event.get("channel", "")), str(thread_ts)) is None:
+            return
+        key = event_key(body)
+        if self._recent.first_time(key):
+            self.tasks.spawn(self.threads.on_message(event, key), name=f"slack-message-{key}")
+
+    def _first_click(self, body: Mapping[str, Any]) -> bool:
+        trigger = body.get("trigger_id") or body.get("container", {}).get("message_ts")
+        return self._recent.first_time(f"slack:action:{trigger}:{body.get('user', {}).get('id')}")
+
+    # ------------------------------------------------------------------ after the ack
+
+    async def _handle(self, parsed: commands.Command, place: Place, key: str) -> None:
+        try:
+            principal = await self.directory.principal(place.user)
+            await self._dispatch(parsed, place, principal, key)
+        except ExecGateError as exc:
+            await self.runner.report_error(place, exc)
+        except Exception:
+            logger.exception("slack command failed")
+            await self.outbox.ephemeral(place, *internal_error_message(None))
+
+    async def _dispatch(
+        self, parsed: commands.Command, place: Place, principal: Principal, key: str
+    ) -> None:
+        if isinstance(parsed, commands.Exec):
+            request = ExecRequest(
+                principal,
+                Surface.SLACK,
+                parsed.target,
+                command_text=parsed.command,
+                reason=parsed.reason,
+                request_key=key,
+                context=place.to_context(),
+            )
+            await self.runner.execute(place, request, command=parsed.command)
+        elif isinstance(parsed, commands.Session):
+            await self.threads.start(place, principal, parsed.target, parsed.reason)
+        elif isinstance(parsed, commands.Explain):
+            explanation = await self.service.explain(
+                ExecRequest(principal, Surface.SLACK, parsed.target, command_text=parsed.command)
+            )
+            await self.outbox.ephemeral(
+                place, *explanation_message(explanation, command=parsed.command)
+            )
+        elif isinstance(parsed, commands.Instances):
+            self._require_known(principal)
+            found = await self.service.list_instances(
+                parsed.function, provider=parsed.provider, qualifier=parsed.qualifier
+            )
+            await self.outbox.ephemeral(place, *instances_message(parsed.function, found))
+        elif isinstance(parsed, commands.Audit):
+            records = await self.service.audit_search(principal, parsed.filter)
+            await self.outbox.ephemeral(place, *audit_message(records))
+        elif isinstance(parsed, commands.Collect):
+            await self.runner.collect(place, principal, parsed.target, parsed.path, parsed.reason)
+
+    def _require_known(self, principal: Principal) -> None:
+        """Look-ups that the service does not check by principal still need a known user."""
+        if not self._policy().roles_of(principal):
+            raise UnknownPrincipal()

@@ -1,0 +1,103 @@
+"""Thread sessions: `/exec session <target>` anchors a thread; the owner's replies run in it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from policies.ports import AuditFilter
+from policies.types import SessionId
+from tests.bot.fake_slack import Call
+from tests.bot.rig import WAR_ROOM, Rig
+from tests.bot.test_slack_exec import context_text, output_section
+
+
+async def _open(rig: Rig, user: str = "UALICE") -> Call:
+    _, name = await rig.command(user, f"session {rig.instance} checking the disk")
+    anchor = await rig.fake.wait_call(
+        "chat.postMessage",
+        lambda c: c.data.get("channel") == WAR_ROOM and "session `se_" in context_text(c),
+    )
+    # The requester hears the session is open once its thread is bound.
+    await rig.fake.wait_call("response_url", lambda c: c.data.get("_name") == name)
+    return anchor
+
+
+def _in_thread(anchor: Call, *, after: int = 0) -> Callable[[list[Call]], list[Call]]:
+    def replies(calls: list[Call]) -> list[Call]:
+        found = [
+            c
+            for c in calls
+            if c.method == "chat.postMessage" and c.data.get("thread_ts") == anchor.ts
+        ]
+        return found[after:] if len(found) > after else []
+
+    return replies
+
+
+async def test_replies_in_the_thread_run_in_the_session_and_keep_the_working_directory(
+    rig: Rig,
+) -> None:
+    anchor = await _open(rig)
+    assert rig.instance in anchor.rendered
+    await rig.message("UALICE", "cd /tmp", thread_ts=anchor.ts)
+    (cd,) = await rig.fake.wait_for(_in_thread(anchor))
+    assert "exit 0" in context_text(cd)
+    await rig.message("UALICE", "pwd", thread_ts=anchor.ts)
+    (pwd,) = await rig.fake.wait_for(_in_thread(anchor, after=1))
+    assert output_section(pwd) == "```\n/tmp\n```"
+    records = await rig.running.service.audit_list(AuditFilter())
+    sessions = {r.intent.session_id for r in records}
+    assert len(records) == 2 and len(sessions) == 1 and None not in sessions
+
+
+async def test_end_ends_the_session_and_the_thread_says_so(rig: Rig) -> None:
+    anchor = await _open(rig)
+    await rig.message("UALICE", "end", thread_ts=anchor.ts)
+    (ended,) = await rig.fake.wait_for(_in_thread(anchor))
+    assert "Session ended" in ended.rendered
+    session_id = next(
+        w.strip("`") for w in context_text(anchor).split() if w.strip("`").startswith("se_")
+    )
+    record = await rig.running.service.audit.get_session(SessionId(session_id))
+    assert record.ended_at is not None
+
+
+async def test_idle_session_ends_and_the_thread_says_so_on_next_use(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    anchor = await _open(rig)
+    # Every session is idle past a zero timeout by its next command.
+    monkeypatch.setattr(rig.running.service, "_session_idle", 0.0)
+    await rig.message("UALICE", "pwd", thread_ts=anchor.ts)
+    (ended,) = await rig.fake.wait_for(_in_thread(anchor))
+    assert "code `session_ended`" in context_text(ended)
+    assert await rig.running.service.audit_list(AuditFilter()) == []
+
+
+async def test_replies_from_other_people_in_the_thread_are_not_run(rig: Rig) -> None:
+    anchor = await _open(rig)
+    await rig.message("UBOB", "id", thread_ts=anchor.ts)
+    await rig.message("UALICE", "pwd", thread_ts=anchor.ts)
+    (pwd,) = await rig.fake.wait_for(_in_thread(anchor))
+    assert "<@UALICE>" in pwd.rendered
+    records = await rig.running.service.audit_list(AuditFilter())
+    assert [r.intent.principal for r in records] == ["slack:UALICE"]
+
+
+async def test_retried_thread_message_runs_once(rig: Rig) -> None:
+    anchor = await _open(rig)
+    body = rig.message_body("UALICE", "id", thread_ts=anchor.ts)
+    await rig.post(body, "application/json")
+    await rig.post(body, "application/json", {"X-Slack-Retry-Num": "1"})
+    await rig.fake.wait_for(_in_thread(anchor))
+    records = await rig.running.service.audit_list(AuditFilter())
+    assert len(records) == 1
+
+
+async def test_session_on_a_missing_instance_is_refused_ephemerally(rig: Rig) -> None:
+    _, name = await rig.command("UALICE", "session demo-api/c-gone")
+    refusal = await rig.fake.wait_call("response_url", lambda c: c.data.get("_name") == name)
+    assert refusal.data["response_type"] == "ephemeral"
+    assert "code `instance_not_running`" in context_text(refusal)

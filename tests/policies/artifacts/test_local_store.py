@@ -1,0 +1,157 @@
+"""The local store: whole-or-nothing writes, signed expiring links, retention."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from policies.artifacts.local import LocalArtifactStore
+from policies.errors import ArtifactError
+from tests.policies.artifacts.support import random_file, sha256, stream
+
+BASE = "http://127.0.0.1:9/"
+KEY = "2026/11/27/local/demo-api/c-1/ex_1/files/trace.pcap"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def store(tmp_path: Path, clock: Clock) -> LocalArtifactStore:
+    return LocalArtifactStore(
+        tmp_path / "artifacts", signing_key=b"k" * 32, base_url=lambda: BASE, clock=clock
+    )
+
+
+def token_of(link: str) -> str:
+    assert link.startswith(BASE.rstrip("/") + "/artifacts/")
+    return link.rsplit("/", 1)[1]
+
+
+async def test_put_stream_records_size_digest_and_content_type(
+    store: LocalArtifactStore,
+) -> None:
+    info = await store.put_stream(KEY, stream([b"abc", b"def"]), content_type="x/y")
+    assert (info.key, info.size, info.sha256, info.content_type) == (
+        KEY,
+        6,
+        sha256(b"abcdef"),
+        "x/y",
+    )
+    found = store.resolve(token_of(await store.link(KEY)))
+    assert found.path.read_bytes() == b"abcdef"
+    assert (found.content_type, found.sha256, found.filename) == ("x/y", info.sha256, "trace.pcap")
+
+
+async def test_put_file_streams_a_large_file(store: LocalArtifactStore, tmp_path: Path) -> None:
+    source = tmp_path / "big.bin"
+    digest = random_file(source, 3 * 1024 * 1024 + 17)
+    info = await store.put_file(KEY, source, content_type="application/octet-stream")
+    assert (info.size, info.sha256) == (3 * 1024 * 1024 + 17, digest)
+
+
+async def test_link_works_before_expiry_and_fails_after(
+    store: LocalArtifactStore, clock: Clock
+) -> None:
+    await store.put_stream(KEY, stream([b"data"]), content_type="text/plain")
+    token = token_of(await store.link(KEY, ttl_seconds=60))
+    clock.now += 59
+    assert store.resolve(token).size == 4
+    clock.now += 1
+    with pytest.raises(ArtifactError) as caught:
+        store.resolve(token)
+    assert caught.value.fields["reason"] == "expired"
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        pytest.param(lambda t: t[:-2] + ("AA" if not t.endswith("AA") else "BB"), id="signature"),
+        pytest.param(lambda t: "e" + t[1:] if t[0] != "e" else "f" + t[1:], id="payload"),
+        pytest.param(lambda t: t.split(".")[0], id="no-signature"),
+        pytest.param(lambda t: "not-a-token", id="garbage"),
+    ],
+)
+async def test_tampered_link_is_refused(store: LocalArtifactStore, tamper: object) -> None:
+    await store.put_stream(KEY, stream([b"data"]), content_type="text/plain")
+    token = token_of(await store.link(KEY))
+    assert callable(tamper)
+    with pytest.raises(ArtifactError) as caught:
+        store.resolve(tamper(token))
+    assert caught.value.fields["reason"] == "invalid"
+
+
+async def test_a_link_signed_with_another_key_is_refused(
+    store: LocalArtifactStore, tmp_path: Path, clock: Clock
+) -> None:
+    await store.put_stream(KEY, stream([b"data"]), content_type="text/plain")
+    other = LocalArtifactStore(
+        store.root, signing_key=b"x" * 32, base_url=lambda: BASE, clock=clock
+    )
+    with pytest.raises(ArtifactError) as caught:
+        store.resolve(token_of(await other.link(KEY)))
+    assert caught.value.fields["reason"] == "invalid"
+
+
+async def test_a_cut_stream_leaves_nothing_under_the_key(store: LocalArtifactStore) -> None:
+    with pytest.raises(ConnectionResetError):
+        await store.put_stream(KEY, stream([b"a" * 10] * 5, fail_after=3), content_type="x/y")
+    with pytest.raises(ArtifactError) as caught:
+        await store.link(KEY)
+    assert caught.value.fields["reason"] == "missing"
+    assert list((store.root / "partial").iterdir()) == []
+
+
+async def test_more_than_max_bytes_is_refused_and_nothing_is_kept(
+    store: LocalArtifactStore,
+) -> None:
+    with pytest.raises(ArtifactError) as caught:
+        await store.put_stream(KEY, stream([b"a" * 6, b"b" * 6]), content_type="x", max_bytes=10)
+    assert caught.value.fields["reason"] == "too_large"
+    assert not (store.root / "objects" / KEY).exists()
+
+
+@pytest.mark.parametrize(
+    "key", ["../escape", "/abs/key", "a//b", "a/../b", "a/.hidden", "a b", ""], ids=repr
+)
+async def test_unsafe_keys_are_refused(store: LocalArtifactStore, key: str) -> None:
+    with pytest.raises(ArtifactError):
+        await store.put_stream(key, stream([b"x"]), content_type="x")
+
+
+async def test_links_without_a_running_server_say_so(tmp_path: Path) -> None:
+    from policies.errors import ProviderUnavailable
+
+    def no_server() -> str:
+        raise ProviderUnavailable("not running")
+
+    store = LocalArtifactStore(tmp_path, signing_key=b"k" * 32, base_url=no_server)
+    await store.put_stream(KEY, stream([b"x"]), content_type="x")
+    with pytest.raises(ArtifactError):
+        await store.link(KEY)
+
+
+async def test_retention_removes_old_artifacts_only(
+    store: LocalArtifactStore, clock: Clock
+) -> None:
+    old_key, new_key = KEY, KEY.replace("ex_1", "ex_2")
+    await store.put_stream(old_key, stream([b"old"]), content_type="x")
+    await store.put_stream(new_key, stream([b"new"]), content_type="x")
+    old_path = store.root / "objects" / old_key
+    os.utime(old_path, (clock.now - 10 * 86400, clock.now - 10 * 86400))
+    os.utime(store.root / "objects" / new_key, (clock.now, clock.now))
+    assert await store.remove_older_than(7 * 86400) == 1
+    assert not old_path.exists()
+    assert (store.root / "objects" / new_key).exists()

@@ -1,0 +1,115 @@
+"""MCP over streamable HTTP at /mcp of the real server app under uvicorn: bearer tokens
+mapped to principals, 401 before MCP for anyone else, DNS-rebinding protection, and the
+whole troubleshooting story with a human approving through the CLI."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx2
+import pytest
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
+
+from server.mcp.auth import token_sha256
+from server.serve import running_server
+from server.settings import load_settings
+from tests.e2e.conftest import Served, write_config
+from tests.server.mcp.story import troubleshooting_story
+
+TOKEN = "test-token-for-the-http-assistant"
+OTHER_TOKEN = "test-token-for-another-assistant"
+PING = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+
+
+@dataclass
+class HttpServed:
+    url: str  # .../mcp
+    served: Served  # the same config, for the CLI
+
+
+@contextlib.asynccontextmanager
+async def http_server(tmp_path: Path, database_url: str) -> AsyncIterator[HttpServed]:
+    extra = "".join(
+        f'[[mcp.tokens]]\nclient = "{client}"\nsha256 = "{token_sha256(token)}"\n'
+        for client, token in (("http-assistant", TOKEN), ("other-assistant", OTHER_TOKEN))
+    )
+    config, data_dir = write_config(tmp_path, database_url, extra=extra)
+    settings = load_settings(config, environ={})
+    async with running_server(settings, port=0) as running:
+        instance_id = running.manager.list("demo-api")[0].instance_id
+        served = Served(config, data_dir, f"demo-api/{instance_id}", instance_id)
+        yield HttpServed(running.url + "/mcp", served)
+
+
+@contextlib.asynccontextmanager
+async def mcp_client(url: str, token: str | None) -> AsyncIterator[Client]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30, read=120)) as http:
+        async with Client(streamable_http_client(url, http_client=http)) as client:
+            yield client
+
+
+async def test_token_holder_runs_the_troubleshooting_story_as_its_client(
+    tmp_path: Path, database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    async with http_server(tmp_path, database_url) as server:
+        async with mcp_client(server.url, TOKEN) as client:
+            await troubleshooting_story(client, server.served, "mcp:http-assistant")
+        async with mcp_client(server.url, OTHER_TOKEN) as other:
+            result = await other.call_tool("audit_search", {})
+    assert result.structured_content is not None
+    assert result.structured_content["records"] == []
+    assert TOKEN not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("authorization", "code"),
+    [
+        (None, "missing_token"),
+        ("Basic dXNlcjpwYXNz", "missing_token"),
+        ("Bearer", "missing_token"),
+        ("Bearer not-a-configured-token", "invalid_token"),
+    ],
+    ids=["no-header", "basic-scheme", "empty-token", "unknown-token"],
+)
+async def test_request_without_a_valid_token_gets_401_json_with_a_bearer_challenge(
+    tmp_path: Path,
+    database_url: str,
+    authorization: str | None,
+    code: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    headers = {"Authorization": authorization} if authorization else {}
+    async with http_server(tmp_path, database_url) as server, httpx2.AsyncClient() as http:
+        response = await http.post(server.url, json=PING, headers=headers)
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"].startswith('Bearer realm="execgate-mcp"')
+    assert response.json()["error"]["code"] == code
+    assert "not-a-configured-token" not in caplog.text
+
+
+async def test_mcp_client_without_a_valid_token_cannot_connect(
+    tmp_path: Path, database_url: str
+) -> None:
+    async with http_server(tmp_path, database_url) as server:
+        with pytest.raises(ExceptionGroup) as raised:
+            async with mcp_client(server.url, "wrong-token"):
+                pass
+    assert raised.group_contains(MCPError)
+
+
+async def test_unknown_host_header_is_refused_by_dns_rebinding_protection(
+    tmp_path: Path, database_url: str
+) -> None:
+    headers = {"Authorization": f"Bearer {TOKEN}", "Host": "attacker.example"}
+    async with http_server(tmp_path, database_url) as server, httpx2.AsyncClient() as http:
+        response = await http.post(server.url, json=PING, headers=headers)
+    assert response.status_code == 421
