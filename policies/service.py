@@ -115,6 +115,14 @@ class ExecService(CollectMixin, ApprovalsMixin, SessionsMixin):
         self._resolve = resolve_principal
         self._clock = clock
 
+    def current_policy(self) -> Policy:
+        """The policy in force now (reloaded when its file changes)."""
+        return self._policies.current()
+
+    def roles_of(self, principal: Principal) -> frozenset[str]:
+        """The policy roles ``principal`` holds now (empty: not a known user)."""
+        return self._policies.current().roles_of(principal)
+
     def add_approval_listener(self, listener: ApprovalListener) -> None:
         """Call ``listener`` with every new approval request (e.g. to post a Slack card)."""
         self._approval_listeners.append(listener)

@@ -37,6 +37,7 @@ class Running:
     manager: InstanceManager
     keys: LocalKeys
     asgi: RunningAsgi
+    surfaces: list[str]
 
 
 def build_app(
@@ -75,7 +76,11 @@ def build_app(
     for mount in mounts:
         routes.extend(mount.routes)
     routes.append(Mount("/", app=fc_host))
-    return Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.surfaces = [
+        str(getattr(route, "path", "")) for mount in mounts for route in mount.routes
+    ]
+    return app
 
 
 @contextlib.asynccontextmanager
@@ -97,7 +102,7 @@ async def running_server(
                 box["url"] = asgi.url
                 url = settings.server.public_url or asgi.url
                 write_address(settings.data_dir, asgi.url, settings.local_host.account_id)
-                yield Running(url, svc, manager, keys, asgi)
+                yield Running(url, svc, manager, keys, asgi, list(app.state.surfaces))
     finally:
         clear_address(settings.data_dir)
         await manager.aclose()
@@ -113,6 +118,8 @@ def banner(settings: Settings, running: Running) -> str:
         f"  local FC host   {running.url}/2023-03-30/functions  "
         f"(account {settings.local_host.account_id}, key {running.keys.access_key_id})"
     )
+    for path in running.surfaces:
+        lines.append(f"  surface         {running.url}{path}")
     sandbox = "bubblewrap sandbox" if running.manager.sandboxed else "UNSANDBOXED (no bubblewrap)"
     lines.append(f"  instances       {sandbox}")
     example = None

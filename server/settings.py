@@ -219,6 +219,9 @@ class Settings(_Model):
     data_dir: Path = Path(".execgate")
     policy: Path | None = None  # empty: the built-in policies/default.yaml
     default_provider: str = "local"
+    # Conversational sessions (MCP, Slack threads) end after this long without commands;
+    # an open exec keeps a serverless instance active and billed.
+    session_idle_seconds: float = Field(default=600.0, gt=0)
     database: DatabaseSettings = DatabaseSettings()
     server: ServerSettings = ServerSettings()
     cli: CliSettings = CliSettings()

@@ -15,7 +15,6 @@ from starlette.routing import Route
 from bot.app import SlackBot
 from bot.config import SLACK_API_URL, BotConfig
 from policies.errors import ConfigError
-from policies.holder import PolicyHolder
 from policies.service import ExecService
 from server.mounts import Mounted
 from server.settings import Settings
@@ -62,7 +61,7 @@ def slack_mount(settings: Settings, service: ExecService) -> Mounted | None:
     config = slack_bot_config(settings, os.environ)
     if config is None:
         return None
-    bot = SlackBot(service, config, policy=PolicyHolder(settings.policy_path).current)
+    bot = SlackBot(service, config, policy=service.current_policy)
     handler = AsyncSlackRequestHandler(bot.app)
 
     async def events(request: Request) -> Response:

@@ -20,7 +20,6 @@ from slack_bolt.adapter.socket_mode.websockets import AsyncSocketModeHandler
 from bot.app import SlackBot
 from bot.config import BotConfig
 from policies.errors import ConfigError
-from policies.holder import PolicyHolder
 from policies.service import ExecService
 from server.settings import Settings
 from server.slack_http import slack_bot_config
@@ -32,7 +31,7 @@ async def socket_mode_bot(
     service: ExecService, config: BotConfig, app_token: str, settings: Settings
 ) -> AsyncIterator[SlackBot]:
     """A SlackBot connected over Socket Mode for the length of the block."""
-    bot = SlackBot(service, config, policy=PolicyHolder(settings.policy_path).current)
+    bot = SlackBot(service, config, policy=service.current_policy)
     handler = AsyncSocketModeHandler(bot.app, app_token, web_client=bot.client)
     try:
         await handler.connect_async()  # type: ignore[no-untyped-call]

@@ -164,6 +164,7 @@ async def open_service(
             artifacts=artifacts,
             link_ttl_seconds=settings.artifacts.link_ttl_seconds,
             artifact_prefix=settings.artifacts.prefix,
+            session_idle_seconds=settings.session_idle_seconds,
         )
     finally:
         for provider in providers.values():
