@@ -7,6 +7,7 @@ import logging
 import os
 import resource
 import statistics
+import subprocess
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -90,3 +91,20 @@ def peak_rss_kb() -> int:
 
 def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
+
+
+def run_module(module: str, *args: str, timeout: float) -> Result:
+    """Run ``python -m module args`` in a fresh process and return the JSON object its
+    last stdout line holds (memory figures then belong to that process alone).
+
+    Raises: subprocess.CalledProcessError, subprocess.TimeoutExpired.
+    """
+    proc = subprocess.run(
+        [sys.executable, "-m", module, *args],
+        stdout=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        check=True,
+        timeout=timeout,
+    )
+    figures: Result = json.loads(proc.stdout.decode().strip().splitlines()[-1])
+    return figures

@@ -21,10 +21,8 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from bench.common import Result, median, percentile, result, rounded, skipped
-from bench.rig import Rig, serving
+from bench.rig import Rig, mounted, serving
 from policies.types import ExecRequest, Principal, PrincipalKind, Surface
 from server.settings import McpSettings, McpToken
 
@@ -44,13 +42,6 @@ async def _client(url: str, token: str) -> AsyncIterator[Any]:
     async with httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30, read=120)) as http:
         async with Client(streamable_http_client(url, http_client=http)) as client:
             yield client
-
-
-async def _mounted(url: str) -> bool:
-    """Whether /mcp is served: without a token it answers 401, unmounted the FC host's 404."""
-    async with httpx.AsyncClient(trust_env=False) as http:
-        response = await http.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "ping"})
-    return response.status_code != 404
 
 
 async def _direct(rig: Rig, inline: int) -> float:
@@ -89,7 +80,7 @@ async def _run(quick: bool) -> Result:
     with tempfile.TemporaryDirectory(prefix="execgate-bench-") as root:
         async with serving(Path(root), sandbox="subprocess", mcp=mcp) as rig:
             url = rig.running.asgi.url + "/mcp"
-            if not await _mounted(url):
+            if not await mounted(url):
                 return skipped(NAME, "this build serves no MCP at /mcp (server/mcp/http.py)")
             inline = rig.settings.output.mcp_inline_bytes
             async with _client(url, token) as client:

@@ -17,11 +17,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import json
 import os
 import signal
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -37,6 +34,7 @@ from bench.common import (
     result,
     rounded,
     rss_kb,
+    run_module,
 )
 from bench.rig import HOLD_COMMAND, Rig, count_audit, discard, serving
 from policies.types import Limits, Stream
@@ -48,6 +46,7 @@ INSTANCES = 4
 OPENING_AT_ONCE = 50
 READY_TIMEOUT_S = 240.0
 SIGTERM_EXIT = 128 + signal.SIGTERM
+WARM_UP = 20
 # A session's command (HOLD_COMMAND) as /proc/PID/cmdline shows it.
 _HOLD_CMDLINE = b"\0".join(arg.encode() for arg in HOLD_COMMAND) + b"\0"
 
@@ -183,7 +182,7 @@ def _raw_opener(rig: Rig) -> Opener:
 async def _variant(name: str, count: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="execgate-bench-") as root:
         async with serving(Path(root), sandbox="subprocess", instances=INSTANCES) as rig:
-            for i in range(20):  # warm-up: every code path once, before the baseline
+            for i in range(WARM_UP):  # every code path once, before the baseline
                 await rig.service.exec(rig.request("true", index=i))
                 await rig.raw.exec(rig.target(i), ("true",), limits=Limits(), on_output=discard)
             opener = _execgate_opener(rig) if name == "execgate" else _raw_opener(rig)
@@ -191,28 +190,16 @@ async def _variant(name: str, count: int) -> dict[str, Any]:
             url = rig.database_url
         if name == "execgate":
             audit = await count_audit(url)
-            # 40 warm-up execs are in the audit too (20 of them ExecGate's: all recorded).
-            figures["audit"] = {k: v - 20 for k, v in audit.items() if k != "chain_events"}
+            # The 20 warm-up execs through ExecGate are in the audit too.
+            figures["audit"] = {k: audit[k] - WARM_UP for k in ("intents", "outcomes")}
     return {"variant": name, **figures}
-
-
-def _child(name: str, count: int) -> dict[str, Any]:
-    """Run one variant in a fresh process and return its figures."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench.open_sessions", "--variant", name, "--count", str(count)],
-        stdout=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        check=True,
-        timeout=READY_TIMEOUT_S + 120,
-    )
-    figures: dict[str, Any] = json.loads(proc.stdout.decode().strip().splitlines()[-1])
-    return figures
 
 
 def run(quick: bool) -> Result:
     count = 100 if quick else SESSIONS
-    raw = _child("raw", count)
-    ours = _child("execgate", count)
+    timeout = READY_TIMEOUT_S + 120
+    raw = run_module(__name__, "--variant", "raw", "--count", str(count), timeout=timeout)
+    ours = run_module(__name__, "--variant", "execgate", "--count", str(count), timeout=timeout)
     per_session = float(ours["added_kb_per_session"])
     return result(
         NAME,
@@ -224,7 +211,10 @@ def run(quick: bool) -> Result:
         baseline=raw,
         mode="execgate serve in-process: FC client -> local host -> plain subprocess",
         target=f"no errors, added memory < {TARGET_KB:g} KB per session",
-        met=ours["errors"] == 0 and ours["opened"] == count and per_session < TARGET_KB,
+        met=ours["errors"] == 0
+        and ours["opened"] == count
+        and ours["audit"]["outcomes"] == count
+        and per_session < TARGET_KB,
     )
 
 

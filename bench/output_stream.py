@@ -3,7 +3,8 @@
 The command is ``cat`` of a generated application log in the function's code directory:
 realistic lines, one in a hundred holding a secret-shaped value (JWTs, passwords in URLs,
 cloud keys, ``*_TOKEN=``) or a word that makes the redactor look closer ("token",
-"cache_key"); a denser log (one in ten) is measured at the smaller size. It runs
+"cache_key"); a denser log (one in ten) is measured at the smaller size, and a log with
+no such line (the redactor's fast path alone) at the larger. It runs
 through ``ExecService.exec`` with the in-process sandbox provider: every byte is
 scrubbed, control characters stripped, the inline view kept to head and tail (16 KiB),
 the full scrubbed output spilled to a file and handed to the local artifact store.
@@ -16,15 +17,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import Result, emit, median, peak_rss_kb, quiet_logging, result, rounded, rss_kb
+from bench.common import (
+    Result,
+    emit,
+    median,
+    peak_rss_kb,
+    quiet_logging,
+    result,
+    rounded,
+    rss_kb,
+    run_module,
+)
 from bench.rig import discard, exec_request, in_process
 from policies.types import Limits
 
@@ -37,6 +45,7 @@ REPEATS = 3
 # one in DENSE for a debug log or `env`-like output.
 TYPICAL = 100
 DENSE = 10
+CLEAN = 10**9  # no line for the redactor to look at: the fast path alone
 INLINE_LIMIT = 16 * 1024
 
 # Flagged lines: secret-shaped values, and lines that only mention a trigger word.
@@ -145,24 +154,17 @@ async def _measure(size: int, every: int) -> dict[str, Any]:
 
 
 def _child(size_mb: int, every: int) -> dict[str, Any]:
-    args = ["--size-mb", str(size_mb), "--every", str(every)]
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench.output_stream", *args],
-        stdout=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        check=True,
-        timeout=300,
-    )
-    figures: dict[str, Any] = json.loads(proc.stdout.decode().strip().splitlines()[-1])
-    return figures
+    args = ("--size-mb", str(size_mb), "--every", str(every))
+    return run_module(__name__, *args, timeout=300)
 
 
 def run(quick: bool) -> Result:
     sizes = (1, 10) if quick else (10, 100)
     runs = [_child(size, TYPICAL) for size in sizes]
     dense = _child(sizes[0], DENSE)
+    clean = _child(sizes[-1], CLEAN)
     largest = runs[-1]
-    peak = max(float(r["peak_rss_mb"]) for r in [*runs, dense])
+    peak = max(float(r["peak_rss_mb"]) for r in [*runs, dense, clean])
     return result(
         NAME,
         mb_per_s=largest["mb_per_s"],
@@ -171,6 +173,7 @@ def run(quick: bool) -> Result:
         peak_rss_mb=peak,
         sizes={f"{r['size_mb']:g}MB": r for r in runs},
         dense=dense,
+        clean=clean,
         inline_limit=INLINE_LIMIT,
         provider="sandbox provider in-process (service, audit, artifact store, instances)",
         baseline="the provider alone, output discarded, the same command",

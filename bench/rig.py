@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import asyncpg  # type: ignore[import-untyped]
+import httpx
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -147,6 +148,14 @@ class Rig:
 
     def request(self, *argv: str, index: int = 0, principal: Principal = PRINCIPAL) -> ExecRequest:
         return exec_request(self.target(index), argv, principal)
+
+
+async def mounted(url: str) -> bool:
+    """Whether a surface is served at ``url``: unauthenticated it answers 401 (or 400),
+    while an unmounted path falls through to the local FC host's 404."""
+    async with httpx.AsyncClient(trust_env=False) as http:
+        response = await http.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "ping"})
+    return response.status_code != 404
 
 
 async def discard(stream: Stream, data: bytes) -> None:

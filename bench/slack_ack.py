@@ -25,10 +25,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
 from bench.common import Result, median, percentile, result, rounded, skipped
-from bench.rig import FUNCTION, FUNCTION_ENV, write_policy
+from bench.rig import FUNCTION, FUNCTION_ENV, mounted, write_policy
 from bench.slack_side import BOT_TOKEN, SIGNING_SECRET, SlackSide
 
 NAME = "slack_ack"
@@ -114,13 +112,6 @@ async def _execgate_serve(config: Path) -> AsyncIterator[Served]:
                 await proc.wait()
 
 
-async def _mounted(url: str) -> bool:
-    """Whether /slack/events is served: unsigned it answers 401, unmounted the FC host's 404."""
-    async with httpx.AsyncClient(trust_env=False) as http:
-        response = await http.post(url, content=b"command=%2Fexec")
-    return response.status_code != 404
-
-
 async def _rounds(side: SlackSide, served: Served, rounds: int) -> tuple[list[float], list[float]]:
     url = served.url + "/slack/events"
     users = [f"U0BENCH{i:02d}" for i in range(USERS)]
@@ -144,7 +135,7 @@ async def _run(quick: bool) -> Result:
         root = Path(tmp)
         async with SlackSide({GROUP: [f"U0BENCH{i:02d}" for i in range(USERS)]}) as side:
             async with _execgate_serve(_config(root, side.api_url)) as served:
-                if not await _mounted(served.url + "/slack/events"):
+                if not await mounted(served.url + "/slack/events"):
                     return skipped(NAME, "this build serves no Slack at /slack/events")
                 base, ours = await _rounds(side, served, rounds)
     p99 = percentile(ours, 99)

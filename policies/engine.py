@@ -148,6 +148,16 @@ def _collect_test(globs: tuple[str, ...]) -> Test:
     return path_test(globs)
 
 
+def may_act_on(policy: Policy, principal: Principal, target: Target) -> bool:
+    """Whether any allow or approve rule applies to ``principal`` on ``target``.
+
+    Sessions use this: opening one on an instance the policy gives you nothing on would
+    only let you probe it with builtins.
+    """
+    context = _Context(policy, principal, target)
+    return any(rule.effect is not Effect.DENY and context.applies(rule) for rule in policy.rules)
+
+
 def is_approver(policy: Policy, principal: Principal, spec: ApprovalSpec) -> bool:
     """True when ``principal`` holds one of the approver roles of ``spec``.
 

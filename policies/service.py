@@ -47,7 +47,7 @@ from policies.results import ExecResult, Explanation
 from policies.service_approvals import ApprovalsMixin, request_hash
 from policies.service_collect import CollectMixin
 from policies.service_sessions import SessionsMixin
-from policies.sessions import Builtin, parse_builtin
+from policies.sessions import Builtin, parse_builtin, resolve_dir
 from policies.types import (
     ApprovalSpec,
     AuditId,
@@ -170,6 +170,22 @@ class ExecService(CollectMixin, ApprovalsMixin, SessionsMixin):
     ) -> Decision:
         return decide(self._policies.current(), principal, target, stages)
 
+    def _decide_builtin(
+        self, principal: Principal, target: Target, session: SessionRecord, builtin: Builtin
+    ) -> Decision:
+        """cd may only enter a directory the principal may list; export/unset change
+        only the session's own overlay."""
+        if builtin.kind == "cd":
+            wanted = resolve_dir(session.cwd, builtin.value)
+            listing = self._decide(principal, target, (("ls", wanted),))
+            if listing.effect is not Effect.ALLOW:
+                return Decision(
+                    Effect.DENY,
+                    listing.rule_id,
+                    f"cd is limited to directories you may list; {listing.reason}",
+                )
+        return Decision(Effect.ALLOW, BUILTIN_RULE, f"session builtin {builtin.kind}")
+
     # ------------------------------------------------------------------ dry run
 
     async def explain(self, request: ExecRequest) -> Explanation:
@@ -214,8 +230,8 @@ class ExecService(CollectMixin, ApprovalsMixin, SessionsMixin):
             stages = self.stages_of(request)
             argv = self.runnable_argv(stages)
             builtin = parse_builtin(stages) if session is not None else None
-            if builtin is not None:
-                decision = Decision(Effect.ALLOW, BUILTIN_RULE, f"session builtin {builtin.kind}")
+            if builtin is not None and session is not None:
+                decision = self._decide_builtin(principal, target, session, builtin)
             else:
                 decision = self._decide(principal, target, stages)
             if not self._policies.current().roles_of(principal):

@@ -13,7 +13,9 @@ import datetime as dt
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING
 
+from policies.engine import may_act_on
 from policies.errors import (
+    AccessDenied,
     CommandRejected,
     InstanceNotRunning,
     SessionEnded,
@@ -66,9 +68,12 @@ class SessionsMixin:
         Raises: UnknownPrincipal, UnknownProvider, InstanceNotRunning, AuditUnavailable.
         """
         principal = await self._resolve(principal)
-        if not self._policies.current().roles_of(principal):
+        policy = self._policies.current()
+        if not policy.roles_of(principal):
             raise UnknownPrincipal()
         resolved = self.resolve_target(target)
+        if not may_act_on(policy, principal, resolved):
+            raise AccessDenied(f"the policy allows {principal} nothing on {resolved}")
         provider = self._providers[resolved.provider or ""]
         live = await provider.list_instances(resolved.function, resolved.qualifier)
         if not any(i.instance_id == resolved.instance for i in live):

@@ -49,6 +49,26 @@ _FORBIDDEN_NAMES = frozenset(
         "EDITOR",
         "VISUAL",
         "PAGER",
+        # Options variables some tools still honour: they change what a command reads.
+        "GREP_OPTIONS",
+        "TAR_OPTIONS",
+        "GZIP",
+        "BZIP2",
+        "XZ_OPT",
+        "ZSTD_CLEVEL",
+        "PS_FORMAT",
+        "LOCPATH",
+        "NLSPATH",
+        "TERMINFO",
+        "TERMINFO_DIRS",
+        "SSLKEYLOGFILE",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "NO_PROXY",
+        "LESSOPEN",
+        "LESSCLOSE",
+        "TMPDIR",
     }
 )
 _FORBIDDEN_PREFIXES = ("LD_", "DYLD_", "PYTHON", "PERL", "BASH_FUNC_", "MALLOC_", "GLIBC_")

@@ -77,3 +77,36 @@ def test_a_bad_config_file_is_refused_with_where_and_why(
     with pytest.raises(ConfigError) as info:
         load_settings(config, environ={})
     assert where in info.value.safe_message
+
+
+def test_the_cli_principal_is_the_effective_os_user_not_an_env_variable(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import os
+    import pwd
+
+    from server.cli_commands import cli_principal
+
+    monkeypatch.setenv("USER", "mallory")
+    monkeypatch.setenv("LOGNAME", "mallory")
+    settings = load_settings(environ={"EXECGATE_DATA_DIR": str(tmp_path)})
+    assert cli_principal(settings).id == pwd.getpwuid(os.geteuid()).pw_name
+
+
+def test_only_root_may_act_as_another_local_user(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import os
+
+    from server.cli_commands import cli_principal
+
+    settings = load_settings(environ={"EXECGATE_CLI__PRINCIPAL": "local:bob"})
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    assert str(cli_principal(settings)) == "local:bob"
+    monkeypatch.setattr(os, "geteuid", lambda: 65534)
+    with pytest.raises(ConfigError):
+        cli_principal(settings)
+    slack = load_settings(environ={"EXECGATE_CLI__PRINCIPAL": "slack:U123"})
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    with pytest.raises(ConfigError):
+        cli_principal(slack)

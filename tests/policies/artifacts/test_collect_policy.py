@@ -155,9 +155,20 @@ def test_default_policy_lets_operators_collect_captures_and_profiles_from_demo_t
 def test_default_policy_caps_collected_files_at_256_mib(default_policy: Policy) -> None:
     decision = evaluate_collect(
         default_policy,
-        principal=Principal.parse("mcp:assistant"),
+        principal=Principal.parse("local:alice"),
         target=DEMO,
         path="/tmp/x.pcap",
     )
     assert decision.effect is Effect.ALLOW
+    assert decision.limits.max_output_bytes == 256 << 20
+
+
+def test_an_assistant_collects_a_capture_only_after_approval(default_policy: Policy) -> None:
+    decision = evaluate_collect(
+        default_policy,
+        principal=Principal.parse("mcp:assistant"),
+        target=DEMO,
+        path="/tmp/x.pcap",
+    )
+    assert (decision.effect, decision.rule_id) == (Effect.APPROVE, "collect-by-assistants")
     assert decision.limits.max_output_bytes == 256 << 20

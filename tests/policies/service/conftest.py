@@ -68,6 +68,8 @@ async def rig(tmp_path: Path, audit_store: SqlAuditStore) -> AsyncIterator[Rig]:
         [
             LocalFunction("demo-api", {"APP_ENV": "test"}, provisioned=1),
             LocalFunction("demo-worker", {}, provisioned=0, idle_release_seconds=60.0),
+            # Not covered by any target of the policy.
+            LocalFunction("billing-api", {}, provisioned=1),
         ],
         SandboxRunner("auto"),
         tmp_path / "data",

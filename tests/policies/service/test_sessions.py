@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from policies.errors import InstanceNotRunning, SessionEnded, SessionNotFound
+from policies.errors import AccessDenied, InstanceNotRunning, SessionEnded, SessionNotFound
 from policies.types import Effect, Target
 from tests.policies.service.conftest import Rig, local
 
@@ -78,3 +78,19 @@ async def test_a_session_ends_when_its_instance_is_released(rig: Rig) -> None:
         await rig.service.exec(rig.request("pwd", session_id=session.session_id))
     current = await rig.service.session_get(session.session_id, local("alice"))
     assert current.end_reason == "instance released"
+
+
+async def test_a_session_cannot_start_where_the_policy_allows_nothing(rig: Rig) -> None:
+    instance = rig.manager.list("billing-api")[0].instance_id
+    with pytest.raises(AccessDenied):
+        await rig.service.session_start(local("alice"), Target("billing-api", instance))
+
+
+async def test_cd_is_limited_to_directories_the_principal_may_list(rig: Rig) -> None:
+    session = await rig.service.session_start(local("alice"), rig.target)
+    refused = await rig.service.exec(rig.request("cd /etc", session_id=session.session_id))
+    assert refused.effect is Effect.DENY
+    escaped = await rig.service.exec(rig.request("cd ../../etc", session_id=session.session_id))
+    assert escaped.effect is Effect.DENY
+    current = await rig.service.session_get(session.session_id, local("alice"))
+    assert current.cwd == ""

@@ -3,7 +3,6 @@ ExecService: the default policy, an audit database and bubblewrap sandboxes."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from typing import Any
@@ -12,7 +11,7 @@ import anyio
 import pytest
 from mcp import Client
 
-from policies.types import ApprovalId
+from policies.types import ApprovalId, Principal, PrincipalKind
 from server.mcp.models import UNTRUSTED_NOTICE
 from server.mcp.registry import build_server
 from tests.server.mcp.conftest import (
@@ -84,7 +83,7 @@ async def test_exec_env_returns_fenced_output_with_the_demo_secrets_redacted(
         result = await client.call_tool("exec", inproc.exec_args("env", reason="check config"))
     assert not result.is_error
     out = data(result)
-    assert (out["effect"], out["rule"], out["exit_code"]) == ("allow", "read-only-diagnostics", 0)
+    assert (out["effect"], out["rule"], out["exit_code"]) == ("allow", "environment", 0)
     assert out["output_is_untrusted"] is True
     assert out["output_notice"] == UNTRUSTED_NOTICE
     assert "APP_ENV=demo" in out["stdout"]
@@ -307,7 +306,7 @@ async def test_audit_search_shows_the_callers_own_records(inproc: InProcess) -> 
     assert theirs == []
 
 
-async def test_collect_artifact_stores_an_allowed_file_and_links_it(inproc: InProcess) -> None:
+async def test_collect_artifact_waits_for_a_human_then_links_the_file(inproc: InProcess) -> None:
     capture = b"\xd4\xc3\xb2\xa1" + bytes(range(256)) * 8
     inproc.state_tmp().joinpath("story.pcap").write_bytes(capture)
     async with Client(inproc.server) as client:
@@ -315,16 +314,25 @@ async def test_collect_artifact_stores_an_allowed_file_and_links_it(inproc: InPr
             "collect_artifact",
             {"target": inproc.instance, "path": "/tmp/story.pcap", "reason": "analyse"},
         )
-    assert not result.is_error, result.content
-    out = data(result)
-    assert (out["effect"], out["status"], out["rule"]) == (
-        "allow",
-        "completed",
-        "collect-debug-files",
-    )
-    assert out["artifact"]["size"] == len(capture)
-    assert out["artifact"]["sha256"] == hashlib.sha256(capture).hexdigest()
-    assert out["link"].startswith(PUBLIC_URL)
+        assert not result.is_error, result.content
+        out = data(result)
+        # Captures can hold secrets redaction cannot see: an assistant needs a human.
+        assert (out["effect"], out["status"], out["rule"]) == (
+            "approve",
+            "pending_approval",
+            "collect-by-assistants",
+        )
+        assert out["link"] is None
+        vote = await inproc.service.vote(
+            out["approval_id"], Principal(PrincipalKind.LOCAL, "bob"), approve=True
+        )
+        assert vote.result is not None
+        status = data(
+            await client.call_tool("approval_status", {"approval_id": out["approval_id"]})
+        )
+    assert status["state"] == "executed"
+    links = json.dumps(status)
+    assert PUBLIC_URL in links
     assert out["audit_id"].startswith("ex_")
 
 
@@ -333,10 +341,9 @@ async def test_collect_artifact_stores_an_allowed_file_and_links_it(inproc: InPr
     [
         ("/etc/shadow", "denied"),
         ("/tmp/notes.txt", "denied"),
-        ("/tmp/missing.pcap", "not_found"),
         ("/tmp/../etc/shadow.pcap", "path_traversal"),
     ],
-    ids=["credentials", "not-a-debug-file", "missing", "traversal"],
+    ids=["credentials", "not-a-debug-file", "traversal"],
 )
 async def test_collect_artifact_refusal_is_a_tool_error_with_a_code(
     inproc: InProcess, path: str, code: str
