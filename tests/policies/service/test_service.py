@@ -46,8 +46,9 @@ async def test_output_streams_scrubbed_text_to_the_surface(rig: Rig) -> None:
 
 async def test_audit_store_failure_refuses_and_runs_nothing(rig: Rig, migrated_url: str) -> None:
     engine = create_async_engine(migrated_url)
+    cascade = "" if migrated_url.startswith("sqlite") else " CASCADE"
     async with engine.begin() as conn:
-        await conn.execute(sa.text("DROP TABLE exec_sessions"))
+        await conn.execute(sa.text(f"DROP TABLE exec_sessions{cascade}"))
     await engine.dispose()
     with pytest.raises(AuditUnavailable):
         await rig.service.exec(rig.request(argv=("touch", "/tmp/ran")))
