@@ -162,9 +162,11 @@ def _exit_code_for(exc: ExecGateError) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     from server import cli_commands
     from server.logging_setup import setup_logging
+    from server.runtime import install_child_watcher
     from server.settings import load_settings
 
     args = build_parser().parse_args(argv)
+    install_child_watcher()
     if args.cmd in ("exec", "policy") and getattr(args, "policy_cmd", "check") == "check":
         args.argv, args.text = _split_command(args.command)
         if args.argv is None and args.text is None:
