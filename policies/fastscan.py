@@ -16,7 +16,8 @@ import re2  # type: ignore[import-untyped]
 
 
 class ScanMatch(Protocol):
-    """The part of an RE2 match the fast path needs (offsets are in characters)."""
+    """The part of an RE2 match the fast path needs (offsets are in characters for
+    ``str`` text, in bytes for ``bytes``)."""
 
     def start(self) -> int: ...
 
@@ -26,7 +27,7 @@ class ScanMatch(Protocol):
 class Scanner(Protocol):
     """A compiled RE2 pattern, typed for the calls ExecGate makes."""
 
-    def search(self, text: str) -> ScanMatch | None: ...
+    def search(self, text: str | bytes, pos: int = ...) -> ScanMatch | None: ...
 
     def finditer(self, text: str, pos: int = ...) -> Iterator[ScanMatch]: ...
 
@@ -41,3 +42,45 @@ def compile_scanner(pattern: str) -> Scanner:
         return cast(Scanner, re2.compile(pattern))
     except re2.error as exc:
         raise ValueError(f"invalid RE2 pattern: {exc}") from exc
+
+
+class HitFinder:
+    """Finds the next match of ``scanner`` in ``text`` at or after a position, for a
+    caller that skips ahead between searches (past a whole line it has handled).
+
+    The text is encoded once: searching a ``str`` would re-encode all of it on every
+    call. Positions only move forward, so converting between character and byte
+    offsets costs time linear in the text overall.
+    """
+
+    def __init__(self, scanner: Scanner, text: str) -> None:
+        self._scanner = scanner
+        self._text = text
+        self._data = text.encode("utf-8", "surrogatepass")
+        self._ascii = len(self._data) == len(text)
+        self._chars = 0  # a character offset and its byte offset, moving forward
+        self._bytes = 0
+
+    def next_start(self, pos: int) -> int | None:
+        """The character offset where the next match at or after ``pos`` starts.
+
+        Raises:
+            ValueError: ``pos`` is before a position given or returned earlier.
+        """
+        if pos < self._chars:
+            raise ValueError("positions must not move backwards")
+        if self._ascii:
+            self._chars = self._bytes = pos
+        else:
+            self._bytes += len(self._text[self._chars : pos].encode("utf-8", "surrogatepass"))
+            self._chars = pos
+        found = self._scanner.search(self._data, self._bytes)
+        if found is None:
+            return None
+        start = found.start()
+        if self._ascii:
+            self._chars = start
+        else:
+            self._chars += len(self._data[self._bytes : start].decode("utf-8", "surrogatepass"))
+        self._bytes = start
+        return self._chars

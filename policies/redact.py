@@ -10,27 +10,30 @@ store. The work is split by cost:
 3. then detect-secrets' plugins and a keyword-adjacent entropy check look at the same
    line again (``redact_detectors``).
 
-Private keys span lines: a BEGIN line opens a block that is dropped up to its END
-line. ``StreamRedactor`` applies the same to a byte stream, line by line, so a secret
-split across chunks is still found.
+Some secrets span lines, so a line can change how the next ones are read:
+
+* a private key's BEGIN line opens a block that is dropped up to its END line;
+* a Kubernetes env entry names the variable on one line and gives its value on the next;
+* a YAML block scalar under a secret key (``password: |``) holds its value on the
+  following, more indented lines: the first becomes the marker, the rest are dropped.
+
+``StreamRedactor`` applies the same to a byte stream, line by line, carrying that state
+from chunk to chunk, so a secret split across chunks is still found.
 """
 
 from __future__ import annotations
 
 import codecs
 import functools
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from policies.fastscan import compile_scanner
+from policies.fastscan import HitFinder, compile_scanner
 from policies.redact_detectors import adjacent_entropy_pass, plugin_pass
-from policies.redact_keys import kind_for_key
+from policies.redact_keys import KEY, Bare, is_secret_key, kind_for_key
 from policies.redact_rules import (
-    ENV_NAME_LINE,
-    ENV_VALUE_LINE,
-    PEM_BEGIN,
-    PEM_BODY,
-    PEM_END,
+    BLOCK_INDICATOR,
     TRIGGER,
     apply_rules,
     is_secret_value,
@@ -46,17 +49,81 @@ _SPLIT_SEPARATORS = " \t,;&"
 
 _TRIGGER = compile_scanner(TRIGGER)
 
+# Private keys span lines. A BEGIN line opens a block that runs to its END line; lines
+# in between that look like key material (base64, armour headers, blank) are dropped.
+PEM_BEGIN = re.compile(
+    r"-{4,5} ?BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)? ?-{4,5}|PuTTY-User-Key-File-[0-9]+:"
+)
+PEM_END = re.compile(r"-{4,5} ?END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)? ?-{4,5}")
+PEM_BODY = re.compile(
+    r"[ \t]*(?:[A-Za-z0-9+/=]+|(?:Proc-Type|DEK-Info|Version|Comment|Hash|Charset|Encryption"
+    r"|Public-Lines|Private-Lines|Private-MAC|Private-Hash|Key-Derivation|Argon2-[A-Za-z]+)"
+    r"[ \t]*:[^\n]*)?[ \t]*\\?"
+)
+
+# Kubernetes YAML puts the name and the value of an env entry on separate lines:
+#   - name: DB_PASSWORD
+#     value: hunter2
+ENV_NAME_LINE = re.compile(
+    rf"[ \t]*(?:-[ \t]+)?[\"']?name[\"']?[ \t]*:[ \t]*[\"']?(?P<key>{KEY})[\"']?,?[ \t]*"
+)
+ENV_VALUE_LINE = re.compile(
+    r"(?P<keep>[ \t]*[\"']?value[\"']?[ \t]*:[ \t]*)(?P<q>[\"']?)(?P<val>[^\n]+?)(?P=q)"
+    r",?[ \t]*"
+)
+# A secret key whose value is a YAML block scalar on the lines that follow:
+#   password: |
+#     hunter2
+YAML_BLOCK_KEY = re.compile(
+    rf"(?P<indent>[ \t]*(?:-[ \t]+)?)(?P<kq>[\"']?)(?P<key>{KEY})(?P=kq)[ \t]*:[ \t]*"
+    + BLOCK_INDICATOR.pattern
+)
+
+
+def _indent(body: str) -> int:
+    return len(body) - len(body.lstrip(" \t"))
+
 
 @dataclass(slots=True)
 class _LineState:
-    """What one line tells about the next: inside a private key, or after an env name."""
+    """What one line tells about the next: inside a private key, after an env name, or
+    inside a YAML block scalar (``block_column``: the key's column; the block goes on
+    while lines are blank or indented further)."""
 
     pem: bool = False
-    env_value_kind: str | None = None
+    env_key: str | None = None
+    block_column: int | None = None
+    block_kind: str = ""
+    block_seen: bool = False
+    # The previous line ended without a newline: the next one is its continuation
+    # (a line longer than MAX_LINE reaches the redactor in pieces).
+    open_line: bool = False
 
     @property
     def active(self) -> bool:
-        return self.pem or self.env_value_kind is not None
+        return self.pem or self.env_key is not None or self.block_column is not None
+
+    def open_block(self, column: int, kind: str) -> None:
+        self.block_column, self.block_kind, self.block_seen = column, kind, False
+
+
+def _block_line(body: str, state: _LineState, column: int) -> tuple[str | None, int] | None:
+    """A line inside a YAML block scalar opened at ``column``: the first value line
+    becomes the marker, later ones are dropped, blank lines stay. None: the line is
+    not part of the block, which has ended."""
+    if state.open_line:
+        return "", 0  # the rest of a line already replaced or dropped
+    if not body.strip():
+        return body, 0
+    if _indent(body) <= column:
+        state.block_column = None
+        return None
+    if state.block_seen:
+        return None, 0
+    state.block_seen = True
+    if not is_secret_value(body.strip()):
+        return body, 0
+    return body[: _indent(body)] + marker(state.block_kind), 1
 
 
 class Redactor:
@@ -95,20 +162,17 @@ class Redactor:
         while pos < size and state.active:
             pos, n = self._take_line(text, pos, state, out)
             count += n
-        if pos < size:
-            for match in _TRIGGER.finditer(text, pos):
-                start = match.start()
-                if start < pos:
-                    continue  # inside a line already handled
-                line_start = text.rfind("\n", pos, start)
-                line_start = pos if line_start < 0 else line_start + 1
-                out.append(text[pos:line_start])
-                pos, n = self._take_line(text, line_start, state, out)
+        hits = HitFinder(_TRIGGER, text)
+        while pos < size and (start := hits.next_start(pos)) is not None:
+            newline = text.rfind("\n", pos, start)
+            line_start = pos if newline < 0 else newline + 1
+            out.append(text[pos:line_start])
+            pos, n = self._take_line(text, line_start, state, out)
+            count += n
+            while pos < size and state.active:
+                pos, n = self._take_line(text, pos, state, out)
                 count += n
-                while pos < size and state.active:
-                    pos, n = self._take_line(text, pos, state, out)
-                    count += n
-            out.append(text[pos:])
+        out.append(text[pos:])
         return "".join(out), count
 
     def _take_line(
@@ -119,6 +183,7 @@ class Redactor:
         # A CR of a CRLF line ending is not part of the line's content.
         body_end = end - 1 if end > start and text[end - 1] == "\r" else end
         line, count = self._line(text[start:body_end], state)
+        state.open_line = newline < 0
         if line is not None:
             out.append(line)
             out.append(text[body_end : end + 1])
@@ -126,6 +191,10 @@ class Redactor:
 
     def _line(self, body: str, state: _LineState) -> tuple[str | None, int]:
         """One line without its newline; None drops the line (private key material)."""
+        if state.block_column is not None:
+            kept = _block_line(body, state, state.block_column)
+            if kept is not None:
+                return kept
         if state.pem:
             closing = PEM_END.search(body)
             if closing is not None:
@@ -136,12 +205,19 @@ class Redactor:
                 return None, 0
             # Not key material: the block ended without an END line.
             state.pem = False
-        if state.env_value_kind is not None:
-            kind, state.env_value_kind = state.env_value_kind, None
+        if state.env_key is not None:
+            key, state.env_key = state.env_key, None
             value = ENV_VALUE_LINE.fullmatch(body)
-            if value is not None and is_secret_value(value["val"]):
+            if value is not None and BLOCK_INDICATOR.fullmatch(value["val"]):
+                state.open_block(_indent(body), kind_for_key(key))
+                return body, 0
+            if (
+                value is not None
+                and is_secret_value(value["val"])
+                and is_secret_key(key, value["val"])
+            ):
                 start, stop = value.span("val")
-                return body[:start] + marker(kind) + body[stop:], 1
+                return body[:start] + marker(kind_for_key(key)) + body[stop:], 1
         return self._plain(body, state)
 
     def _plain(self, body: str, state: _LineState) -> tuple[str, int]:
@@ -154,9 +230,13 @@ class Redactor:
                 return head + marker("private-key"), count + 1
             tail, more = self._plain(body[end.end() :], state)
             return head + marker("private-key") + tail, count + more + 1
+        block = YAML_BLOCK_KEY.fullmatch(body)
+        if block is not None and is_secret_key(block["key"], bare=Bare.STRONG):
+            state.open_block(len(block["indent"]), kind_for_key(block["key"]))
+            return body, 0
         name = ENV_NAME_LINE.fullmatch(body)
-        if name is not None:
-            state.env_value_kind = kind_for_key(name["key"])
+        if name is not None and is_secret_key(name["key"]):
+            state.env_key = name["key"]
         return self._rules(body)
 
     def _rules(self, body: str) -> tuple[str, int]:

@@ -13,6 +13,7 @@ Both only ever see flagged lines, so their cost does not depend on output size.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import math
 import re
@@ -133,8 +134,10 @@ def _is_high_entropy(value: str) -> bool:
     return b64_plugin.calculate_shannon_entropy(value) > limit
 
 
-def _marker_spans(line: str) -> list[tuple[int, int]]:
-    return [m.span() for m in MARKER_RE.finditer(line)]
+def _in_marker(starts: list[int], ends: list[int], pos: int) -> bool:
+    # Markers do not overlap and come in order: one bisection per word.
+    i = bisect.bisect_right(starts, pos) - 1
+    return i >= 0 and pos <= ends[i]
 
 
 def _word_ends(line: str) -> Iterator[int]:
@@ -148,11 +151,12 @@ def _word_ends(line: str) -> Iterator[int]:
 
 
 def _candidates(line: str) -> list[tuple[int, int]]:
-    markers = _marker_spans(line)
+    markers = [m.span() for m in MARKER_RE.finditer(line)]
+    starts, ends = [a for a, _ in markers], [b for _, b in markers]
     found: set[tuple[int, int]] = set()
     for end in _word_ends(line):
         # The kinds in earlier markers ("access-key-id") are not words to act on.
-        if any(a <= end <= b for a, b in markers):
+        if _in_marker(starts, ends, end):
             continue
         match = _AFTER_WORD.match(line, end)
         if match is not None and _is_high_entropy(match["val"]):

@@ -1,53 +1,141 @@
 """Key names under which command output stores secrets, and the kind of each.
 
-``KEY`` matches a name that ends in a secret-ish word (``DB_PASSWORD``,
-``clientSecret``, ``x-api-key``, ``ALIBABA_CLOUD_ACCESS_KEY_ID``); ``IDENT_KEY`` only
-the identifier-looking ones (a separator or camelCase hump before the word).
-``kind_for_key`` names what a value under such a key is, for its redaction marker.
+A name is read as words: separators and camelCase humps split it (``DbPassword`` ->
+``db password``, ``SECRET_KEY_BASE`` -> ``secret key base``). It holds a secret when
+
+* a word ends in a strong secret word (``password``, ``PGPASSWORD``, ``clientSecret``,
+  ``identitytoken``, ``SENTRY_DSN``, ``GPG_PASSPHRASE``), wherever it stands; or
+* a word is exactly a weak one (``key``, ``pass``, ``pwd``, ``auth``) at the end of the
+  name (``REDIS_AUTH``, ``x-api-key``; not ``sort_key`` or ``public_key``, whose values
+  are names), or ``key`` after a qualifier anywhere (``API_KEY_VALUE``);
+
+unless every word after the last secret word only describes it (``PASSWORD_FILE``,
+``TOKEN_TTL``, ``secretName``): those values are paths, names and numbers.
+
+A bare weak word (``pass=``, ``pwd=``, ``"auth":``) counts only where the syntax says
+"this is a setting"; ``PASS: test_x`` (test output) and ``PWD=/code`` (the working
+directory) stay readable. ``KEY`` is the regex for a candidate name;
+``is_secret_key`` decides.
 """
 
 from __future__ import annotations
 
+import enum
 import re
 
-# Key names that end in a secret-ish word. A key is a whole identifier run taken
-# possessively (no backtracking into it), then fixed-width lookbehinds check how it
-# ends: one pass over the run, whatever its length. Separator-less words ("secret",
-# "token", "password") may follow any prefix, including camelCase; "key", "pass" and
-# "pwd" need a separator or a camelCase hump, so PWD, OLDPWD, monkey or bypass stay
-# readable.
-_RUN = r"[A-Za-z0-9_.-]++"
-_WORDS = ("secret", "token", "password", "passwd", "credential", "credentials")
-_ANY_PREFIX = (*_WORDS, "apikey", "accesskey", "accesskeyid", "access_keyid", "accesskey_id")
-_SEP_WORDS = ("key", "pass", "pwd")
-_CAMEL = ("Key", "Pass", "Pwd", "Secret", "Token", "Password", "Credentials", "Credential")
-
-
-def _ends_with(*alternatives: str) -> str:
-    return "(?:" + "|".join(f"(?<={a})" for a in alternatives) + ")"
-
-
+# A candidate key: an identifier run containing a needle. The lookahead scans the run
+# once from its start (every rule starts KEY at a run start), then the run is taken
+# possessively: linear in the run length.
 KEY = (
-    _RUN
-    + "(?:(?i:"
-    + _ends_with(*_ANY_PREFIX, *(f"[_.-]{w}" for w in _SEP_WORDS), "access_key_id")
-    + ")|"
-    + _ends_with(*(f"[a-z0-9]{w}" for w in _CAMEL[:3]))
-    + ")"
-)
-# Only identifier-looking names (a separator or a camelCase hump right before the
-# word): used where a bare English word would be too eager ("token: expired").
-IDENT_KEY = (
-    _RUN
-    + "(?:(?i:"
-    + _ends_with(*(f"[_.-]{w}" for w in (*_WORDS, *_SEP_WORDS)))
-    + ")|"
-    + _ends_with(*(f"[a-z0-9]{w}" for w in _CAMEL))
-    + ")"
+    r"(?=[A-Za-z0-9_.-]*?(?i:secret|token|pass|pwd|key|auth|credential|dsn))"
+    r"[A-Za-z0-9_.-]++"
 )
 
-# Lower-cased substrings one of which every name KEY matches contains.
-KEY_NEEDLES = ("secret", "token", "pass", "credential", "key", "pwd")
+# Lower-cased substrings one of which every secret key name contains.
+KEY_NEEDLES = ("secret", "token", "pass", "credential", "key", "pwd", "auth", "dsn")
+
+_WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
+_STRONG_ENDINGS = (
+    "secret",
+    "token",
+    "password",
+    "passwd",
+    "passphrase",
+    "credential",
+    "credentials",
+    "dsn",
+    "apikey",
+    "accesskey",
+    "accesskeyid",
+    "secretkey",
+    "privatekey",
+)
+_KEY_WORDS = frozenset({"key", "keyid"})
+_WEAK = _KEY_WORDS | {"pass", "pwd", "auth"}
+# "key" in the middle of a name is a secret only after one of these (API_KEY_VALUE).
+_KEY_QUALIFIERS = frozenset(
+    "api access secret private signing encryption decryption master client app auth"
+    " account consumer hmac license storage session shared".split()
+)
+# "<word> key" names whose values are data keys, not credentials.
+_BENIGN_KEY_PREFIXES = frozenset(
+    "sort sorting cache primary partition foreign routing object idempotency dedup dedupe"
+    " group hash range row shard lookup index unique order join public map metric label"
+    " cursor search composite natural surrogate".split()
+)
+# Words that, following the last secret word, say the value only describes the secret.
+_DESCRIPTIVE = frozenset(
+    "file files path paths dir directory name names length len size bits min max count"
+    " ttl expiry expires expire expiration expired lifetime timeout age in at days hours"
+    " minutes seconds secs ms enabled enable disabled disable required require changed"
+    " change updated update reset rotated rotation policy policies type kind mode version"
+    " format algorithm algo alg header param field env var url uri endpoint ref arn"
+    " location prefix suffix hint label user username login email provider method scheme"
+    " store manager backend source attempts retries strength prompt".split()
+)
+
+
+# Values that stand for "no secret here": literals, and the opening of a nested block
+# (credentials_kwargs = {, "auth": {).
+_NOT_A_VALUE = frozenset({"true", "false", "null", "none", "nil", "{", "[", "("})
+
+
+class Bare(enum.Enum):
+    """Which one-word names count as keys in a given syntax."""
+
+    NONE = "none"  # mid-line "name: value": identifier-looking names only
+    STRONG = "strong"  # "password: x" at a line start: strong words, not "pass: 3"
+    ANY = "any"  # "pass=x", {"auth": ...}, --pass x, <pass>: weak words too
+
+
+def _words(name: str) -> tuple[list[str], bool]:
+    """The name's words, numbers left out, and whether it is one word alone."""
+    tokens = _WORD.findall(name)
+    return [t.lower() for t in tokens if not t.isdigit()], len(tokens) == 1
+
+
+def _is_secret_word(words: list[str], i: int, bare: Bare, alone: bool) -> bool:
+    word = words[i]
+    if word.endswith(_STRONG_ENDINGS):
+        return len(words) > 1 or bare is not Bare.NONE
+    if word not in _WEAK:
+        return False
+    if len(words) == 1:
+        # PASS_2 or 22AUTH is no setting name a tool would use.
+        return alone and bare is Bare.ANY and word not in _KEY_WORDS
+    if i == len(words) - 1:
+        return word not in _KEY_WORDS or words[i - 1] not in _BENIGN_KEY_PREFIXES
+    return word in _KEY_WORDS and i > 0 and words[i - 1] in _KEY_QUALIFIERS
+
+
+def _last_secret_word(words: list[str], bare: Bare, alone: bool) -> int | None:
+    for i in range(len(words) - 1, -1, -1):
+        if _is_secret_word(words, i, bare, alone):
+            return i
+    return None
+
+
+def is_secret_key(name: str, value: str = "", *, bare: Bare = Bare.ANY) -> bool:
+    """Whether a value stored under ``name`` is to be redacted.
+
+    ``value`` lets literals (``true``, ``null``) and the working directory through:
+    ``PWD=/code`` is a path, while ``pwd=hunter2`` (ODBC connection strings, config
+    files) is a password.
+
+    Raises:
+        Nothing.
+    """
+    words, alone = _words(name)
+    last = _last_secret_word(words, bare, alone)
+    if last is None:
+        return False
+    trailing = words[last + 1 :]
+    if trailing and all(word in _DESCRIPTIVE for word in trailing):
+        return False
+    if value.strip(" \t\"'").lower() in _NOT_A_VALUE:
+        return False
+    return not (words == ["pwd"] and value.startswith(("/", "~")))
+
 
 _NAMED_KINDS = {
     "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "alibaba-secret",
@@ -65,6 +153,7 @@ _SUFFIX_KINDS = (
     ("ACCESSKEYSECRET", "alibaba-secret"),
     ("SECURITYTOKEN", "sts-token"),
     ("ACCESSKEYID", "access-key-id"),
+    ("PASSPHRASE", "password"),
     ("PASSWORD", "password"),
     ("PASSWD", "password"),
     ("PASS", "password"),
@@ -73,8 +162,17 @@ _SUFFIX_KINDS = (
     ("TOKEN", "token"),
     ("CREDENTIALS", "credentials"),
     ("CREDENTIAL", "credentials"),
+    ("AUTH", "credentials"),
+    ("DSN", "dsn"),
     ("KEY", "key"),
 )
+
+
+def _suffix_kind(squashed: str) -> str | None:
+    for suffix, kind in _SUFFIX_KINDS:
+        if squashed.endswith(suffix):
+            return kind
+    return None
 
 
 def kind_for_key(name: str) -> str:
@@ -83,8 +181,11 @@ def kind_for_key(name: str) -> str:
     named = _NAMED_KINDS.get(upper)
     if named is not None:
         return named
-    squashed = re.sub(r"[^A-Z0-9]", "", upper)
-    for suffix, kind in _SUFFIX_KINDS:
-        if squashed.endswith(suffix):
-            return kind
-    return "secret"
+    kind = _suffix_kind(re.sub(r"[^A-Z0-9]", "", upper))
+    if kind is None:
+        # The secret word is not last (SECRET_KEY_BASE): name the kind after it.
+        words, alone = _words(name)
+        last = _last_secret_word(words, Bare.ANY, alone)
+        if last is not None:
+            kind = _suffix_kind("".join(words[: last + 1]).upper())
+    return kind or "secret"

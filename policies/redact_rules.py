@@ -7,7 +7,9 @@ Two layers live here:
   through untouched at scan speed.
 * ``RULES``, ``re`` patterns applied only to those lines, each behind a cheap
   substring check. Each rule keeps the key name (and quotes) and replaces the value
-  with ``[REDACTED:<kind>]``.
+  with ``[REDACTED:<kind>]``. Rules on key names match a candidate name and let
+  ``redact_keys.is_secret_key`` decide; a refused candidate is skipped and the search
+  goes on right after its name.
 
 Every rule starts with a guard (a line start, a quote, a lookbehind or a literal), so
 a flagged line costs time linear in its length even when it is one 64 KiB run of
@@ -21,7 +23,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from policies.redact_keys import IDENT_KEY, KEY, KEY_NEEDLES, kind_for_key
+from policies.redact_keys import KEY, KEY_NEEDLES, Bare, is_secret_key, kind_for_key
 
 MARKER_PREFIX = "[REDACTED:"
 MARKER_RE = re.compile(r"\[REDACTED:[a-z0-9-]+\]")
@@ -34,12 +36,21 @@ def marker(kind: str) -> str:
 
 TRIGGER = "|".join(
     (
-        # key names; [_.-]key also covers *_ACCESS_KEY_ID and *_KEY_SECRET
-        r"(?i:secret|token|passw|credential|authoriz|bearer|apikey|[_.-](?:key|pass|pwd)"
+        # secret words anywhere in a name (SECRET_KEY_BASE, PGPASSWORD, SENTRY_DSN)
+        r"(?i:secret|token|passw|passphrase|credential|authoriz|bearer|apikey|dsn|cookie"
         r"|(?:api|access|private|auth|signing|encryption)[ _-]?key)",
-        r"[a-z0-9](?:Key|Pass|Pwd)",
+        # weak words ending a name: DB_PASS, x-api-key, REDIS_AUTH_2, apiKey, DBPass
+        r"(?i:[_.0-9-](?:key|keyid|pass|pwd|auth))(?:[^A-Za-z]|$)",
+        r"[A-Za-z0-9](?:Key|Keyid|Pass|Pwd|Auth)(?:[^a-z]|$)",
+        # a weak word alone as a setting: pass=, "auth":, <pwd>, --pass x, name: pwd
+        r"(?im:\b(?:pass|pwd|auth)(?:\\{0,3}[\"'>]|[ \t]*:?=|[ \t]*,?[ \t]*\r?$)"
+        r"|-(?:pass|pwd|auth)[ \t])",
+        # passwords on client command lines (mysql -phunter2, redis-cli -a hunter2)
+        r"(?i:mysql|mariadb)[^\n]*[ \t]-p\S|(?:redis|valkey|keydb)-cli[^\n]*[ \t]-a[ \t]",
         r"Basic [A-Za-z0-9+/]",
         r"://[^\s/?#]*@",
+        # user:password@tcp(db:3306)/app, user:password@/app (Go MySQL DSNs)
+        r"@(?:(?:tcp|udp)[46]?|unix)\(|:[^\s/]*@/",
         r"LTAI|CAIS|AKIA|ASIA|ABIA|ACCA|A3T[A-Z0-9]",
         r"xox[a-z]|xapp-|hooks\.slack\.com",
         r"gh[pousr]_|github_pat_|gl(?:pat|dt|ft|soat|rt|cbt|imt|ptt|oas)-",
@@ -59,6 +70,11 @@ def _quoted_value(group: str, quote: str) -> str:
 
 
 _SCHEMES = r"bearer|basic|token|bot|digest|negotiate|ntlm|hmac|fc|aws4-hmac-sha256|apikey|sharedkey"
+# "X-Forwarded-Auth: bearer <token>": the credentials follow the scheme word.
+_SCHEME_WORD = rf"(?:(?i:{_SCHEMES})[ \t]+(?=[^\s,;&\"'<>]))?"
+
+Span = tuple[int, int]
+Spans = Callable[[re.Match[str]], list[Span]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,16 +82,63 @@ class Rule:
     """One project rule.
 
     The rule runs only on lines whose lower-cased text contains, for each group in
-    ``needles``, at least one of its strings. ``values`` names the groups that hold
-    the secret (the first one that took part in the match is replaced); ``kind`` is a
-    fixed kind or a function of the match.
+    ``needles``, at least one of its strings. ``spans`` says where in a match the
+    secrets are (none: leave the match alone); ``kind`` is a fixed kind or a function
+    of the match.
     """
 
     name: str
     regex: re.Pattern[str]
-    values: tuple[str, ...]
+    spans: Spans
     kind: str | Callable[[re.Match[str]], str]
     needles: tuple[tuple[str, ...], ...]
+
+
+def _first(match: re.Match[str], groups: tuple[str, ...]) -> Span | None:
+    for group in groups:
+        start, end = match.span(group)
+        if start >= 0:
+            return start, end
+    return None
+
+
+def _value(*groups: str) -> Spans:
+    """The first of ``groups`` that took part in the match."""
+
+    def spans(match: re.Match[str]) -> list[Span]:
+        span = _first(match, groups)
+        return [] if span is None else [span]
+
+    return spans
+
+
+def _keyed(bare: Bare, *groups: str) -> Spans:
+    """The value, if the name in group ``key`` is a secret one."""
+
+    def spans(match: re.Match[str]) -> list[Span]:
+        span = _first(match, groups)
+        if span is None or not is_secret_key(match["key"], match.string[slice(*span)], bare=bare):
+            return []
+        return [span]
+
+    return spans
+
+
+@functools.lru_cache(maxsize=8)
+def _first_at(command: re.Pattern[str], line: str) -> int:
+    # Once per line, however many flags it holds (a str caches its hash).
+    found = command.search(line)
+    return len(line) if found is None else found.start()
+
+
+def _after_command(command: re.Pattern[str], *groups: str) -> Spans:
+    """The value, if ``command`` occurs earlier on the line (mysql ... -phunter2)."""
+    value = _value(*groups)
+
+    def spans(match: re.Match[str]) -> list[Span]:
+        return value(match) if _first_at(command, match.string) < match.start() else []
+
+    return spans
 
 
 def _rule(
@@ -83,13 +146,24 @@ def _rule(
     pattern: str,
     kind: str | Callable[[re.Match[str]], str],
     needles: tuple[tuple[str, ...], ...],
-    values: tuple[str, ...] = ("val",),
+    spans: Spans | None = None,
 ) -> Rule:
-    return Rule(name, re.compile(pattern, re.MULTILINE), values, kind, needles)
+    return Rule(name, re.compile(pattern, re.MULTILINE), spans or _value("val"), kind, needles)
 
 
 def _key_kind(m: re.Match[str]) -> str:
     return kind_for_key(m["key"])
+
+
+def _key_rule(
+    name: str,
+    pattern: str,
+    needles: tuple[tuple[str, ...], ...],
+    bare: Bare = Bare.ANY,
+    values: tuple[str, ...] = ("val",),
+) -> Rule:
+    """A rule on ``key`` = ``value`` shapes: the value goes if the name is secret."""
+    return _rule(name, pattern, _key_kind, (KEY_NEEDLES, *needles), _keyed(bare, *values))
 
 
 def _auth_kind(m: re.Match[str]) -> str:
@@ -97,44 +171,124 @@ def _auth_kind(m: re.Match[str]) -> str:
     return {"bearer": "bearer-token", "basic": "basic-auth"}.get(scheme, "authorization")
 
 
-_QUOTES = ("'", '"')
+# A YAML block scalar indicator: the value is on the following, more indented lines.
+BLOCK_INDICATOR = re.compile(r"[|>][0-9+-]{0,2}[ \t]*(?:#[^\n]*)?")
+# Where an unquoted value at a line start ends when the line goes on like a command
+# line: before a flag or another assignment ("--db-password=x --api-key y").
+_NEXT_ARG = re.compile(r"[ \t](?=--?[A-Za-z]|[A-Za-z_][A-Za-z0-9_.-]*=)")
 
 
-def has_needles(lowered: str, needles: tuple[tuple[str, ...], ...]) -> bool:
-    """Whether ``lowered`` holds at least one string of every group of ``needles``."""
-    return all(any(needle in lowered for needle in group) for group in needles)
+def _closing_quote(rest: str) -> int:
+    """Where the quoted value that ``rest`` starts with ends: at the end of the line if
+    it closes there, else at the first quote not escaped by a backslash; -1: none."""
+    quote = rest[0]
+    if len(rest) > 1 and rest.endswith(quote):
+        return len(rest) - 1
+    close = rest.find(quote, 1)
+    while close > 0 and rest[close - 1] == "\\":
+        close = rest.find(quote, close + 1)
+    return close
 
+
+def _line_value(match: re.Match[str]) -> list[Span]:
+    """KEY=value / KEY: value at a line start: the rest of the line is the value
+    (env values may hold spaces), unless quoted or followed by more arguments."""
+    start, end = match.span("rest")
+    rest = match.string[start:end].rstrip(" \t")
+    quote = rest[:1]
+    close = _closing_quote(rest) if quote in ("'", '"') else -1
+    if close > 1:
+        span = (start + 1, start + close)
+    else:
+        if not rest or BLOCK_INDICATOR.fullmatch(rest):
+            return []
+        stop = _NEXT_ARG.search(rest)
+        if stop is not None:
+            rest = rest[: stop.start()].rstrip(" \t")
+        span = (start, start + len(rest))
+    bare = Bare.ANY if match["sep"].endswith("=") else Bare.STRONG
+    return [span] if is_secret_key(match["key"], match.string[slice(*span)], bare=bare) else []
+
+
+def _strip(text: str, start: int, end: int) -> Span:
+    while start < end and text[start] in " \t":
+        start += 1
+    while end > start and text[end - 1] in " \t":
+        end -= 1
+    return start, end
+
+
+_COOKIE_START = re.compile(r"[ \t]*[^=;,\s]+=")
+
+
+def _cookie_values(match: re.Match[str]) -> list[Span]:
+    """Cookie: a=1; b=2 (every value); Set-Cookie: a=1; Path=/ (the first value only).
+    A header value that does not start with name= is no cookie (``cookie: str`` in code)."""
+    text = match.string
+    pos, end = match.span("val")
+    if not _COOKIE_START.match(text, pos, end):
+        return []
+    spans: list[Span] = []
+    first_only = match["name"].lower().startswith("set-")
+    while pos < end:
+        semi = text.find(";", pos, end)
+        stop = end if semi < 0 else semi
+        equals = text.find("=", pos, stop)
+        if equals >= 0:
+            spans.append(_strip(text, equals + 1, stop))
+            if first_only:
+                break
+        pos = stop + 1
+    return spans
+
+
+_MYSQL = re.compile(r"(?i:mysql|mariadb)")
+_REDIS_CLI = re.compile(r"(?:redis|valkey|keydb)-cli")
+_FLAG_VALUE = r"(?:(?P<q>[\"'])(?P<qval>[^\"'\n]+)(?P=q)|(?P<val>[^\s\"']+))"
 
 # Applied in this order; each sees the previous ones' output, and a value that is
 # already a marker is left alone.
 RULES: tuple[Rule, ...] = (
     # KEY=value / KEY: value at the start of a line (env, export, YAML, ini, headers
-    # as curl -v prints them): the value is the rest of the line.
+    # as curl -v prints them).
     _rule(
         "line_start",
         r"^[ \t]*(?:[-*<>][ \t]+)?(?:(?:export|declare[ \t]+-[A-Za-z]+|set|readonly)[ \t]+)?"
-        rf"(?P<key>{KEY})[ \t]*[=:][ \t]*(?P<q>[\"']?)(?P<val>[^\n]+?)(?P=q)[ \t]*$",
+        rf"(?P<key>{KEY})[ \t]*(?P<sep>:?=(?!=)|:)[ \t]*(?P<rest>[^\n]*)",
         _key_kind,
         (KEY_NEEDLES, ("=", ":")),
+        _line_value,
     ),
     # {"name": "DB_PASSWORD", "value": "..."}: Kubernetes and container env lists.
-    _rule(
+    _key_rule(
         "name_value",
         rf"(?P<q1>{_Q})name(?P=q1)[ \t]*:[ \t]*(?P<q2>{_Q})(?P<key>{KEY})(?P=q2)"
         rf"[ \t]*,[ \t]*(?P<q3>{_Q})value(?P=q3)[ \t]*:[ \t]*(?P<q>{_Q})"
         + _quoted_value("val", "q"),
-        _key_kind,
         (("name",), ("value",)),
     ),
+    # <add key="DbPassword" value="..."/>, <property name="password" value="..."/>
+    _key_rule(
+        "key_value_attributes",
+        rf"\b(?:key|name)[ \t]*=[ \t]*(?P<q1>{_Q})(?P<key>{KEY})(?P=q1)[ \t]+value[ \t]*=[ \t]*"
+        rf"(?P<q>{_Q})" + _quoted_value("val", "q"),
+        (("value",),),
+    ),
+    # <password>...</password>, <ns:clientSecret>...</ns:clientSecret>
+    _key_rule(
+        "xml_element",
+        rf"<(?P<tag>(?:[A-Za-z_][A-Za-z0-9_.-]*:)?(?P<key>{KEY}))(?:[ \t][^<>\n]*)?>"
+        r"(?P<val>[^<\n]+)</(?P=tag)[ \t]*>",
+        (("</",),),
+    ),
     # "key": "value", 'key' => 'value', \"key\":\"value\" (JSON, dict reprs, escaped JSON)
-    _rule(
+    _key_rule(
         "quoted_key",
         rf"(?P<kq>{_Q})(?P<key>{KEY})(?P=kq)[ \t]*(?:=>|:=|[:=])[ \t]*"
         rf"(?:(?P<q>{_Q})" + _quoted_value("val", "q") + r"|"
-        r"(?P<bare>(?!(?:null|true|false)\b)[^\s,}\]\"'\\]+))",
-        _key_kind,
-        (KEY_NEEDLES, _QUOTES),
-        ("val", "bare"),
+        r"(?P<bare>(?!(?:null|true|false)\b|[{\[])[^\s,}\]\"'\\]+))",
+        (("'", '"'),),
+        values=("val", "bare"),
     ),
     # Authorization: <scheme> <credentials>
     _rule(
@@ -144,28 +298,54 @@ RULES: tuple[Rule, ...] = (
         _auth_kind,
         (("authorization",),),
     ),
-    # key=value anywhere (logfmt, query strings, env-prefixed commands in ps output, Go's :=)
+    # Cookie: session=...; Set-Cookie: sessionid=...; Path=/ as a header line (curl -v)
+    # or in quotes (-H 'Cookie: ...', JSON headers)
     _rule(
+        "cookie",
+        r"(?:^[ \t]*(?:[<>][ \t]+)?|(?<=[\"']))(?P<name>(?i:set-cookie|cookie))"
+        r"(?:\\{0,3}[\"'])?[ \t]*:[ \t]*(?:\\{0,3}[\"'])?(?P<val>[^\n\"'\\]*)",
+        "cookie",
+        (("cookie",),),
+        _cookie_values,
+    ),
+    # key=value anywhere (logfmt, query strings, env-prefixed commands in ps output, Go's :=)
+    _key_rule(
         "assignment",
-        rf"(?<![A-Za-z0-9_.-])(?P<key>{KEY})[ \t]*:?=[ \t]*"
-        rf"(?:(?P<q>[\"'])" + _quoted_value("val", "q") + r"|(?P<bare>[^\s&\"'<>]+))",
-        _key_kind,
-        (KEY_NEEDLES, ("=",)),
-        ("val", "bare"),
+        rf"(?<![A-Za-z0-9_.-])(?P<key>{KEY})[ \t]*:?=(?!=)[ \t]*"
+        rf"(?:(?P<q>[\"'])"
+        + _quoted_value("val", "q")
+        + rf"|{_SCHEME_WORD}(?P<bare>[^\s&\"'<>]+))",
+        (("=",),),
+        values=("val", "bare"),
     ),
     # --password VALUE, -token VALUE (command lines as ps prints them)
-    _rule(
+    _key_rule(
         "flag",
         rf"(?<!\S)--?(?P<key>{KEY})[ \t]+(?P<val>[^\s-]\S*)",
-        _key_kind,
-        (KEY_NEEDLES, ("-",)),
+        (("-",),),
+    ),
+    # mysql -uroot -phunter2 / -p'hunter2' (also mysqldump, mysqladmin, mariadb)
+    _rule(
+        "mysql_password",
+        r"(?<![^ \t])-p" + _FLAG_VALUE,
+        "password",
+        (("mysql", "mariadb"), (" -p", "\t-p")),
+        _after_command(_MYSQL, "qval", "val"),
+    ),
+    # redis-cli -a hunter2
+    _rule(
+        "redis_cli_password",
+        r"(?<![^ \t])-a[ \t]+" + _FLAG_VALUE,
+        "password",
+        (("-cli",), (" -a", "\t-a")),
+        _after_command(_REDIS_CLI, "qval", "val"),
     ),
     # db_password: value / clientSecret: value in the middle of a line
-    _rule(
+    _key_rule(
         "colon",
-        rf"(?<![A-Za-z0-9_.-])(?P<key>{IDENT_KEY})[ \t]*:[ \t]+(?P<val>[^\s,;&\"'<>]+)",
-        _key_kind,
-        (KEY_NEEDLES, (":",)),
+        rf"(?<![A-Za-z0-9_.-])(?P<key>{KEY})[ \t]*:[ \t]+{_SCHEME_WORD}(?P<val>[^\s,;&\"'<>]+)",
+        ((":",),),
+        bare=Bare.NONE,
     ),
     _rule(
         "bearer",
@@ -184,9 +364,25 @@ RULES: tuple[Rule, ...] = (
     # scheme://user:PASSWORD@host; the password may itself contain '@'
     _rule(
         "url_password",
-        r"://[^\s:/?#@\"'<>]{0,256}:(?P<val>[^\s/?#\"'<>]+)(?=@)",
+        # no "[" in the user part: "[REDACTED:url-token]@" is scrubbed already
+        r"://[^\s:/?#@\"'<>\[]{0,256}:(?P<val>[^\s/?#\"'<>]+)(?=@)",
         "url-password",
         (("://",), ("@",)),
+    ),
+    # https://<key>@o123.ingest.sentry.io/1: a token as the whole user part of a URL
+    _rule(
+        "url_token",
+        r"://(?P<val>(?=[A-Za-z_-]*[0-9])(?=[0-9_-]*[A-Za-z])[A-Za-z0-9_-]{20,})@",
+        "url-token",
+        (("://",), ("@",)),
+    ),
+    # user:password@tcp(db:3306)/app, user:password@/app: Go MySQL DSNs (no scheme)
+    _rule(
+        "dsn_password",
+        r"(?<![^\s\"'=(,;])[A-Za-z0-9_.%+~-]{1,128}:(?P<val>[^\s/\"']{1,256})"
+        r"@(?=(?:(?:tcp|udp)[46]?|unix)\(|/)",
+        "url-password",
+        (("@tcp", "@udp", "@unix", "@/"),),
     ),
     _rule(
         "slack_webhook",
@@ -223,7 +419,7 @@ RULES: tuple[Rule, ...] = (
         "github_token",
         r"(?<![A-Za-z0-9_])(?P<val>gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,})",
         "github-token",
-        (("gh",),),
+        (("gh", "github_pat_"),),
     ),
     _rule(
         "gitlab_token",
@@ -270,6 +466,43 @@ def is_secret_value(value: str) -> bool:
     return not value.startswith(MARKER_PREFIX) and bool(value.strip("\"' \t"))
 
 
+def has_needles(lowered: str, needles: tuple[tuple[str, ...], ...]) -> bool:
+    """Whether ``lowered`` holds at least one string of every group of ``needles``."""
+    return all(any(needle in lowered for needle in group) for group in needles)
+
+
+# How many refused names per rule and line are looked past (see _apply): beyond this,
+# a line made of refused names costs quadratic time, so the search skips whole matches.
+_LOOK_INSIDE = 32
+
+
+def _apply(rule: Rule, line: str) -> tuple[str, int]:
+    parts: list[str] = []
+    count = last = pos = 0
+    look_inside = _LOOK_INSIDE if "key" in rule.regex.groupindex else 0
+    while (match := rule.regex.search(line, pos)) is not None:
+        spans = [s for s in rule.spans(match) if is_secret_value(line[s[0] : s[1]])]
+        if not spans:
+            # A refused name: look again right after it, so that a secret inside what
+            # this match took as its value (sort_key=db_password=x) is still found.
+            pos = max(match.end(), match.start() + 1)
+            if look_inside and match.end("key") > match.start():
+                look_inside -= 1
+                pos = match.end("key")
+            continue
+        kind = rule.kind if isinstance(rule.kind, str) else rule.kind(match)
+        for start, end in spans:
+            parts.append(line[last:start])
+            parts.append(marker(kind))
+            last = end
+        count += len(spans)
+        pos = max(match.end(), match.start() + 1)
+    if not parts:
+        return line, 0
+    parts.append(line[last:])
+    return "".join(parts), count
+
+
 def apply_rules(line: str) -> tuple[str, int]:
     """Run every rule over ``line`` (one line, no newline); return it and the count.
 
@@ -278,47 +511,8 @@ def apply_rules(line: str) -> tuple[str, int]:
     """
     count = 0
     lowered = line.lower()
-
-    def replace(rule: Rule, match: re.Match[str]) -> str:
-        nonlocal count
-        for group in rule.values:
-            start, end = match.span(group)
-            if start >= 0:
-                break
-        else:
-            return match[0]
-        if not is_secret_value(match.string[start:end]):
-            return match[0]
-        count += 1
-        kind = rule.kind if isinstance(rule.kind, str) else rule.kind(match)
-        whole_start, whole_end = match.span()
-        return match.string[whole_start:start] + marker(kind) + match.string[end:whole_end]
-
     for rule in RULES:
         if has_needles(lowered, rule.needles):
-            line = rule.regex.sub(functools.partial(replace, rule), line)
+            line, found = _apply(rule, line)
+            count += found
     return line, count
-
-
-# Private keys span lines. A BEGIN line opens a block that runs to its END line; lines
-# in between that look like key material (base64, armour headers, blank) are dropped.
-PEM_BEGIN = re.compile(
-    r"-{4,5} ?BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)? ?-{4,5}|PuTTY-User-Key-File-[0-9]+:"
-)
-PEM_END = re.compile(r"-{4,5} ?END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)? ?-{4,5}")
-PEM_BODY = re.compile(
-    r"[ \t]*(?:[A-Za-z0-9+/=]+|(?:Proc-Type|DEK-Info|Version|Comment|Hash|Charset|Encryption"
-    r"|Public-Lines|Private-Lines|Private-MAC|Private-Hash|Key-Derivation|Argon2-[A-Za-z]+)"
-    r"[ \t]*:[^\n]*)?[ \t]*\\?"
-)
-
-# Kubernetes YAML puts the name and the value of an env entry on separate lines:
-#   - name: DB_PASSWORD
-#     value: hunter2
-ENV_NAME_LINE = re.compile(
-    rf"[ \t]*(?:-[ \t]+)?[\"']?name[\"']?[ \t]*:[ \t]*[\"']?(?P<key>{KEY})[\"']?,?[ \t]*"
-)
-ENV_VALUE_LINE = re.compile(
-    r"(?P<keep>[ \t]*[\"']?value[\"']?[ \t]*:[ \t]*)(?P<q>[\"']?)(?P<val>[^\n]+?)(?P=q)"
-    r",?[ \t]*"
-)

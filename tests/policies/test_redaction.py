@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -9,9 +10,18 @@ import pytest
 import yaml
 
 from policies.controls import strip_controls
-from policies.fastscan import compile_scanner
-from policies.redact import MAX_LINE, Redactor, StreamRedactor, redact_text
-from policies.redact_rules import ENV_NAME_LINE, PEM_BEGIN, TRIGGER, apply_rules
+from policies.fastscan import HitFinder, compile_scanner
+from policies.redact import (
+    ENV_NAME_LINE,
+    MAX_LINE,
+    PEM_BEGIN,
+    YAML_BLOCK_KEY,
+    Redactor,
+    StreamRedactor,
+    redact_text,
+)
+from policies.redact_keys import Bare, is_secret_key
+from policies.redact_rules import TRIGGER, apply_rules
 
 _CORPUS: dict[str, list[dict[str, Any]]] = yaml.safe_load(
     Path(__file__).with_name("redaction_corpus.yaml").read_text(encoding="utf-8")
@@ -22,6 +32,10 @@ BENIGN_CASES = _CORPUS["benign"]
 
 def _params(cases: list[dict[str, Any]]) -> list[Any]:
     return [pytest.param(case, id=case["id"]) for case in cases]
+
+
+def _names_a_secret(match: re.Match[str] | None, bare: Bare) -> bool:
+    return match is not None and is_secret_key(match["key"], bare=bare)
 
 
 def _stream(chunks: list[bytes], **kwargs: Any) -> tuple[str, int]:
@@ -44,7 +58,10 @@ def test_fast_scan_flags_every_corpus_line_that_a_rule_acts_on() -> None:
     acted_on = [
         line
         for line in lines
-        if apply_rules(line)[0] != line or PEM_BEGIN.search(line) or ENV_NAME_LINE.fullmatch(line)
+        if apply_rules(line)[0] != line
+        or PEM_BEGIN.search(line)
+        or _names_a_secret(ENV_NAME_LINE.fullmatch(line), Bare.ANY)
+        or _names_a_secret(YAML_BLOCK_KEY.fullmatch(line), Bare.STRONG)
     ]
 
     assert len(acted_on) >= 40
@@ -133,6 +150,7 @@ _SPLIT_SAMPLES = {
         "BKcwggSjAgEAAoIBAQC7\n-----END PRIVATE KEY-----\nb\n"
     ),
     "multibyte-around-secret": "密码: é DB_PASSWORD=pässwörd-ß\n日志\n",
+    "yaml-block-scalar": "a:\n  password: |\n    Tr0ub4dor&3\n    line-two\n  b: 1\n",
 }
 
 
@@ -244,3 +262,186 @@ def test_stream_counts_every_redaction() -> None:
     _, count = _stream([data])
 
     assert count == 3
+
+
+_KEY_NAMES = {
+    "DB_PASSWORD": True,
+    "SECRET_KEY_BASE": True,
+    "DB_PASSWORD_FILE_CONTENT": True,
+    "PGPASSWORD": True,
+    "REDIS_AUTH": True,
+    "GPG_PASSPHRASE": True,
+    "SENTRY_DSN": True,
+    "x-api-key": True,
+    "API_KEY_2": True,
+    "ALIBABA_CLOUD_ACCESS_KEY_ID": True,
+    "identitytoken": True,
+    "DbPassword": True,
+    "pass": True,
+    "auth": True,
+    "DB_PASSWORD_FILE": False,
+    "TOKEN_TTL": False,
+    "secretName": False,
+    "sort_key": False,
+    "cacheKey": False,
+    "public_key": False,
+    "KEYBOARD_LAYOUT": False,
+    "OLDPWD": False,
+    "monkey": False,
+    "key": False,
+    "max_tokens": False,
+    "PASS_2": False,
+}
+
+
+@pytest.mark.parametrize(
+    ("name", "secret"), list(_KEY_NAMES.items()), ids=[f"{k}-{v}" for k, v in _KEY_NAMES.items()]
+)
+def test_key_name_is_read_as_words_to_decide_whether_its_value_is_secret(
+    name: str, secret: bool
+) -> None:
+    assert is_secret_key(name, "v") is secret
+
+
+@pytest.mark.parametrize(
+    ("name", "bare", "secret"),
+    [
+        pytest.param("pass", Bare.ANY, True, id="pass-in-an-assignment"),
+        pytest.param("pass", Bare.STRONG, False, id="pass-before-a-colon-is-test-output"),
+        pytest.param("password", Bare.STRONG, True, id="password-before-a-colon"),
+        pytest.param("password", Bare.NONE, False, id="password-as-a-word-mid-line"),
+        pytest.param("db_password", Bare.NONE, True, id="identifier-mid-line"),
+    ],
+)
+def test_a_one_word_key_counts_only_where_the_syntax_makes_it_a_setting(
+    name: str, bare: Bare, secret: bool
+) -> None:
+    assert is_secret_key(name, "v", bare=bare) is secret
+
+
+def test_pwd_holding_a_path_is_the_working_directory_and_stays() -> None:
+    assert is_secret_key("PWD", "/code") is False
+    assert is_secret_key("pwd", "hunter2") is True
+
+
+_GENERATED_WORDS = (
+    "secret token password passphrase dsn key keyid pass pwd auth apikey api sort db file 2"
+)
+_KEY_FORMS = (
+    "{k}=v1",
+    "{k}: v1",
+    '"{k}": "v1"',
+    "--{k} v1",
+    "<{k}>v1</{k}>",
+    'key="{k}" value="v1"',
+    "x {k}: v1",
+    "x {k}=v1",
+    '{{"name":"{k}","value":"v1"}}',
+    "  - name: {k}",
+    "{k}: |",
+    '\\"{k}\\":\\"v1\\"',
+)
+
+
+def _generated_names() -> list[str]:
+    names: set[str] = set()
+    for first in _GENERATED_WORDS.split():
+        for second in ("", *_GENERATED_WORDS.split()):
+            words = [first, second] if second else [first]
+            for sep in ("_", "-", "."):
+                names.add(sep.join(words))
+                names.add(sep.join(words).upper())
+            names.add(words[0] + "".join(w.capitalize() for w in words[1:]))
+    return sorted(names)
+
+
+@pytest.mark.parametrize("form", _KEY_FORMS)
+def test_fast_scan_flags_every_generated_key_shape_that_a_rule_acts_on(form: str) -> None:
+    trigger = compile_scanner(TRIGGER)
+    lines = [form.format(k=name) for name in _generated_names()]
+    acted_on = [
+        line
+        for line in lines
+        if apply_rules(line)[0] != line
+        or _names_a_secret(ENV_NAME_LINE.fullmatch(line), Bare.ANY)
+        or _names_a_secret(YAML_BLOCK_KEY.fullmatch(line), Bare.STRONG)
+    ]
+
+    assert acted_on
+    assert [line for line in acted_on if trigger.search(line) is None] == []
+
+
+def test_yaml_block_scalar_under_a_secret_key_becomes_one_marker() -> None:
+    text = (
+        "db:\n"
+        "  password: |\n"
+        "    Tr0ub4dor&3\n"
+        "\n"
+        "    second-line\n"
+        "  pool: 10\n"
+        "  token: >-\n"
+        "    tok-123\n"
+        "next: 1\n"
+    )
+
+    out, count = Redactor().redact(text)
+
+    assert out == (
+        "db:\n"
+        "  password: |\n"
+        "    [REDACTED:password]\n"
+        "\n"
+        "  pool: 10\n"
+        "  token: >-\n"
+        "    [REDACTED:token]\n"
+        "next: 1\n"
+    )
+    assert count == 2
+
+
+def test_yaml_block_value_line_longer_than_max_line_is_scrubbed_whole() -> None:
+    text = "a:\n  password: |\n    " + "Zq8Rk3Vn1 " * 10 + "\n    more\n  b: 1\n"
+    data = text.encode()
+
+    out, count = _stream([data[i : i + 5] for i in range(0, len(data), 5)], max_line=16)
+
+    assert out == "a:\n  password: |\n    [REDACTED:password]\n  b: 1\n"
+    assert count == 1
+
+
+def test_flags_after_a_secret_flag_at_line_start_keep_their_names() -> None:
+    out, count = Redactor().redact("--db-password=x --api-key y --port 8080")
+
+    assert out == "--db-password=[REDACTED:password] --api-key [REDACTED:key] --port 8080"
+    assert count == 2
+
+
+def test_refused_key_names_do_not_hide_secrets_in_what_follows_them() -> None:
+    out, count = Redactor().redact("sort_key=db_password=hunter2 cache_key=x")
+
+    assert out == "sort_key=db_password=[REDACTED:password] cache_key=x"
+    assert count == 1
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["ab token c\ntoken", "äé token ß\n日志 token", "\ud800 token"],
+    ids=["ascii", "multibyte", "lone-surrogate"],
+)
+def test_hit_finder_reports_character_offsets_while_skipping_ahead(text: str) -> None:
+    hits = HitFinder(compile_scanner("token"), text)
+    first = hits.next_start(0)
+    assert first is not None
+
+    second = hits.next_start(first + 1)
+
+    assert first == text.index("token")
+    assert second == (text.index("token", first + 1) if text.count("token") > 1 else None)
+
+
+def test_hit_finder_refuses_to_move_backwards() -> None:
+    hits = HitFinder(compile_scanner("token"), "äé token")
+    hits.next_start(5)
+
+    with pytest.raises(ValueError):
+        hits.next_start(1)
