@@ -27,6 +27,7 @@ from policies.errors import (
     UnknownProvider,
 )
 from policies.holder import PolicyHolder
+from policies.intents import STATUS_OF, intent_for
 from policies.logctx import audit_id_var
 from policies.model import Policy
 from policies.output import CollectedOutput, OutputCollector
@@ -35,7 +36,6 @@ from policies.ports import (
     ArtifactStore,
     AuditFilter,
     AuditStore,
-    ExecIntent,
     ExecOutcome,
     ExecRecord,
     ExecStatus,
@@ -170,6 +170,21 @@ class ExecService(CollectMixin, ApprovalsMixin, SessionsMixin):
     ) -> Decision:
         return decide(self._policies.current(), principal, target, stages)
 
+    async def _rate_limit(self, principal: Principal, decision: Decision) -> Decision | None:
+        """The denial when ``principal`` used up the rate of the deciding rule."""
+        if not (decision.rate and decision.rule_id):
+            return None
+        since = self._clock() - dt.timedelta(seconds=decision.rate.per_seconds)
+        used = await self._audit.count_intents_since(str(principal), decision.rule_id, since)
+        if used < decision.rate.count:
+            return None
+        return Decision(
+            Effect.DENY,
+            decision.rule_id,
+            f"rate limit of rule {decision.rule_id} reached ({decision.rate.count} per "
+            f"{decision.rate.per_seconds:g}s); try again later",
+        )
+
     def _decide_builtin(
         self, principal: Principal, target: Target, session: SessionRecord, builtin: Builtin
     ) -> Decision:
@@ -240,39 +255,21 @@ class ExecService(CollectMixin, ApprovalsMixin, SessionsMixin):
         except CommandRejected as exc:
             decision = Decision(Effect.DENY, SYNTAX_RULE, exc.safe_message)
             error_code = exc.code
-        if decision.effect is not Effect.DENY and decision.rate and decision.rule_id:
-            since = self._clock() - dt.timedelta(seconds=decision.rate.per_seconds)
-            used = await self._audit.count_intents_since(str(principal), decision.rule_id, since)
-            if used >= decision.rate.count:
-                decision = Decision(
-                    Effect.DENY,
-                    decision.rule_id,
-                    f"rate limit of rule {decision.rule_id} reached "
-                    f"({decision.rate.count} per {decision.rate.per_seconds:g}s); try again later",
-                )
-                error_code = "rate_limited"
-
-        status = {
-            Effect.ALLOW: ExecStatus.RUNNING,
-            Effect.DENY: ExecStatus.DENIED,
-            Effect.APPROVE: ExecStatus.PENDING_APPROVAL,
-        }[decision.effect]
-        intent = ExecIntent(
-            principal=str(principal),
-            surface=request.surface.value,
-            target=str(target),
-            provider=target.provider or "",
-            function=target.function,
-            instance=target.instance,
-            argv=argv,
+        if decision.effect is not Effect.DENY:
+            limited = await self._rate_limit(principal, decision)
+            if limited is not None:
+                decision, error_code = limited, "rate_limited"
+        status = STATUS_OF[decision.effect]
+        intent = intent_for(
+            str(principal),
+            request.surface,
+            target,
+            argv,
+            decision,
             command_text=request.command_text,
             reason=request.reason,
-            effect=decision.effect.value,
-            rule_id=decision.rule_id,
-            decision_reason=decision.reason,
             session_id=request.session_id,
             request_key=request.request_key,
-            status=status,
         )
         audit_id = await self._audit.record_intent(intent)  # AuditUnavailable: nothing runs
         token = audit_id_var.set(audit_id)

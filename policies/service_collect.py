@@ -49,13 +49,13 @@ from policies.collect import (
 from policies.collect_run import fetch
 from policies.engine import evaluate_collect
 from policies.errors import ArtifactError, ExecGateError
+from policies.intents import STATUS_OF, intent_for
 from policies.logctx import audit_id_var
 from policies.output import CollectedOutput
 from policies.ports import (
     ApprovalRecord,
     ArtifactStore,
     AuditStore,
-    ExecIntent,
     ExecOutcome,
     ExecStatus,
     InstanceProvider,
@@ -79,11 +79,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 PATH_RULE = "collect-path"
-_STATUS = {
-    Effect.ALLOW: ExecStatus.RUNNING,
-    Effect.DENY: ExecStatus.DENIED,
-    Effect.APPROVE: ExecStatus.PENDING_APPROVAL,
-}
 
 
 class CollectMixin(ApprovalsMixin):
@@ -100,6 +95,10 @@ class CollectMixin(ApprovalsMixin):
     _artifact_prefix: str
 
     if TYPE_CHECKING:
+
+        async def _rate_limit(
+            self, principal: Principal, decision: Decision
+        ) -> Decision | None: ...
 
         async def _request_approval(
             self,
@@ -142,24 +141,10 @@ class CollectMixin(ApprovalsMixin):
             limited = await self._rate_limit(principal, decision)
             if limited is not None:
                 decision, error_code = limited, "rate_limited"
-        status = _STATUS[decision.effect]
+        status = STATUS_OF[decision.effect]
         argv = symbolic_argv(shown)
         audit_id = await self._audit.record_intent(
-            ExecIntent(
-                principal=str(principal),
-                surface=surface.value,
-                target=str(target),
-                provider=target.provider or "",
-                function=target.function,
-                instance=target.instance,
-                argv=argv,
-                command_text=None,
-                reason=reason,
-                effect=decision.effect.value,
-                rule_id=decision.rule_id,
-                decision_reason=decision.reason,
-                status=status,
-            )
+            intent_for(str(principal), surface, target, argv, decision, reason=reason)
         )
         token = audit_id_var.set(audit_id)
         try:
@@ -200,21 +185,6 @@ class CollectMixin(ApprovalsMixin):
             return await self._collect_run(base, target, shown, decision, principal, ())
         finally:
             audit_id_var.reset(token)
-
-    async def _rate_limit(self, principal: Principal, decision: Decision) -> Decision | None:
-        """The denial when ``principal`` used up the rate of the deciding rule."""
-        if not (decision.rate and decision.rule_id):
-            return None
-        since = self._clock() - dt.timedelta(seconds=decision.rate.per_seconds)
-        used = await self._audit.count_intents_since(str(principal), decision.rule_id, since)
-        if used < decision.rate.count:
-            return None
-        return Decision(
-            Effect.DENY,
-            decision.rule_id,
-            f"rate limit of rule {decision.rule_id} reached ({decision.rate.count} per "
-            f"{decision.rate.per_seconds:g}s); try again later",
-        )
 
     def _decide_collect(
         self, principal: Principal, target: Target, checked: str | Refusal
