@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from policies.ports import ApprovalRecord, ArtifactInfo, ExecStatus
-from policies.types import ApprovalId, AuditId, Decision, Effect
+from policies.types import ApprovalId, AuditId, Decision, Effect, Stream
+
+# Where a surface wants scrubbed output streamed while a command runs.
+TextSink = Callable[[Stream, str], Awaitable[None]]
+# Inline output kept in a result when the surface names no limit (the MCP default).
+DEFAULT_INLINE_LIMIT = 16 * 1024
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,7 +43,7 @@ from policies.ports import (
     SessionRecord,
     VerifyReport,
 )
-from policies.results import ExecResult, Explanation
+from policies.results import DEFAULT_INLINE_LIMIT, ExecResult, Explanation, TextSink
 from policies.service_approvals import ApprovalsMixin, request_hash
 from policies.service_collect import CollectMixin
 from policies.service_sessions import SessionsMixin
@@ -62,7 +62,6 @@ from policies.types import (
 
 logger = logging.getLogger(__name__)
 
-TextSink = Callable[[Stream, str], Awaitable[None]]
 PrincipalResolver = Callable[[Principal], Awaitable[Principal]]
 ApprovalListener = Callable[[ApprovalRecord], Awaitable[None]]
 
@@ -71,7 +70,6 @@ BUILTIN_RULE = "session-builtin"
 # Members of this policy role may search every principal's audit records from Slack or
 # MCP; everyone else sees their own.
 AUDITOR_ROLE = "auditors"
-DEFAULT_INLINE_LIMIT = 16 * 1024
 
 
 def _utcnow() -> dt.datetime:

@@ -33,7 +33,7 @@ from policies.ports import (
     ExecOutcome,
     ExecStatus,
 )
-from policies.results import ExecResult, VoteResult
+from policies.results import DEFAULT_INLINE_LIMIT, ExecResult, TextSink, VoteResult
 from policies.types import (
     ApprovalId,
     ApprovalSpec,
@@ -41,7 +41,6 @@ from policies.types import (
     Effect,
     Principal,
     PrincipalKind,
-    Stream,
     Target,
 )
 
@@ -50,9 +49,6 @@ if TYPE_CHECKING:
     from policies.types import AuditId
 
 logger = logging.getLogger(__name__)
-
-TextSink = Callable[[Stream, str], Awaitable[None]]
-DEFAULT_INLINE_LIMIT = 16 * 1024
 
 
 def request_hash(target: str, argv: Sequence[str], requester: str) -> str:

@@ -60,8 +60,8 @@ from policies.ports import (
     ExecStatus,
     InstanceProvider,
 )
-from policies.results import CollectResult, ExecResult
-from policies.service_approvals import ApprovalsMixin, TextSink
+from policies.results import CollectResult, ExecResult, TextSink
+from policies.service_approvals import ApprovalsMixin
 from policies.types import (
     ApprovalId,
     AuditId,

@@ -23,15 +23,13 @@ from policies.errors import (
     UnknownPrincipal,
 )
 from policies.ports import AuditStore, ExecOutcome, ExecStatus, InstanceProvider, SessionRecord
-from policies.results import ExecResult
+from policies.results import ExecResult, TextSink
 from policies.sessions import CD_SCRIPT, Builtin, apply_env, resolve_dir, wrap_in_session
-from policies.types import Decision, Principal, SessionId, Stream, Target
+from policies.types import Decision, Principal, SessionId, Target
 
 if TYPE_CHECKING:
     from policies.holder import PolicyHolder
     from policies.types import AuditId
-
-TextSink = Callable[[Stream, str], Awaitable[None]]
 
 
 class SessionsMixin:

@@ -21,20 +21,10 @@ from policies.instances.local import (
 from policies.instances.sandbox import SandboxRunner
 from policies.types import Limits
 from tests.policies.instances.sandbox_helpers import Output, env_of
+from tests.support.fchost import FakeClock
 
 LIMITS = Limits(timeout=30.0, idle_timeout=30.0)
 IDLE = 60.0
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def api(provisioned: int = 1, concurrency: int = 1, max_on_demand: int = 16) -> LocalFunction:
