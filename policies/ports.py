@@ -101,6 +101,18 @@ class ExecIntent:
 
 
 @dataclass(frozen=True, slots=True)
+class RateCheck:
+    """A rate limit applied when an intent is written: when the intent's principal
+    already has ``limit`` requests under its rule since ``since`` that were not refused,
+    ``refusal`` is recorded instead. Counting and writing happen in one transaction, so
+    concurrent requests (from any process) cannot overrun the limit together."""
+
+    since: dt.datetime
+    limit: int
+    refusal: ExecIntent
+
+
+@dataclass(frozen=True, slots=True)
 class ArtifactInfo:
     """A stored artifact: what the audit log records about it."""
 
@@ -209,6 +221,13 @@ class AuditStore(Protocol):
 
     async def record_intent(self, intent: ExecIntent) -> AuditId: ...
 
+    async def record_rated_intent(
+        self, intent: ExecIntent, rate: RateCheck
+    ) -> tuple[AuditId, bool]:
+        """Write ``intent``, or ``rate.refusal`` when the rate is used up; the bool says
+        the refusal was written."""
+        ...
+
     async def record_outcome(self, audit_id: AuditId, outcome: ExecOutcome) -> None: ...
 
     async def get_exec(self, audit_id: AuditId) -> ExecRecord:
@@ -218,10 +237,6 @@ class AuditStore(Protocol):
     async def list_execs(self, flt: AuditFilter) -> list[ExecRecord]: ...
 
     async def find_by_request_key(self, request_key: str) -> AuditId | None: ...
-
-    async def count_intents_since(
-        self, principal: str, rule_id: str, since: dt.datetime
-    ) -> int: ...
 
     async def create_approval(
         self,

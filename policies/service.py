@@ -36,10 +36,12 @@ from policies.ports import (
     ArtifactStore,
     AuditFilter,
     AuditStore,
+    ExecIntent,
     ExecOutcome,
     ExecRecord,
     ExecStatus,
     InstanceProvider,
+    RateCheck,
     SessionRecord,
     VerifyReport,
 )
@@ -63,6 +65,7 @@ from policies.types import (
 logger = logging.getLogger(__name__)
 
 PrincipalResolver = Callable[[Principal], Awaitable[Principal]]
+IntentBuilder = Callable[[Decision], ExecIntent]
 ApprovalListener = Callable[[ApprovalRecord], Awaitable[None]]
 
 SYNTAX_RULE = "command-syntax"
@@ -168,20 +171,31 @@ class ExecService(CollectMixin, ApprovalsMixin, SessionsMixin):
     ) -> Decision:
         return decide(self._policies.current(), principal, target, stages)
 
-    async def _rate_limit(self, principal: Principal, decision: Decision) -> Decision | None:
-        """The denial when ``principal`` used up the rate of the deciding rule."""
-        if not (decision.rate and decision.rule_id):
-            return None
-        since = self._clock() - dt.timedelta(seconds=decision.rate.per_seconds)
-        used = await self._audit.count_intents_since(str(principal), decision.rule_id, since)
-        if used < decision.rate.count:
-            return None
-        return Decision(
+    async def _record_intent(
+        self, decision: Decision, build: IntentBuilder
+    ) -> tuple[AuditId, Decision, bool]:
+        """Write the intent of ``decision`` (built by ``build``), or a rate-limit
+        refusal when the principal used up the deciding rule's rate; returns the audit
+        id, the decision recorded, and whether the rate refused it.
+
+        Raises: AuditUnavailable (nothing may run).
+        """
+        rate = decision.rate
+        if decision.effect is Effect.DENY or rate is None or not decision.rule_id:
+            return await self._audit.record_intent(build(decision)), decision, False
+        refusal = Decision(
             Effect.DENY,
             decision.rule_id,
-            f"rate limit of rule {decision.rule_id} reached ({decision.rate.count} per "
-            f"{decision.rate.per_seconds:g}s); try again later",
+            f"rate limit of rule {decision.rule_id} reached ({rate.count} per "
+            f"{rate.per_seconds:g}s); try again later",
         )
+        check = RateCheck(
+            since=self._clock() - dt.timedelta(seconds=rate.per_seconds),
+            limit=rate.count,
+            refusal=build(refusal),
+        )
+        audit_id, limited = await self._audit.record_rated_intent(build(decision), check)
+        return audit_id, (refusal if limited else decision), limited
 
     def _decide_builtin(
         self, principal: Principal, target: Target, session: SessionRecord, builtin: Builtin
@@ -253,23 +267,25 @@ class ExecService(CollectMixin, ApprovalsMixin, SessionsMixin):
         except CommandRejected as exc:
             decision = Decision(Effect.DENY, SYNTAX_RULE, exc.safe_message)
             error_code = exc.code
-        if decision.effect is not Effect.DENY:
-            limited = await self._rate_limit(principal, decision)
-            if limited is not None:
-                decision, error_code = limited, "rate_limited"
+
+        def build(decided: Decision) -> ExecIntent:
+            return intent_for(
+                str(principal),
+                request.surface,
+                target,
+                argv,
+                decided,
+                command_text=request.command_text,
+                reason=request.reason,
+                session_id=request.session_id,
+                request_key=request.request_key,
+            )
+
+        # AuditUnavailable: nothing runs.
+        audit_id, decision, limited = await self._record_intent(decision, build)
+        if limited:
+            error_code = "rate_limited"
         status = STATUS_OF[decision.effect]
-        intent = intent_for(
-            str(principal),
-            request.surface,
-            target,
-            argv,
-            decision,
-            command_text=request.command_text,
-            reason=request.reason,
-            session_id=request.session_id,
-            request_key=request.request_key,
-        )
-        audit_id = await self._audit.record_intent(intent)  # AuditUnavailable: nothing runs
         token = audit_id_var.set(audit_id)
         try:
             logger.info(

@@ -56,6 +56,7 @@ from policies.ports import (
     ApprovalRecord,
     ArtifactStore,
     AuditStore,
+    ExecIntent,
     ExecOutcome,
     ExecStatus,
     InstanceProvider,
@@ -96,9 +97,9 @@ class CollectMixin(ApprovalsMixin):
 
     if TYPE_CHECKING:
 
-        async def _rate_limit(
-            self, principal: Principal, decision: Decision
-        ) -> Decision | None: ...
+        async def _record_intent(
+            self, decision: Decision, build: Callable[[Decision], ExecIntent]
+        ) -> tuple[AuditId, Decision, bool]: ...
 
         async def _request_approval(
             self,
@@ -137,15 +138,15 @@ class CollectMixin(ApprovalsMixin):
         checked = check_path(path)
         shown = checked if isinstance(checked, str) else path[:512]
         decision, error_code = self._decide_collect(principal, target, checked)
-        if decision.effect is not Effect.DENY:
-            limited = await self._rate_limit(principal, decision)
-            if limited is not None:
-                decision, error_code = limited, "rate_limited"
-        status = STATUS_OF[decision.effect]
         argv = symbolic_argv(shown)
-        audit_id = await self._audit.record_intent(
-            intent_for(str(principal), surface, target, argv, decision, reason=reason)
-        )
+
+        def build(decided: Decision) -> ExecIntent:
+            return intent_for(str(principal), surface, target, argv, decided, reason=reason)
+
+        audit_id, decision, limited = await self._record_intent(decision, build)
+        if limited:
+            error_code = "rate_limited"
+        status = STATUS_OF[decision.effect]
         token = audit_id_var.set(audit_id)
         try:
             logger.info(

@@ -76,13 +76,25 @@ def checkpoint_path(tmp_path: Path) -> Path:
     return tmp_path / "checkpoints" / "audit-checkpoint.json"
 
 
-@pytest.fixture
-async def audit_store(migrated_url: str, checkpoint_path: Path) -> AsyncIterator[SqlAuditStore]:
-    """An open store on a migrated database, checkpointing to ``checkpoint_path``."""
+async def _open_store(url: str, checkpoint_path: Path) -> AsyncIterator[SqlAuditStore]:
     store = await open_audit_store(
-        migrated_url, checkpoint_path=checkpoint_path, checkpoint_key=CHECKPOINT_KEY
+        url, checkpoint_path=checkpoint_path, checkpoint_key=CHECKPOINT_KEY
     )
     try:
         yield store
     finally:
         await store.aclose()
+
+
+@pytest.fixture
+async def audit_store(migrated_url: str, checkpoint_path: Path) -> AsyncIterator[SqlAuditStore]:
+    """An open store on a migrated database, checkpointing to ``checkpoint_path``."""
+    async for store in _open_store(migrated_url, checkpoint_path):
+        yield store
+
+
+@pytest.fixture
+async def other_store(migrated_url: str, checkpoint_path: Path) -> AsyncIterator[SqlAuditStore]:
+    """A second store on the same database and checkpoint, as another process has."""
+    async for store in _open_store(migrated_url, checkpoint_path):
+        yield store

@@ -3,11 +3,14 @@
 Store operations are written once, as plain functions of a SQLAlchemy ``Connection``,
 and a backend runs each one as a whole transaction:
 
-- SQLite: in a worker thread on the standard ``sqlite3`` driver. aiosqlite hops to its
-  thread for every cursor call (several per statement), which caps an audited exec at
-  a few milliseconds; one hop per transaction keeps hundreds of execs a second. Writes
-  share one thread, so they queue in order in this process, and take ``BEGIN
-  IMMEDIATE`` so other processes wait for them.
+- SQLite: on the standard ``sqlite3`` driver. A write the database can take at once
+  runs on the calling (event loop) thread: a WAL commit without fsync costs a fraction
+  of a millisecond, less than handing the transaction to a thread and back, and a
+  thread holding the interpreter lock while the loop wakes delays every exec. A write
+  that would wait (another process holds the write lock) goes to a worker thread, as do
+  reads; writes there share one thread, queue in order, and take ``BEGIN IMMEDIATE``
+  so other processes wait for them. The loop's connection never waits for the lock and
+  never checkpoints the WAL (that syncs the disk); the worker thread checkpoints.
 - PostgreSQL: on asyncpg through SQLAlchemy's asyncio layer (``run_sync``), writes
   holding a transaction-scoped advisory lock.
 """
@@ -15,7 +18,10 @@ and a backend runs each one as a whole transaction:
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import enum
 import functools
+import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol, TypeVar
@@ -36,6 +42,18 @@ from policies.audit.engine import (
 
 T = TypeVar("T")
 _READERS = 4
+# The loop's connection leaves WAL checkpoints (which sync the disk) to the writer
+# thread, which runs a passive one after this many inline commits.
+_CHECKPOINT_EVERY = 500
+
+
+class Busy(enum.Enum):
+    """``write_now`` could not take the write lock without waiting."""
+
+    BUSY = "busy"
+
+
+BUSY = Busy.BUSY
 
 
 class Backend(Protocol):
@@ -48,6 +66,11 @@ class Backend(Protocol):
         it returns, roll back when it raises."""
         ...
 
+    def write_now(self, body: Callable[[Connection], T]) -> T | Busy:
+        """``write`` on the calling thread when the lock is free at once; BUSY (nothing
+        done) when it is not, or when this backend cannot write without waiting."""
+        ...
+
     async def dispose(self) -> None: ...
 
 
@@ -57,12 +80,14 @@ class SqliteBackend:
             url.set(drivername="sqlite+pysqlite"),
             connect_args={**sqlite_connect_args(), "check_same_thread": False},
             poolclass=sa.pool.QueuePool,
-            pool_size=_READERS + 1,
+            pool_size=_READERS + 2,
             max_overflow=0,
         )
         install_sqlite_hooks(self._engine)
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="execgate-audit-write")
         self._readers = ThreadPoolExecutor(_READERS, thread_name_prefix="execgate-audit-read")
+        self._inline: Connection | None = None
+        self._inline_commits = 0
 
     def _run(self, body: Callable[[Connection], T], write: bool) -> T:
         with self._engine.connect() as conn:
@@ -80,10 +105,57 @@ class SqliteBackend:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._writer, functools.partial(self._run, body, True))
 
+    def write_now(self, body: Callable[[Connection], T]) -> T | Busy:
+        conn = self._inline_connection()
+        try:
+            tx = conn.begin()
+        except sa.exc.OperationalError as exc:
+            if not _is_busy(exc):
+                raise
+            return BUSY
+        try:
+            result = body(conn)
+            tx.commit()
+        except BaseException:
+            try:
+                tx.rollback()
+            except Exception:
+                # A connection that cannot even roll back is replaced on the next write.
+                self._drop_inline()
+            raise
+        self._inline_commits += 1
+        if self._inline_commits % _CHECKPOINT_EVERY == 0:
+            self._writer.submit(self._checkpoint_wal)
+        return result
+
+    def _inline_connection(self) -> Connection:
+        if self._inline is None or self._inline.closed or self._inline.invalidated:
+            conn = self._engine.connect()
+            raw = conn.connection.driver_connection
+            assert raw is not None
+            # Never wait on the loop: a held lock sends the write to the writer thread.
+            raw.execute("PRAGMA busy_timeout=0")
+            raw.execute("PRAGMA wal_autocheckpoint=0")
+            conn.execution_options(**{WRITE_OPTION: True})
+            self._inline = conn
+        return self._inline
+
+    def _drop_inline(self) -> None:
+        conn, self._inline = self._inline, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.invalidate()
+
+    def _checkpoint_wal(self) -> None:
+        with self._engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").all()
+
     async def dispose(self) -> None:
         def close() -> None:
             self._writer.shutdown(wait=True)
             self._readers.shutdown(wait=True)
+            if self._inline is not None:
+                self._inline.close()
             self._engine.dispose()
 
         await asyncio.to_thread(close)
@@ -109,8 +181,19 @@ class PostgresBackend:
             )
             return await conn.run_sync(body)
 
+    def write_now(self, body: Callable[[Connection], T]) -> T | Busy:
+        # asyncpg only talks from the event loop through awaits: always the queue.
+        return BUSY
+
     async def dispose(self) -> None:
         await self._engine.dispose()
+
+
+def _is_busy(exc: sa.exc.OperationalError) -> bool:
+    orig = exc.orig
+    return isinstance(orig, sqlite3.OperationalError) and getattr(
+        orig, "sqlite_errorcode", None
+    ) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
 def open_backend(url: str) -> Backend:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import functools
 import hashlib
 import json
 from collections.abc import Mapping
@@ -66,12 +67,25 @@ class Head:
     hash: str
 
 
+# Statements of the write path, built once: building one costs more than running it.
+_HEAD = (
+    sa.select(audit_events.c.seq, audit_events.c.hash).order_by(audit_events.c.seq.desc()).limit(1)
+)
+_APPEND = audit_events.insert()
+
+
+@functools.cache
+def _insert_into(table: sa.Table) -> sa.Insert:
+    return table.insert()
+
+
+@functools.cache
+def _update_by_id(table: sa.Table) -> sa.Update:
+    return table.update().where(table.c.id == sa.bindparam("_subject"))
+
+
 def read_head(conn: Connection) -> Head:
-    row = conn.execute(
-        sa.select(audit_events.c.seq, audit_events.c.hash)
-        .order_by(audit_events.c.seq.desc())
-        .limit(1)
-    ).first()
+    row = conn.execute(_HEAD).first()
     return Head(0, GENESIS_HASH) if row is None else Head(int(row.seq), str(row.hash))
 
 
@@ -131,7 +145,7 @@ class ChainTx:
     ) -> None:
         """Insert a row and record ``kind`` with all its values."""
         # Values as parameters, not in the statement: the compiled statement is cached.
-        self.conn.execute(table.insert(), dict(values))
+        self.conn.execute(_insert_into(table), dict(values))
         self.event(kind, subject if subject is not None else str(values["id"]), values)
 
     def update(
@@ -144,7 +158,9 @@ class ChainTx:
     ) -> bool:
         """Update the row ``subject`` (when ``where`` holds) and record ``kind`` with the
         new values; False when no row matched (nothing recorded)."""
-        statement = table.update().where(table.c.id == sa.bindparam("_subject"), *where)
+        statement = _update_by_id(table)
+        if where:
+            statement = statement.where(*where)
         result = self.conn.execute(statement, {"_subject": subject, **values})
         if result.rowcount != 1:
             return False
@@ -154,4 +170,4 @@ class ChainTx:
     def flush(self) -> None:
         """Write the queued events; call last, before the transaction commits."""
         if self._events:
-            self.conn.execute(audit_events.insert(), self._events)
+            self.conn.execute(_APPEND, self._events)

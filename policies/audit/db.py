@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from policies.audit.backend import Backend
+from policies.audit.backend import BUSY, Backend, Busy
 from policies.audit.chain import ChainTx
 from policies.audit.checkpoint import CheckpointWriter
 from policies.audit.errors import STORAGE_ERRORS, audit_errors
@@ -98,11 +98,32 @@ class Db:
         Raises: AuditUnavailable when the database fails; whatever ``body`` raises
         (its changes are rolled back).
         """
+        if not self._queue and (self._writer is None or self._writer.done()):
+            # Nothing of this store is in flight: write now if the lock is free.
+            done = self._write_now(operation, body)
+            if done is not BUSY:
+                return done
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._queue.append(_Write(operation, body, future))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._drain())
         return await future
+
+    def _write_now(self, operation: str, body: Callable[[ChainTx], T]) -> T | Busy:
+        def run(conn: Connection) -> tuple[T, ChainTx]:
+            tx = ChainTx.begin(conn)
+            result = body(tx)
+            tx.flush()
+            return result, tx
+
+        with audit_errors(operation):
+            done = self.backend.write_now(run)
+        if done is BUSY:
+            return BUSY
+        result, tx = done
+        if tx.appended and self.checkpoints is not None:
+            self.checkpoints.note(tx.head)
+        return result
 
     async def _drain(self) -> None:
         while self._queue:

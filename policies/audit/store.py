@@ -6,6 +6,7 @@ import asyncio
 import datetime as dt
 import logging
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -32,6 +33,7 @@ from policies.ports import (
     ExecOutcome,
     ExecRecord,
     ExecStatus,
+    RateCheck,
     SessionRecord,
     VerifyReport,
 )
@@ -41,6 +43,29 @@ logger = logging.getLogger("policies.audit")
 
 MAX_LIST = 10_000
 INTERRUPTED_ERROR = "ExecGate stopped before the command finished"
+
+
+# The requests that use up a rate: refused ones (including those refused by this very
+# rate) do not, or a burst would lock its sender out for good. A rate check only needs
+# to know whether the limit is reached, so it stops counting there: its cost is bounded
+# by the limit, not by how many requests the window holds.
+_COUNTED: sa.Select[Any] = (
+    sa.select(sa.literal_column("1"))
+    .select_from(exec_sessions)
+    .where(
+        exec_sessions.c.principal == sa.bindparam("principal"),
+        exec_sessions.c.rule_id == sa.bindparam("rule_id"),
+        exec_sessions.c.created_at >= sa.bindparam("since"),
+        exec_sessions.c.effect != "deny",
+    )
+    .limit(sa.bindparam("limit", type_=sa.Integer))
+)
+_COUNT_UP_TO = sa.select(sa.func.count()).select_from(_COUNTED.subquery())
+
+
+def _insert_intent(tx: ChainTx, audit_id: str, intent: ExecIntent, owner: str) -> None:
+    values = {"id": audit_id, "created_at": tx.now, **intent_values(intent), "owner": owner}
+    tx.insert(exec_sessions, values, "exec.intent")
 
 
 class SqlAuditStore:
@@ -70,11 +95,37 @@ class SqlAuditStore:
         owner = self._owner or current_owner()
 
         def body(tx: ChainTx) -> None:
-            values = {"id": audit_id, "created_at": tx.now, **intent_values(intent), "owner": owner}
-            tx.insert(exec_sessions, values, "exec.intent")
+            _insert_intent(tx, audit_id, intent, owner)
 
         await self._db.write("record intent", body)
         return AuditId(audit_id)
+
+    async def record_rated_intent(
+        self, intent: ExecIntent, rate: RateCheck
+    ) -> tuple[AuditId, bool]:
+        """Write ``intent``, or ``rate.refusal`` when the intent's principal used up
+        ``rate.limit`` under its rule since ``rate.since`` (counted in the same
+        transaction); the bool says the refusal was written.
+
+        Raises: AuditUnavailable.
+        """
+        audit_id = new_id(EXEC_PREFIX)
+        owner = self._owner or current_owner()
+        params = {
+            "principal": intent.principal,
+            "rule_id": intent.rule_id,
+            "since": rate.since,
+            "limit": rate.limit,
+        }
+
+        def body(tx: ChainTx) -> bool:
+            used = int(tx.conn.scalar(_COUNT_UP_TO, params) or 0)
+            limited = used >= rate.limit
+            _insert_intent(tx, audit_id, rate.refusal if limited else intent, owner)
+            return limited
+
+        limited = await self._db.write("record intent", body)
+        return AuditId(audit_id), limited
 
     async def record_outcome(self, audit_id: AuditId, outcome: ExecOutcome) -> None:
         """Raises: KeyError when there is no such exec; AuditUnavailable."""
@@ -136,25 +187,6 @@ class SqlAuditStore:
         )
         found = await self._db.read("find exec by request key", lambda conn: conn.scalar(query))
         return None if found is None else AuditId(found)
-
-    async def count_intents_since(self, principal: str, rule_id: str, since: dt.datetime) -> int:
-        """Requests by ``principal`` under ``rule_id`` since ``since`` that were not
-        refused. Raises: AuditUnavailable."""
-        c = exec_sessions.c
-        query = (
-            sa.select(sa.func.count())
-            .select_from(exec_sessions)
-            .where(
-                c.principal == principal,
-                c.rule_id == rule_id,
-                c.created_at >= since,
-                # Refused requests (including those refused by this very rate) do not
-                # use up the rate, or a burst would lock its sender out for good.
-                c.effect != "deny",
-            )
-        )
-        count = await self._db.read("count intents", lambda conn: conn.scalar(query))
-        return int(count or 0)
 
     async def mark_interrupted(self) -> int:
         """Mark RUNNING intents whose owner process on this host is gone (or whose pid

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from pathlib import Path
 
 import pytest
 
-from policies.audit import SqlAuditStore, open_audit_store
+from policies.audit import SqlAuditStore
 from policies.errors import (
     ApprovalAlreadyDecided,
     ApprovalExpired,
@@ -17,7 +16,6 @@ from policies.errors import (
 )
 from policies.ports import ApprovalRecord, ApprovalState, ExecStatus
 from policies.types import ApprovalId, AuditId
-from tests.conftest import CHECKPOINT_KEY
 from tests.policies.audit.support import INTENT, intent
 
 
@@ -162,25 +160,20 @@ async def test_pending_request_cannot_be_claimed(audit_store: SqlAuditStore) -> 
 
 
 async def test_two_stores_claiming_at_once_claim_exactly_once(
-    audit_store: SqlAuditStore, migrated_url: str, checkpoint_path: Path
+    audit_store: SqlAuditStore, other_store: SqlAuditStore
 ) -> None:
-    other = await open_audit_store(
-        migrated_url, checkpoint_path=checkpoint_path, checkpoint_key=CHECKPOINT_KEY
-    )
-    try:
-        requests = [await _request(audit_store, threshold=1) for _ in range(5)]
-        for request in requests:
-            await audit_store.add_approval_vote(request.approval_id, "local:bob", True)
+    requests = [await _request(audit_store, threshold=1) for _ in range(5)]
+    for request in requests:
+        await audit_store.add_approval_vote(request.approval_id, "local:bob", True)
 
-        claims = await asyncio.gather(
-            *(
-                store.claim_approved(request.approval_id)
-                for request in requests
-                for store in (audit_store, other, audit_store, other)
-            )
+    claims = await asyncio.gather(
+        *(
+            store.claim_approved(request.approval_id)
+            for request in requests
+            for store in (audit_store, other_store, audit_store, other_store)
         )
-    finally:
-        await other.aclose()
+    )
+    await other_store.aclose()
 
     for i, request in enumerate(requests):
         won = [c for c in claims[4 * i : 4 * i + 4] if c is not None]
@@ -189,23 +182,17 @@ async def test_two_stores_claiming_at_once_claim_exactly_once(
 
 
 async def test_concurrent_votes_from_two_stores_are_all_counted(
-    audit_store: SqlAuditStore, migrated_url: str, checkpoint_path: Path
+    audit_store: SqlAuditStore, other_store: SqlAuditStore
 ) -> None:
-    other = await open_audit_store(
-        migrated_url, checkpoint_path=checkpoint_path, checkpoint_key=CHECKPOINT_KEY
+    request = await _request(audit_store, threshold=3)
+    approvers = ["local:bob", "local:carol", "local:dave"]
+    results = await asyncio.gather(
+        audit_store.add_approval_vote(request.approval_id, approvers[0], True),
+        other_store.add_approval_vote(request.approval_id, approvers[1], True),
+        audit_store.add_approval_vote(request.approval_id, approvers[2], True),
+        other_store.add_approval_vote(request.approval_id, approvers[0], True),
+        return_exceptions=True,
     )
-    try:
-        request = await _request(audit_store, threshold=3)
-        approvers = ["local:bob", "local:carol", "local:dave"]
-        results = await asyncio.gather(
-            audit_store.add_approval_vote(request.approval_id, approvers[0], True),
-            other.add_approval_vote(request.approval_id, approvers[1], True),
-            audit_store.add_approval_vote(request.approval_id, approvers[2], True),
-            other.add_approval_vote(request.approval_id, approvers[0], True),
-            return_exceptions=True,
-        )
-    finally:
-        await other.aclose()
 
     # Bob's second vote either changed nothing or came after the threshold was met.
     assert all(isinstance(r, ApprovalRecord | ApprovalAlreadyDecided) for r in results)

@@ -146,22 +146,6 @@ async def test_request_key_finds_the_first_exec_recorded_with_it(
     assert await audit_store.find_by_request_key("slack:Ev2") is None
 
 
-async def test_intents_are_counted_per_principal_and_rule_since_a_time(
-    audit_store: SqlAuditStore,
-) -> None:
-    before = dt.datetime.now(UTC) - dt.timedelta(seconds=60)
-    for _ in range(3):
-        await audit_store.record_intent(INTENT)
-    await audit_store.record_intent(intent(principal="local:bob"))
-    await audit_store.record_intent(intent(rule_id="other"))
-    await audit_store.record_intent(intent(effect="deny", status=ExecStatus.DENIED))
-
-    # The refused request does not use up the rate.
-    assert await audit_store.count_intents_since("local:alice", "read-only", before) == 3
-    later = dt.datetime.now(UTC) + dt.timedelta(seconds=60)
-    assert await audit_store.count_intents_since("local:alice", "read-only", later) == 0
-
-
 def test_ids_are_short_url_safe_and_sort_by_time() -> None:
     ids = [new_id("ex_") for _ in range(50)]
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -101,6 +103,13 @@ async def test_rate_limit_denies_after_the_rules_rate(rig: Rig) -> None:
     assert third.error_code == "rate_limited"
     other = await rig.service.exec(rig.request("uptime", who="local:bob"))
     assert other.effect is Effect.ALLOW  # the rate is per principal
+
+
+async def test_concurrent_requests_never_exceed_the_rules_rate(rig: Rig) -> None:
+    results = await asyncio.gather(*(rig.service.exec(rig.request("uptime")) for _ in range(8)))
+
+    assert sorted(r.effect.value for r in results) == ["allow"] * 2 + ["deny"] * 6
+    assert {r.error_code for r in results if r.effect is Effect.DENY} == {"rate_limited"}
 
 
 async def test_duplicate_request_key_runs_once(rig: Rig) -> None:
