@@ -47,6 +47,18 @@ def is_glob(text: str) -> bool:
 
 def glob_regex(glob: str) -> re.Pattern[str]:
     """``*`` and ``?`` stay within one path segment, ``**`` crosses ``/``; ``[...]`` sets."""
+    return _compile_glob(glob, _glob_source(glob))
+
+
+def _compile_glob(glob: str, source: str) -> re.Pattern[str]:
+    try:
+        return re.compile(source, re.DOTALL)
+    except re.error:
+        raise ValueError(f"bad glob {glob!r}") from None
+
+
+def _glob_source(glob: str, *, segment: bool = False) -> str:
+    """The regex text of ``glob``; with ``segment`` a ``[...]`` set never matches ``/``."""
     out: list[str] = []
     i, n = 0, len(glob)
     while i < n:
@@ -74,15 +86,15 @@ def glob_regex(glob: str) -> re.Pattern[str]:
                 body = glob[i + 1 : j]
                 negate = body[:1] in ("!", "^")
                 body = "".join("\\" + c if c in "\\[]&~|^" else c for c in body[negate:])
-                out.append(f"[^/{body}]" if negate else f"[{body}]")
+                if negate:
+                    out.append(f"[^/{body}]")
+                else:
+                    out.append(f"(?!/)[{body}]" if segment else f"[{body}]")
                 i = j
         else:
             out.append(re.escape(char))
         i += 1
-    try:
-        return re.compile("".join(out), re.DOTALL)
-    except re.error:
-        raise ValueError(f"bad glob {glob!r}") from None
+    return "".join(out)
 
 
 def glob_test(glob: str) -> Test:
@@ -163,18 +175,15 @@ def _path_segments(value: str, deny: bool) -> list[str] | None:
     return segments
 
 
-def _match_segments(pattern: Sequence[re.Pattern[str] | None], segments: Sequence[str]) -> bool:
-    """``None`` in ``pattern`` is ``**``: zero or more whole segments."""
-    if not pattern:
-        return not segments
-    head = pattern[0]
-    if head is None:
-        return any(_match_segments(pattern[1:], segments[k:]) for k in range(len(segments) + 1))
-    return (
-        bool(segments)
-        and head.fullmatch(segments[0]) is not None
-        and _match_segments(pattern[1:], segments[1:])
-    )
+def _normal_path(value: str, deny: bool) -> str | None:
+    """``value`` as ``/seg/seg``, ``""`` for the root; None when a grant must refuse it."""
+    if not value.startswith("/"):
+        return None
+    if "//" not in value and "/." not in value and (value == "/" or value[-1] != "/"):
+        # Already normal (the common case): no empty, "." or ".." segment.
+        return "" if value == "/" else value
+    segments = _path_segments(value, deny)
+    return None if segments is None else "".join("/" + segment for segment in segments)
 
 
 def path_test(args: Sequence[str]) -> Test:
@@ -184,11 +193,11 @@ def path_test(args: Sequence[str]) -> Test:
     """
     if not args:
         raise ValueError("path needs at least one allowed location, e.g. path(/tmp/**)")
-    globs: list[list[re.Pattern[str] | None]] = []
+    alternatives: list[str] = []
     for entry in args:
         if not entry.startswith("/"):
             raise ValueError(f"path location {entry!r} must be absolute")
-        compiled: list[re.Pattern[str] | None] = []
+        parts: list[str] = []
         for segment in entry.split("/"):
             if segment in ("", "."):
                 continue
@@ -196,12 +205,20 @@ def path_test(args: Sequence[str]) -> Test:
                 raise ValueError(f"path location {entry!r} must not contain '..'")
             if "**" in segment and segment != "**":
                 raise ValueError(f"in path location {entry!r}, '**' must be a whole segment")
-            compiled.append(None if segment == "**" else glob_regex(segment))
-        globs.append(compiled)
+            if segment == "**":
+                parts.append("(?:/[^/]+)*")  # zero or more whole segments
+                continue
+            source = _glob_source(segment, segment=True)
+            _compile_glob(segment, source)  # a bad glob is reported as itself
+            # A segment's pattern cannot match "/": it matches exactly one segment.
+            parts.append(f"/(?:{source})")
+        alternatives.append("".join(parts))
+    # One regex over the normalised path instead of a segment-by-segment walk per glob.
+    regex = re.compile("|".join(f"(?:{a})" for a in alternatives), re.DOTALL)
 
     def test(arg: str, deny: bool) -> bool:
-        segments = _path_segments(arg, deny)
-        return segments is not None and any(_match_segments(g, segments) for g in globs)
+        path = _normal_path(arg, deny)
+        return path is not None and regex.fullmatch(path) is not None
 
     return test
 

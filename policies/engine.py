@@ -38,8 +38,9 @@ import re
 from collections.abc import Sequence
 
 from policies.argtypes import Test, path_test
+from policies.candidates import Candidate, Candidates
 from policies.collect import COLLECT_VERB
-from policies.model import ANY, Policy, Rule
+from policies.model import Policy, Rule
 from policies.patterns import CommandPattern
 from policies.types import ApprovalSpec, Decision, Effect, Principal, PrincipalKind, Target
 from policies.wrappers import explain, guarded_positions
@@ -59,9 +60,10 @@ def evaluate(policy: Policy, *, principal: Principal, target: Target, stages: St
     if not stages or any(not stage for stage in stages):
         return _default(policy, stages, "the command is empty")
     context = _Context(policy, principal, target)
+    views = tuple(context.candidates(stage[0]) for stage in stages)
     for index, stage in enumerate(stages):
-        for rule, pattern in policy.deny_index.lookup(stage[0]):
-            if context.applies(rule) and pattern.matches(stage, deny=True):
+        for rule, pattern in views[index].deny:
+            if pattern.matches(stage, deny=True):
                 where = _stage_label(stages, index)
                 return _decide(
                     Effect.DENY,
@@ -69,10 +71,10 @@ def evaluate(policy: Policy, *, principal: Principal, target: Target, stages: St
                     stages,
                     f"denied by rule {rule.id}: {where}{_show(stage)} matched {pattern}",
                 )
-    guards = tuple(guarded_positions(stage) for stage in stages)
-    covering = _covering(context, stages, guards)
+    request = _Request(stages)
+    covering = _covering(request, views)
     if covering is None:
-        return _refusal(context, stages, guards)
+        return _refusal(context, request, views)
     rule, patterns = covering
     matched = "; ".join(f"{_show(s)} matched {p}" for s, p in zip(stages, patterns, strict=True))
     prefix = "pipeline " if len(stages) > 1 else ""
@@ -80,7 +82,7 @@ def evaluate(policy: Policy, *, principal: Principal, target: Target, stages: St
         return _decide(Effect.APPROVE, rule, stages, f"{_needs(rule)}: {prefix}{matched}")
     if len(stages) > 1:
         for index, stage in enumerate(stages):
-            escalation = _first_match(context, stage, guards[index], Effect.APPROVE)
+            escalation = _first_match(views[index].approve, request, index)
             if escalation is not None:
                 approve_rule, pattern = escalation
                 return _decide(
@@ -107,8 +109,8 @@ def evaluate_collect(
     """
     stage = (COLLECT_VERB, path)
     context = _Context(policy, principal, target)
-    for rule, pattern in policy.deny_index.lookup("cat"):
-        if context.applies(rule) and pattern.matches(("cat", path), deny=True):
+    for rule, pattern in context.candidates("cat").deny:
+        if pattern.matches(("cat", path), deny=True):
             return _decide(
                 Effect.DENY,
                 rule,
@@ -116,8 +118,8 @@ def evaluate_collect(
                 f"denied by rule {rule.id}: reading {_show([path])} matched {pattern}",
             )
     covering: Rule | None = None
-    for rule in policy.rules:
-        if rule.effect is Effect.DENY or not rule.collect or not context.applies(rule):
+    for rule in context.rules:
+        if rule.effect is Effect.DENY or not rule.collect:
             continue
         if not _collect_test(rule.collect)(path, False):
             continue
@@ -130,8 +132,8 @@ def evaluate_collect(
         allowed = sorted(
             {
                 glob
-                for rule in policy.rules
-                if rule.effect is not Effect.DENY and context.applies(rule)
+                for rule in context.rules
+                if rule.effect is not Effect.DENY
                 for glob in rule.collect
             }
         )
@@ -155,7 +157,7 @@ def may_act_on(policy: Policy, principal: Principal, target: Target) -> bool:
     only let you probe it with builtins.
     """
     context = _Context(policy, principal, target)
-    return any(rule.effect is not Effect.DENY and context.applies(rule) for rule in policy.rules)
+    return any(rule.effect is not Effect.DENY for rule in context.rules)
 
 
 def is_approver(policy: Policy, principal: Principal, spec: ApprovalSpec) -> bool:
@@ -170,7 +172,7 @@ def is_approver(policy: Policy, principal: Principal, spec: ApprovalSpec) -> boo
 
 
 class _Context:
-    """What one evaluation knows about the principal and target, computed once."""
+    """What one evaluation knows about the principal and target (cached by the policy)."""
 
     def __init__(self, policy: Policy, principal: Principal, target: Target) -> None:
         self.policy = policy
@@ -179,86 +181,110 @@ class _Context:
         self.roles = policy.roles_of(principal)
         self.targets = policy.targets_of(target)
 
-    def applies(self, rule: Rule) -> bool:
-        return (ANY in rule.who or not self.roles.isdisjoint(rule.who)) and (
-            ANY in rule.where or not self.targets.isdisjoint(rule.where)
-        )
+    @property
+    def rules(self) -> tuple[Rule, ...]:
+        """The rules that apply here, in file order."""
+        return self.policy.applicable(self.roles, self.targets)
+
+    def candidates(self, program: str) -> Candidates:
+        """The applicable patterns that may match a stage running ``program``."""
+        return self.policy.candidates(self.roles, self.targets, program)
+
+
+class _Request:
+    """The stages of one request, their guarded positions, and the grant matches so far.
+
+    Rules that repeat a pattern share one compiled object (``policies.model`` interns
+    them), so many rules ask the same question of the same stage: each is answered once.
+    """
+
+    __slots__ = ("_seen", "guards", "stages")
+
+    def __init__(self, stages: Stages) -> None:
+        self.stages = stages
+        self.guards = tuple(guarded_positions(stage) for stage in stages)
+        self._seen: dict[tuple[int, int], bool] = {}
+
+    def grants(self, pattern: CommandPattern, index: int) -> bool:
+        """Whether ``pattern`` matches stage ``index`` the way an allow/approve rule does."""
+        key = (id(pattern), index)
+        seen = self._seen.get(key)
+        if seen is None:
+            seen = pattern.matches(self.stages[index], guarded=self.guards[index])
+            self._seen[key] = seen
+        return seen
 
 
 def _covering(
-    context: _Context, stages: Stages, guards: Sequence[frozenset[int]]
+    request: _Request, views: Sequence[Candidates]
 ) -> tuple[Rule, tuple[CommandPattern, ...]] | None:
     """The deciding allow/approve rule and the pattern each stage matched."""
-    first, rest = stages[0], stages[1:]
+    later = range(1, len(request.stages))
     best: tuple[Rule, tuple[CommandPattern, ...]] | None = None
-    for rule, pattern in context.policy.grant_index.lookup(first[0]):
+    for rule, pattern in views[0].piped if later else views[0].grant:
         if best is not None and best[0].effect is Effect.APPROVE:
             break
         if best is not None and rule.effect is Effect.ALLOW:
             continue
-        if (rest and not rule.pipeline) or not context.applies(rule):
+        if not request.grants(pattern, 0):
             continue
-        if not pattern.matches(first, guarded=guards[0]):
-            continue
-        later = [_stage_pattern(rule, stage, guards[i]) for i, stage in enumerate(rest, 1)]
-        if all(p is not None for p in later):
-            best = (rule, (pattern, *[p for p in later if p is not None]))
+        found = [_stage_pattern(rule, request, views, index) for index in later]
+        if all(p is not None for p in found):
+            best = (rule, (pattern, *[p for p in found if p is not None]))
     return best
 
 
 def _stage_pattern(
-    rule: Rule, stage: tuple[str, ...], guard: frozenset[int]
+    rule: Rule, request: _Request, views: Sequence[Candidates], index: int
 ) -> CommandPattern | None:
-    for pattern in (*rule.commands, *rule.extra_stages):
-        if pattern.matches(stage, guarded=guard):
+    """The first of the rule's commands and extra_stages that stage ``index`` matches."""
+    for pattern in views[index].later.get(rule.position, ()):
+        if request.grants(pattern, index):
             return pattern
     return None
 
 
 def _first_match(
-    context: _Context, stage: tuple[str, ...], guard: frozenset[int], effect: Effect
-) -> tuple[Rule, CommandPattern] | None:
-    for rule, pattern in context.policy.grant_index.lookup(stage[0]):
-        if (
-            rule.effect is effect
-            and context.applies(rule)
-            and pattern.matches(stage, guarded=guard)
-        ):
+    candidates: Sequence[Candidate], request: _Request, index: int
+) -> Candidate | None:
+    for rule, pattern in candidates:
+        if request.grants(pattern, index):
             return rule, pattern
     return None
 
 
-def _refusal(context: _Context, stages: Stages, guards: Sequence[frozenset[int]]) -> Decision:
+def _refusal(context: _Context, request: _Request, views: Sequence[Candidates]) -> Decision:
     """The default deny, with the most useful explanation we can give."""
+    stages, guards = request.stages, request.guards
     who = f"{context.principal} (roles: {', '.join(sorted(context.roles)) or 'none'})"
     head = f"no rule allows {_show_stages(stages)} for {who} on {context.target}"
     for index, stage in enumerate(stages):
-        for rule, pattern in context.policy.grant_index.lookup(stage[0]):
-            if context.applies(rule) and pattern.matches(stage, guarded=frozenset()):
-                if not pattern.matches(stage, guarded=guards[index]):
-                    named = frozenset().union(*(e.literals for e in pattern.elements))
-                    unnamed = sorted(p for p in guards[index] if stage[p] not in named)
-                    position = unnamed[0] if unnamed else min(guards[index])
-                    hint = (
-                        f"{explain(stage, position)}, so only a rule that names it "
-                        f"literally may allow it ({rule.id} does not)"
-                    )
-                    return _default(context.policy, stages, f"{head}: {hint}")
+        if not guards[index]:
+            continue  # without a guarded argument both matches below are the same
+        for rule, pattern in views[index].grant:
+            if pattern.matches(stage, guarded=frozenset()) and not request.grants(pattern, index):
+                named = frozenset().union(*(e.literals for e in pattern.elements))
+                unnamed = sorted(p for p in guards[index] if stage[p] not in named)
+                position = unnamed[0] if unnamed else min(guards[index])
+                hint = (
+                    f"{explain(stage, position)}, so only a rule that names it "
+                    f"literally may allow it ({rule.id} does not)"
+                )
+                return _default(context.policy, stages, f"{head}: {hint}")
     if len(stages) > 1:
-        return _default(
-            context.policy, stages, f"{head}: {_pipeline_hint(context, stages, guards)}"
-        )
+        return _default(context.policy, stages, f"{head}: {_pipeline_hint(request, views)}")
     return _default(context.policy, stages, head)
 
 
-def _pipeline_hint(context: _Context, stages: Stages, guards: Sequence[frozenset[int]]) -> str:
-    for rule, pattern in context.policy.grant_index.lookup(stages[0][0]):
-        if not (context.applies(rule) and pattern.matches(stages[0], guarded=guards[0])):
+def _pipeline_hint(request: _Request, views: Sequence[Candidates]) -> str:
+    stages = request.stages
+    for rule, pattern in views[0].grant:
+        if not request.grants(pattern, 0):
             continue
         if not rule.pipeline:
             return f"rule {rule.id} matches stage 1 but does not allow pipelines"
         for index, stage in enumerate(stages[1:], 1):
-            if _stage_pattern(rule, stage, guards[index]) is None:
+            if _stage_pattern(rule, request, views, index) is None:
                 return (
                     f"stage {index + 1} {_show(stage)} is not among the commands or "
                     f"extra_stages of rule {rule.id}"

@@ -35,11 +35,12 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import pathlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from policies.argtypes import path_test
+from policies.candidates import CacheStats, Candidates, PolicyCache, RuleIndex
 from policies.errors import PolicyLoadError
 from policies.patterns import CommandPattern, PatternError, compile_command
 from policies.schema import PolicyModel, RoleModel, RuleModel, TargetModel
@@ -105,43 +106,11 @@ class Rule:
     position: int
     description: str = ""
 
-
-Candidate = tuple[Rule, CommandPattern]
-
-
-@dataclass(frozen=True, slots=True)
-class RuleIndex:
-    """Command patterns by the literal program they start with, in rule order.
-
-    ``lookup(program)`` returns the patterns that name ``program`` merged with those
-    whose first element is not a fixed set (``wild``).
-    """
-
-    keyed: Mapping[str, tuple[Candidate, ...]]
-    wild: tuple[Candidate, ...]
-
-    def lookup(self, program: str) -> tuple[Candidate, ...]:
-        return self.keyed.get(program, self.wild)
-
-    @classmethod
-    def build(cls, rules: Iterable[Rule]) -> RuleIndex:
-        keyed: dict[str, list[tuple[int, Candidate]]] = {}
-        wild: list[tuple[int, Candidate]] = []
-        order = 0
-        for rule in rules:
-            for pattern in rule.commands:
-                entry = (order, (rule, pattern))
-                order += 1
-                keys = pattern.index_keys
-                if keys is None:
-                    wild.append(entry)
-                for key in keys or ():
-                    keyed.setdefault(key, []).append(entry)
-        merged = {
-            key: tuple(c for _, c in sorted([*entries, *wild], key=lambda e: e[0]))
-            for key, entries in keyed.items()
-        }
-        return cls(MappingProxyType(merged), tuple(c for _, c in wild))
+    def applies(self, roles: frozenset[str], targets: frozenset[str]) -> bool:
+        """Whether the rule applies to a principal holding ``roles`` on ``targets``."""
+        return (ANY in self.who or not roles.isdisjoint(self.who)) and (
+            ANY in self.where or not targets.isdisjoint(self.where)
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,14 +169,39 @@ class Policy:
     deny_index: RuleIndex = field(repr=False)
     grant_index: RuleIndex = field(repr=False)
     _role_lookup: _RoleLookup = field(repr=False)
+    # Derived from the fields above, which never change: see policies.candidates.
+    _cache: PolicyCache = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        cache = PolicyCache(
+            self.rules,
+            self.deny_index,
+            self.grant_index,
+            self._role_lookup.roles_of,
+            self.targets,
+        )
+        object.__setattr__(self, "_cache", cache)
 
     def roles_of(self, principal: Principal) -> frozenset[str]:
         """The roles ``principal`` holds (Slack groups via ``principal.groups``)."""
-        return self._role_lookup.roles_of(principal)
+        return self._cache.roles_of(principal)
 
     def targets_of(self, target: Target) -> frozenset[str]:
         """The names of the policy's targets that ``target`` falls under."""
-        return frozenset(name for name, sel in self.targets.items() if sel.matches(target))
+        return self._cache.targets_of(target)
+
+    def applicable(self, roles: frozenset[str], targets: frozenset[str]) -> tuple[Rule, ...]:
+        """The rules that apply to ``roles`` on ``targets``, in file order."""
+        return self._cache.applicable(roles, targets)
+
+    def candidates(
+        self, roles: frozenset[str], targets: frozenset[str], program: str
+    ) -> Candidates:
+        """The applicable patterns that may match a stage starting with ``program``."""
+        return self._cache.candidates(roles, targets, program)
+
+    def cache_stats(self) -> tuple[CacheStats, ...]:
+        return self._cache.stats()
 
     def rule(self, rule_id: str) -> Rule | None:
         return next((rule for rule in self.rules if rule.id == rule_id), None)
@@ -261,8 +255,11 @@ def load_policy_text(text: str, source: str) -> Policy:
     targets = {name: _selector(doc, name, spec) for name, spec in model.targets.items()}
     _check_roles(doc, model)
     doc.reject_duplicates("rules", [spec.id for spec in model.rules], "rule")
+    # Rules that repeat a pattern share one compiled object, so a decision can remember
+    # how a stage fared against it instead of matching it again for every rule.
+    interned: dict[tuple[tuple[str, ...], bool], CommandPattern] = {}
     rules = [
-        _compile_rule(doc, model, position, spec, defaults)
+        _compile_rule(doc, model, position, spec, defaults, interned)
         for position, spec in enumerate(model.rules)
     ]
     return Policy(
@@ -314,14 +311,19 @@ def _names(
 
 
 def _compile_rule(
-    doc: YamlDocument, model: PolicyModel, position: int, spec: RuleModel, defaults: Defaults
+    doc: YamlDocument,
+    model: PolicyModel,
+    position: int,
+    spec: RuleModel,
+    defaults: Defaults,
+    interned: dict[tuple[tuple[str, ...], bool], CommandPattern],
 ) -> Rule:
     at: tuple[str | int, ...] = ("rules", position)
     effect = Effect(spec.effect)
     grant = effect is not Effect.DENY
     who = _names(doc, (*at, "who"), spec.who, model.roles, "role")
     where = _names(doc, (*at, "where"), spec.where, model.targets, "target")
-    commands = _patterns(doc, (*at, "commands"), spec.commands, grant=grant)
+    commands = _patterns(doc, (*at, "commands"), spec.commands, interned, grant=grant)
     approval: ApprovalSpec | None = None
     if effect is Effect.APPROVE:
         if spec.approval is None:
@@ -338,7 +340,9 @@ def _compile_rule(
             doc.fail((*at, "pipeline"), "deny rules match every stage on their own")
         if pipeline.extra_stages and not pipeline.allow:
             doc.fail((*at, "pipeline", "extra_stages"), "extra_stages needs 'allow: true'")
-        extra = _patterns(doc, (*at, "pipeline", "extra_stages"), pipeline.extra_stages, grant=True)
+        extra = _patterns(
+            doc, (*at, "pipeline", "extra_stages"), pipeline.extra_stages, interned, grant=True
+        )
     for index, glob in enumerate(spec.collect):
         try:
             path_test([glob])
@@ -379,13 +383,18 @@ def _patterns(
     doc: YamlDocument,
     loc: tuple[str | int, ...],
     lists: tuple[tuple[str, ...], ...],
+    interned: dict[tuple[tuple[str, ...], bool], CommandPattern],
     *,
     grant: bool,
 ) -> tuple[CommandPattern, ...]:
     compiled: list[CommandPattern] = []
     for index, items in enumerate(lists):
-        try:
-            compiled.append(compile_command(items, grant=grant))
-        except PatternError as exc:
-            doc.fail((*loc, index, exc.index), str(exc))
+        key = (tuple(items), grant)
+        pattern = interned.get(key)
+        if pattern is None:
+            try:
+                pattern = interned[key] = compile_command(items, grant=grant)
+            except PatternError as exc:
+                doc.fail((*loc, index, exc.index), str(exc))
+        compiled.append(pattern)
     return tuple(compiled)

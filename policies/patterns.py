@@ -29,11 +29,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from policies.argtypes import TYPES, Test, glob_test, is_glob, regex_test
 
 REST = "..."
+_NONE: frozenset[int] = frozenset()
 _PLACEHOLDER_RE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::(.*))?\}(\??)", re.DOTALL)
 _TYPE_RE = re.compile(r"([a-z]+)(?:\((.*)\))?", re.DOTALL)
 
@@ -74,6 +75,13 @@ class CommandPattern:
     elements: tuple[Element, ...]
     rest: bool
     min_args: int
+    # How many non-optional elements follow each element (prunes the optional walk).
+    required_after: tuple[int, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        required = [not element.optional for element in self.elements]
+        after = tuple(sum(required[i + 1 :]) for i in range(len(required)))
+        object.__setattr__(self, "required_after", after)
 
     def __str__(self) -> str:
         return "[" + ", ".join(self.source) + "]"
@@ -90,30 +98,57 @@ class CommandPattern:
     ) -> bool:
         """True when ``argv`` matches; ``guarded`` positions need a literal unless ``deny``."""
         count = len(argv)
-        if count < self.min_args or (not self.rest and count > len(self.elements)):
-            return False
-        return self._match_from(0, 0, argv, deny, guarded)
-
-    def _match_from(
-        self, i: int, j: int, argv: Sequence[str], deny: bool, guarded: frozenset[int]
-    ) -> bool:
         elements = self.elements
-        while i < len(elements):
-            element = elements[i]
-            if element.optional:
-                if (
-                    j < len(argv)
-                    and element.accepts(argv[j], deny, j in guarded)
-                    and self._match_from(i + 1, j + 1, argv, deny, guarded)
-                ):
-                    return True
-                i += 1
-                continue
-            if j >= len(argv) or not element.accepts(argv[j], deny, j in guarded):
+        if count < self.min_args or (not self.rest and count > len(elements)):
+            return False
+        if self.min_args != len(elements):
+            return self._match_optional(argv, deny, guarded)
+        # No optional element: each element takes the argument at its own position.
+        literal_only = guarded if not deny else _NONE
+        for j, element in enumerate(elements):
+            arg = argv[j]
+            if j in literal_only or element.exact:
+                if arg not in element.literals:
+                    return False
+            elif not element.test(arg, deny):
                 return False
-            i += 1
-            j += 1
-        if j == len(argv):
+        return self._ends(len(elements), count, deny, guarded)
+
+    def _match_optional(self, argv: Sequence[str], deny: bool, guarded: frozenset[int]) -> bool:
+        """Match with optional elements: every way to skip them, each test done once.
+
+        ``reached`` holds the argument positions some assignment of the elements so far
+        can stop at (a breadth-first walk instead of backtracking, which would test the
+        same element against the same argument again for every way of reaching it).
+        Positions from which the remaining elements cannot end the match are dropped
+        before anything is tested there.
+        """
+        count = len(argv)
+        last = len(self.elements) - 1
+        literal_only = guarded if not deny else _NONE
+        reached = [0]  # ascending, no repeats
+        for i, element in enumerate(self.elements):
+            high = count - self.required_after[i]  # room for the required elements left
+            low = 0 if self.rest else count - (last - i)  # what is left can use up argv
+            step: list[int] = []
+            for j in reached:
+                if element.optional and low <= j <= high and j not in step:
+                    step.append(j)
+                if low <= j + 1 <= high:
+                    arg = argv[j]
+                    if arg in element.literals if j in literal_only else element.test(arg, deny):
+                        step.append(j + 1)
+            if not step:
+                return False
+            reached = step
+        for j in reached:
+            if self._ends(j, count, deny, guarded):
+                return True
+        return False
+
+    def _ends(self, j: int, count: int, deny: bool, guarded: frozenset[int]) -> bool:
+        """Whether the elements may stop at ``j``: all of ``argv`` used, or the rest marker."""
+        if j == count:
             return True
         if not self.rest:
             return False

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from policies.patterns import PatternError, compile_command
+from policies.patterns import CommandPattern, PatternError, compile_command
 from policies.wrappers import guarded_positions, is_wrapper
 
 
@@ -55,6 +55,21 @@ def deny(pattern: list[str], argv: list[str]) -> bool:
         pytest.param("{p:path(/proc/loadavg)}", "/proc/loadavg", True, id="path-exact"),
         pytest.param("{p:path(/proc/loadavg)}", "/proc/loadavg/x", False, id="path-exact-only"),
         pytest.param("{p:path(/tmp/**)}", "--output=/tmp/x", False, id="path-never-a-flag"),
+        pytest.param("{p:path(/**)}", "/", True, id="path-root-under-double-star"),
+        pytest.param("{p:path(/)}", "/", True, id="path-root-exact"),
+        pytest.param("{p:path(/)}", "/tmp", False, id="path-root-only"),
+        pytest.param("{p:path(/tmp/*)}", "/tmp/x/", True, id="path-trailing-slash"),
+        pytest.param("{p:path(/tmp/**/x)}", "/tmp/x", True, id="path-double-star-zero-segments"),
+        pytest.param("{p:path(/tmp/**/x)}", "/tmp/a/b/x", True, id="path-double-star-segments"),
+        pytest.param("{p:path(/tmp/**/x)}", "/tmp/a/bx", False, id="path-double-star-whole"),
+        pytest.param("{p:path(/home/*/.ssh/**)}", "/home/b/.ssh/k", True, id="path-hidden-dir"),
+        pytest.param("{p:path(/a[/]b)}", "/a/b", False, id="path-set-never-matches-slash"),
+        pytest.param("{p:path(/a[!x]b)}", "/a/b", False, id="path-negated-set-no-slash"),
+        pytest.param("{p:path(/a?b)}", "/a/b", False, id="path-question-mark-no-slash"),
+        pytest.param("{p:path(/t[a-z]p/x)}", "/toop/x", False, id="path-set-one-char"),
+        pytest.param("{p:path(/t[a-z]p/x)}", "/tap/x", True, id="path-set"),
+        pytest.param("{p:path(/tmp/x,/var/**)}", "/var/log/a", True, id="path-any-location"),
+        pytest.param("{p:path(/tmp/*.log)}", "/tmp/a\nb.log", True, id="path-star-any-char"),
         pytest.param("{h:host}", "10.0.0.1", True, id="host-ipv4"),
         pytest.param("{h:host}", "::1", True, id="host-ipv6"),
         pytest.param("{h:host}", "api.example.com", True, id="host-name"),
@@ -103,6 +118,64 @@ def test_optional_elements_may_be_absent() -> None:
     assert grant(pattern, ["ls", "-la", "/tmp"])
     assert not grant(pattern, ["ls", "-la"])
     assert not grant(pattern, ["ls", "-la", "-l", "/tmp"])
+
+
+def _backtracking(pattern: CommandPattern, argv: list[str], deny: bool) -> bool:
+    """The plain reading of a pattern, tried every way: each optional element either
+    takes the next argument or is skipped; the rest marker takes what is left."""
+    guarded = frozenset() if deny else guarded_positions(argv)
+
+    def match(i: int, j: int) -> bool:
+        if i == len(pattern.elements):
+            if j == len(argv):
+                return True
+            return pattern.rest and (deny or all(p < j for p in guarded))
+        element = pattern.elements[i]
+        took = (
+            j < len(argv) and element.accepts(argv[j], deny, j in guarded) and match(i + 1, j + 1)
+        )
+        return took or (element.optional and match(i + 1, j))
+
+    return match(0, 0)
+
+
+OPTIONAL_PATTERNS = [
+    ["cat", "{o1:/.*/}?", "{o2:/.*/}?", "{f:path(/etc/shadow,/root/**)}", "..."],
+    ["grep", "{f:oneof(-i,-v,-c)}?", "{p:str}"],
+    ["head", "{f:oneof(-n)}?", "{n:int(1..100)}?"],
+    ["{w:oneof(timeout,nice)}", "{n:int}?", "{c:oneof(sh,ps)}", "..."],
+    ["{x:/.*/}?", "{c:program(curl)}", "..."],
+    ["ls", "{a:oneof(-l,-a)}?", "{b:oneof(-l,-a)}?", "{d:path(/tmp/**)}?"],
+]
+ARGS = [
+    "-i",
+    "-l",
+    "-a",
+    "-n",
+    "5",
+    "500",
+    "x",
+    "/etc/shadow",
+    "/tmp/a",
+    "/root/../etc/shadow",
+    "sh",
+]
+
+
+@pytest.mark.parametrize("items", OPTIONAL_PATTERNS, ids=lambda items: " ".join(items))
+def test_optional_elements_match_exactly_as_trying_every_way(items: list[str]) -> None:
+    program = items[0] if not items[0].startswith("{") else "timeout"
+    argvs = [[program]]
+    argvs += [[program, a] for a in ARGS]
+    argvs += [[program, a, b] for a in ARGS for b in ARGS]
+    argvs += [[program, a, b, c] for a in ARGS[::2] for b in ARGS[1::2] for c in ARGS]
+    argvs += [["curl", *argv[1:]] for argv in argvs] + [["x", "curl", "y"], ["curl"]]
+    for is_deny in (False, True):
+        pattern = compile_command(items, grant=not is_deny)
+        for argv in argvs:
+            guarded = frozenset() if is_deny else guarded_positions(argv)
+            expected = _backtracking(pattern, argv, is_deny)
+            assert pattern.matches(argv, deny=is_deny, guarded=guarded) is expected, argv
 
 
 def test_rest_marker_takes_zero_or_more_arguments() -> None:
