@@ -94,3 +94,18 @@ async def test_cd_is_limited_to_directories_the_principal_may_list(rig: Rig) -> 
     assert escaped.effect is Effect.DENY
     current = await rig.service.session_get(session.session_id, local("alice"))
     assert current.cwd == ""
+
+
+async def test_an_approved_command_asked_in_a_session_runs_in_its_directory(rig: Rig) -> None:
+    (rig.state_tmp() / "work").mkdir()
+    (rig.state_tmp() / "work" / "marker-file").touch()
+    session = await rig.service.session_start(local("alice"), rig.target)
+    await rig.service.exec(rig.request("cd /tmp/work", session_id=session.session_id))
+    asked = await rig.service.exec(rig.request("ls", session_id=session.session_id))
+    assert asked.effect is Effect.APPROVE and asked.approval_id is not None
+
+    vote = await rig.service.vote(asked.approval_id, local("bob"), approve=True)
+
+    assert vote.result is not None and vote.result.exit_code == 0
+    assert vote.result.stdout.split() == ["marker-file"]
+    assert vote.result.argv == ("ls",)  # recorded as asked and approved
