@@ -49,7 +49,7 @@ from policies.results import DEFAULT_INLINE_LIMIT, ExecResult, Explanation, Text
 from policies.service_approvals import ApprovalsMixin, request_hash
 from policies.service_collect import CollectMixin
 from policies.service_sessions import SessionsMixin
-from policies.sessions import Builtin, parse_builtin, resolve_dir
+from policies.sessions import Builtin, parse_builtin, recorded_form, resolve_dir
 from policies.types import (
     ApprovalSpec,
     AuditId,
@@ -250,6 +250,7 @@ class ExecService(CollectMixin, ApprovalsMixin, SessionsMixin):
             existing = await self._audit.find_by_request_key(request.request_key)
             if existing is not None:
                 return await self._duplicate(existing)
+        stages: tuple[tuple[str, ...], ...] = ()
         argv: tuple[str, ...] = ()
         error_code: str | None = None
         builtin: Builtin | None = None
@@ -267,15 +268,16 @@ class ExecService(CollectMixin, ApprovalsMixin, SessionsMixin):
         except CommandRejected as exc:
             decision = Decision(Effect.DENY, SYNTAX_RULE, exc.safe_message)
             error_code = exc.code
+        shown_argv, shown_text = recorded_form(stages, argv, request.command_text)
 
         def build(decided: Decision) -> ExecIntent:
             return intent_for(
                 str(principal),
                 request.surface,
                 target,
-                argv,
+                shown_argv,
                 decided,
-                command_text=request.command_text,
+                command_text=shown_text,
                 reason=request.reason,
                 session_id=request.session_id,
                 request_key=request.request_key,
@@ -304,7 +306,7 @@ class ExecService(CollectMixin, ApprovalsMixin, SessionsMixin):
                 audit_id=audit_id,
                 status=status,
                 target=str(target),
-                argv=argv,
+                argv=shown_argv,
             )
             if decision.effect is Effect.DENY:
                 code = error_code or AccessDenied.code

@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from policies.errors import CommandRejected
+from policies.redact import redact_text
 
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 _FORBIDDEN_NAMES = frozenset(
@@ -120,6 +121,12 @@ def parse_builtin(stages: tuple[tuple[str, ...], ...]) -> Builtin | None:
             raise CommandRejected("write export NAME=VALUE", kind="invalid")
         name, _, value = argv[1].partition("=")
         check_env_name(name)
+        if redact_text(argv[1]) != argv[1]:
+            raise CommandRejected(
+                f"{name} looks like it holds a secret; a session's variables are kept in "
+                "the audit log, so sessions do not take secrets",
+                kind="secret_in_env",
+            )
         if len(value) > MAX_ENV_VALUE:
             raise CommandRejected("value too long", kind="too_long")
         return Builtin("export", name=name, value=value)
@@ -129,6 +136,17 @@ def parse_builtin(stages: tuple[tuple[str, ...], ...]) -> Builtin | None:
         check_env_name(argv[1])
         return Builtin("unset", name=argv[1])
     return None
+
+
+def recorded_form(
+    stages: tuple[tuple[str, ...], ...], argv: tuple[str, ...], command_text: str | None
+) -> tuple[tuple[str, ...], str | None]:
+    """How a request is written to the audit log: an ``export``'s value is scrubbed as
+    output is, so a secret that ``parse_builtin`` refuses is not recorded either."""
+    if len(stages) != 1 or stages[0][:1] != ("export",):
+        return argv, command_text
+    scrubbed = None if command_text is None else redact_text(command_text)
+    return tuple(redact_text(arg) for arg in argv), scrubbed
 
 
 def resolve_dir(cwd: str, target: str) -> str:

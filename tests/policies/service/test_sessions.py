@@ -109,3 +109,38 @@ async def test_an_approved_command_asked_in_a_session_runs_in_its_directory(rig:
     assert vote.result is not None and vote.result.exit_code == 0
     assert vote.result.stdout.split() == ["marker-file"]
     assert vote.result.argv == ("ls",)  # recorded as asked and approved
+
+
+@pytest.mark.parametrize(
+    "assignment",
+    ["API_TOKEN=abc123", "DB_PASSWORD=hunter2", "UPSTREAM=AKIAIOSFODNN7EXAMPLE"],
+    ids=["token-name", "password-name", "key-shaped-value"],
+)
+async def test_a_secret_exported_into_a_session_is_refused_and_not_recorded(
+    rig: Rig, assignment: str
+) -> None:
+    session = await rig.service.session_start(local("alice"), rig.target)
+    value = assignment.partition("=")[2]
+
+    result = await rig.service.exec(
+        rig.request(f"export {assignment}", session_id=session.session_id)
+    )
+
+    assert (result.effect, result.error_code) == (Effect.DENY, "command_rejected")
+    assert result.audit_id is not None
+    record = await rig.service.audit_get(result.audit_id)
+    assert value not in " ".join(record.intent.argv)
+    assert value not in (record.intent.command_text or "")
+    assert value not in " ".join(result.argv)
+    current = await rig.service.session_get(session.session_id, local("alice"))
+    assert current.env == {}
+
+
+async def test_a_plain_value_exported_into_a_session_is_recorded_as_typed(rig: Rig) -> None:
+    session = await rig.service.session_start(local("alice"), rig.target)
+    result = await rig.service.exec(
+        rig.request("export TRACE_ID=abc123", session_id=session.session_id)
+    )
+    assert result.audit_id is not None
+    record = await rig.service.audit_get(result.audit_id)
+    assert record.intent.command_text == "export TRACE_ID=abc123"
