@@ -21,9 +21,10 @@ import asyncio
 import contextlib
 import enum
 import functools
+import logging
 import sqlite3
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Protocol, TypeVar
 
 import sqlalchemy as sa
@@ -33,6 +34,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from policies.audit.engine import (
     CHAIN_LOCK_KEY,
     CONNECT_TIMEOUT_S,
+    INLINE_OPTION,
     WRITE_OPTION,
     install_sqlite_hooks,
     parse_url,
@@ -41,6 +43,7 @@ from policies.audit.engine import (
 )
 
 T = TypeVar("T")
+logger = logging.getLogger("policies.audit")
 _READERS = 4
 # The loop's connection leaves WAL checkpoints (which sync the disk) to the writer
 # thread, which runs a passive one after this many inline commits.
@@ -106,45 +109,55 @@ class SqliteBackend:
         return await loop.run_in_executor(self._writer, functools.partial(self._run, body, True))
 
     def write_now(self, body: Callable[[Connection], T]) -> T | Busy:
-        conn = self._inline_connection()
+        conn, raw = self._inline_connection()
         try:
-            tx = conn.begin()
-        except sa.exc.OperationalError as exc:
-            if not _is_busy(exc):
-                raise
-            return BUSY
-        try:
-            result = body(conn)
-            tx.commit()
-        except BaseException:
-            try:
-                tx.rollback()
-            except Exception:
-                # A connection that cannot even roll back is replaced on the next write.
-                self._drop_inline()
+            # On the driver: SQLAlchemy's begin would not tell a busy lock from a failure
+            # cleanly, and the connection is told to emit no BEGIN of its own.
+            raw.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if _is_busy(exc):
+                return BUSY
             raise
+        try:
+            with conn.begin():
+                result = body(conn)
+        finally:
+            if raw.in_transaction:
+                # The body or COMMIT failed and the transaction is still open: it holds
+                # the write lock, so end it now (or drop the connection).
+                try:
+                    raw.rollback()
+                except sqlite3.Error:
+                    self._drop_inline()
         self._inline_commits += 1
         if self._inline_commits % _CHECKPOINT_EVERY == 0:
-            self._writer.submit(self._checkpoint_wal)
+            self._checkpoint_soon()
         return result
 
-    def _inline_connection(self) -> Connection:
-        if self._inline is None or self._inline.closed or self._inline.invalidated:
+    def _inline_connection(self) -> tuple[Connection, sqlite3.Connection]:
+        conn = self._inline
+        if conn is None or conn.closed or conn.invalidated:
             conn = self._engine.connect()
-            raw = conn.connection.driver_connection
-            assert raw is not None
+            conn.execution_options(**{INLINE_OPTION: True})
+            self._inline = conn
+            raw = _driver(conn)
             # Never wait on the loop: a held lock sends the write to the writer thread.
             raw.execute("PRAGMA busy_timeout=0")
             raw.execute("PRAGMA wal_autocheckpoint=0")
-            conn.execution_options(**{WRITE_OPTION: True})
-            self._inline = conn
-        return self._inline
+        return conn, _driver(conn)
 
     def _drop_inline(self) -> None:
         conn, self._inline = self._inline, None
         if conn is not None:
             with contextlib.suppress(Exception):
                 conn.invalidate()
+
+    def _checkpoint_soon(self) -> None:
+        try:
+            done = self._writer.submit(self._checkpoint_wal)
+        except RuntimeError:  # shutting down: the last connection's close checkpoints
+            return
+        done.add_done_callback(_log_failure)
 
     def _checkpoint_wal(self) -> None:
         with self._engine.connect() as conn:
@@ -189,11 +202,22 @@ class PostgresBackend:
         await self._engine.dispose()
 
 
-def _is_busy(exc: sa.exc.OperationalError) -> bool:
-    orig = exc.orig
-    return isinstance(orig, sqlite3.OperationalError) and getattr(
-        orig, "sqlite_errorcode", None
-    ) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+def _driver(conn: Connection) -> sqlite3.Connection:
+    raw = conn.connection.driver_connection
+    assert isinstance(raw, sqlite3.Connection)
+    return raw
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    # The extended code (e.g. SQLITE_BUSY_RECOVERY) carries the primary one in its low byte.
+    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+    return code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+
+def _log_failure(done: Future[None]) -> None:
+    exc = done.exception()
+    if exc is not None:
+        logger.error("audit store: WAL checkpoint failed", exc_info=exc)
 
 
 def open_backend(url: str) -> Backend:

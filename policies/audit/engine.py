@@ -24,6 +24,9 @@ SQLITE_BUSY_TIMEOUT_MS = 15_000
 CHAIN_LOCK_KEY = int.from_bytes(b"ExecGate", "big")
 
 WRITE_OPTION = "execgate_write"
+# A connection whose transactions are begun on the driver (BEGIN IMMEDIATE that must not
+# wait): SQLAlchemy emits no BEGIN for it.
+INLINE_OPTION = "execgate_inline"
 _DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
 
 
@@ -92,5 +95,7 @@ def install_sqlite_hooks(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        write = conn.get_execution_options().get(WRITE_OPTION, False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+        options = conn.get_execution_options()
+        if options.get(INLINE_OPTION, False):
+            return
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get(WRITE_OPTION, False) else "BEGIN")

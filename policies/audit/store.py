@@ -22,7 +22,7 @@ from policies.audit.errors import audit_errors
 from policies.audit.ids import EXEC_PREFIX, new_id
 from policies.audit.owner import current_owner, hostname, owner_is_dead
 from policies.audit.records import exec_record, intent_values, outcome_values
-from policies.audit.tables import exec_sessions
+from policies.audit.tables import RATE_COUNTED, exec_sessions
 from policies.audit.verify import verify_store
 from policies.errors import AuditUnavailable
 from policies.ports import (
@@ -56,7 +56,7 @@ _COUNTED: sa.Select[Any] = (
         exec_sessions.c.principal == sa.bindparam("principal"),
         exec_sessions.c.rule_id == sa.bindparam("rule_id"),
         exec_sessions.c.created_at >= sa.bindparam("since"),
-        exec_sessions.c.effect != "deny",
+        sa.text(RATE_COUNTED),
     )
     .limit(sa.bindparam("limit", type_=sa.Integer))
 )

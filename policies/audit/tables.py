@@ -24,6 +24,10 @@ NAMING = {
 
 metadata = sa.MetaData(naming_convention=NAMING)
 
+# The requests that use up a rule's rate: refused ones do not. Written as literal SQL so
+# that a query carrying the same condition can use the partial index built on it.
+RATE_COUNTED = "effect != 'deny'"
+
 
 class UTCDateTime(sa.types.TypeDecorator[dt.datetime]):
     """Timezone-aware UTC datetimes on every backend.
@@ -106,6 +110,15 @@ exec_sessions = sa.Table(
     sa.Index(None, "session_id"),
     sa.Index(None, "request_key"),
     sa.Index(None, "status"),
+    # Revision 0003: the requests that use up a rate (see RATE_COUNTED).
+    sa.Index(
+        "ix_exec_sessions_rate_window",
+        "principal",
+        "rule_id",
+        "created_at",
+        sqlite_where=sa.text(RATE_COUNTED),
+        postgresql_where=sa.text(RATE_COUNTED),
+    ),
 )
 
 approvals = sa.Table(

@@ -4,7 +4,6 @@ instances, and across processes."""
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import sys
 from pathlib import Path
 
@@ -12,7 +11,6 @@ import anyio
 
 from policies.audit import SqlAuditStore, open_audit_store
 from policies.audit.checkpoint import read_checkpoint
-from policies.audit.migrate import upgrade
 from policies.ports import AuditFilter, ExecOutcome, ExecStatus
 from policies.types import AuditId
 from tests.conftest import CHECKPOINT_KEY
@@ -123,43 +121,3 @@ async def test_a_failing_write_among_concurrent_ones_rolls_back_only_itself(
     assert all(isinstance(r, str) for r in results[:10] + results[11:21])
     report = await audit_store.verify()
     assert (report.ok, report.rows_checked) == (True, 20)
-
-
-async def test_writes_wait_for_another_connection_holding_the_lock_then_commit_in_order(
-    tmp_path: Path, checkpoint_path: Path
-) -> None:
-    db_file = tmp_path / "held.db"
-    url = f"sqlite+aiosqlite:///{db_file}"
-    await upgrade(url)
-    store = await open_audit_store(
-        url, checkpoint_path=checkpoint_path, checkpoint_key=CHECKPOINT_KEY
-    )
-    blocker = sqlite3.connect(db_file, isolation_level=None)
-    try:
-        blocker.execute("BEGIN IMMEDIATE")
-
-        async def fail() -> None:
-            await store.record_outcome(AuditId("ex_missing"), ExecOutcome(ExecStatus.FAILED))
-
-        writes = [
-            *(asyncio.ensure_future(store.record_intent(INTENT)) for _ in range(5)),
-            asyncio.ensure_future(fail()),
-            *(asyncio.ensure_future(store.record_intent(INTENT)) for _ in range(5)),
-        ]
-        await asyncio.sleep(0)  # one loop turn: every write has tried to start
-        # The event loop was not blocked, and nothing was written past the held lock.
-        assert not any(w.done() for w in writes)
-
-        blocker.execute("COMMIT")
-        with anyio.fail_after(30):
-            results = await asyncio.gather(*writes, return_exceptions=True)
-
-        assert [type(r) for r in results].count(KeyError) == 1
-        assert all(isinstance(r, str) for r in results[:5] + results[6:])
-        report = await store.verify()
-        assert (report.ok, report.rows_checked) == (True, 10)
-        # Afterwards, with the lock free, writes go straight through again.
-        assert isinstance(await store.record_intent(INTENT), str)
-    finally:
-        blocker.close()
-        await store.aclose()
