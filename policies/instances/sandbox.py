@@ -2,9 +2,12 @@
 
 Inside a bubblewrap sandbox a command sees:
 
-- the host's ``/usr``, ``/etc`` and the ``/bin``, ``/sbin``, ``/lib*`` entries (read-only;
-  merged-/usr symlinks are recreated as symlinks), a fresh ``/proc`` and a minimal
-  ``/dev``; nothing else of the host (no ``/home``, ``/root``, ``/var``, ``/sys``);
+- the host's ``/usr`` and the ``/bin``, ``/sbin``, ``/lib*`` entries (read-only;
+  merged-/usr symlinks are recreated as symlinks), the few ``/etc`` files programs need
+  to run (users and groups, name resolution, loader cache, alternatives, CA
+  certificates, time zone: see ``sandbox_layout``), a fresh ``/proc`` and a minimal
+  ``/dev``; nothing else of the host (no ``/home``, ``/root``, ``/var``, ``/sys``, and
+  not the rest of ``/etc``: shadow, sudoers, SSH host keys, services' credentials);
 - the instance's state directory read-write at ``/tmp``: a private /tmp per instance,
   shared by every exec on that instance;
 - the function's code directory read-only at ``/code`` when there is one;
@@ -225,6 +228,9 @@ class SandboxRunner:
             mounts = ["--bind", str(spec.state_dir.absolute()), SANDBOX_TMP]
             if spec.code_dir is not None:
                 mounts += ["--ro-bind", str(spec.code_dir.absolute()), SANDBOX_CODE]
+            # The sandbox's own root (where /etc and the mount points live) is made
+            # read-only last: only /tmp is writable.
+            mounts += ["--remount-ro", "/"]
             full = [
                 *base,
                 *mounts,

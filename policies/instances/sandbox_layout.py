@@ -1,7 +1,8 @@
 """The file system a sandbox sees, and which host path lies behind a sandbox path.
 
-The runner mounts the host's read-only system directories at the same paths, the
-instance state directory at ``/tmp`` and the code directory at ``/code``; knowing that,
+The runner mounts the host's read-only system directories and a few files of ``/etc``
+at the same paths, the instance state directory at ``/tmp`` and the code directory at
+``/code``; knowing that,
 a sandbox path can be looked up on the host without entering the sandbox.
 """
 
@@ -17,7 +18,38 @@ SANDBOX_TMP = "/tmp"  # noqa: S108 - the sandbox's own /tmp, backed by the state
 SANDBOX_CODE = "/code"
 EXIT_NOT_EXECUTABLE = 126
 EXIT_NOT_FOUND = 127
-_RO_ROOTS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
+_RO_ROOTS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+# What of the host's /etc a command needs: users and groups by name, name resolution,
+# the dynamic loader's cache, Debian's alternatives (awk, vi, ...), CA certificates, the
+# time zone. Nothing else: a sandbox runs as the host user that runs ExecGate (often
+# root), so any file that user owns (shadow, sudoers, SSH host keys, services'
+# configuration and credentials) would be readable if it were mounted.
+_ETC_ENTRIES = (
+    "passwd",
+    "group",
+    "hosts",
+    "hostname",
+    "resolv.conf",
+    "nsswitch.conf",
+    "host.conf",
+    "gai.conf",
+    "protocols",
+    "services",
+    "ld.so.cache",
+    "ld.so.conf",
+    "ld.so.conf.d",
+    "alternatives",
+    "ssl/certs",
+    "ca-certificates",
+    "ca-certificates.conf",
+    "localtime",
+    "timezone",
+    "os-release",
+    "debian_version",
+    "mime.types",
+    "inputrc",
+    "terminfo",
+)
 _KERNEL_MOUNTS = frozenset({"/proc", "/dev"})
 
 
@@ -39,7 +71,7 @@ class HostLayout:
 
     def __init__(self) -> None:
         args: list[str] = []
-        roots: set[str] = set()
+        mounts: list[str] = []
         for path in _RO_ROOTS:
             if os.path.islink(path):  # merged /usr: keep the symlink
                 args += ["--symlink", os.readlink(path), path]
@@ -47,9 +79,16 @@ class HostLayout:
                 args += ["--ro-bind", path, path]
             else:
                 continue
-            roots.add(path)
+            mounts.append(path)
+        for entry in _ETC_ENTRIES:
+            path = posixpath.join("/etc", entry)
+            if os.path.exists(path):  # follows symlinks: the mount shows the target
+                args += ["--ro-bind", path, path]
+                mounts.append(path)
+        # df and mount read the mount table here; the sandbox's own, not the host's.
+        args += ["--symlink", "../proc/self/mounts", "/etc/mtab"]
         self.root_args: tuple[str, ...] = tuple(args)
-        self.roots = frozenset(roots)
+        self.mounts = tuple(mounts)
 
     def host_path(self, path: str, spec: SandboxSpec) -> str | None:
         """The host path behind a sandbox path, or None when it is not in a mount we made."""
@@ -57,7 +96,10 @@ class HostLayout:
         for mount, host in ((SANDBOX_TMP, spec.state_dir), (SANDBOX_CODE, spec.code_dir)):
             if host is not None and (path == mount or path.startswith(mount + "/")):
                 return str(host) + path[len(mount) :]
-        return path if _top(path) in self.roots else None
+        for mount in self.mounts:
+            if path == mount or path.startswith(mount + "/"):
+                return path  # mounted at the same path as on the host
+        return None
 
     def missing_command(self, argv0: str, spec: SandboxSpec, search: str) -> int | None:
         """127/126 when argv0 cannot run in the sandbox; None when it can (or may).

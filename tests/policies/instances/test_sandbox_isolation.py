@@ -181,3 +181,29 @@ async def test_mode_auto_uses_bwrap_where_it_works() -> None:
     assert runner.sandboxed is False  # not claimed before the probe
     assert await runner.probe() is True
     assert runner.sandboxed
+
+
+@pytest.mark.bwrap
+async def test_only_the_etc_files_programs_need_are_visible(
+    bwrap_runner: SandboxRunner, tmp_path: Path
+) -> None:
+    spec = SandboxSpec(env={}, state_dir=tmp_path / "state")
+    out = Output()
+    script = (
+        "for f in /etc/passwd /etc/group /etc/ld.so.cache /etc/shadow /etc/sudoers "
+        "/etc/ssh /etc/postgresql; do test -e $f && echo seen $f || echo hidden $f; done; id"
+    )
+    with anyio.fail_after(30):
+        result = await bwrap_runner.run(["sh", "-c", script], spec, limits=LIMITS, on_output=out)
+    assert result.exit_code == 0
+    lines = out.text("stdout").splitlines()
+    assert lines[:7] == [
+        "seen /etc/passwd",
+        "seen /etc/group",
+        "seen /etc/ld.so.cache",
+        "hidden /etc/shadow",
+        "hidden /etc/sudoers",
+        "hidden /etc/ssh",
+        "hidden /etc/postgresql",
+    ]
+    assert lines[7].startswith("uid=")  # user names still resolve
