@@ -54,9 +54,14 @@ def _re2_class(ranges: tuple[tuple[int, int], ...]) -> str:
 
 # Anything strip_controls would change: C0 except \t and \n (ESC and \r included), DEL,
 # C1, U+2028/U+2029 and the invisible characters. Most output has none of these, and
-# then one RE2 scan is all the work there is.
-_NEEDS_WORK = compile_scanner(
+# then one RE2 scan is all the work there is. CONTROL_CLASS (RE2 syntax) lets a caller
+# fold that scan into one of its own; _CONTROL is the same class for ``re``.
+CONTROL_CLASS = (
     r"[\x00-\x08\x0b-\x1f\x7f-\x9f\x{2028}\x{2029}" + _re2_class(_INVISIBLE_RANGES) + "]"
+)
+_NEEDS_WORK = compile_scanner(CONTROL_CLASS)
+_CONTROL = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029" + _re_class(_INVISIBLE_RANGES) + "]"
 )
 
 # Each pass starts with a literal or a single character class, so ``re`` skips ahead
@@ -108,3 +113,12 @@ def strip_controls(text: str) -> str:
     # The character class is large, which makes ``re`` slow on long text: ask RE2
     # first (coloured output usually has nothing left at this point).
     return _SINGLE.sub("", text) if _NEEDS_WORK.search(text) is not None else text
+
+
+def has_controls(text: str, start: int = 0, end: int | None = None) -> bool:
+    """Whether ``strip_controls`` would change anything in ``text[start:end]``.
+
+    Raises:
+        Nothing.
+    """
+    return _CONTROL.search(text, start, len(text) if end is None else end) is not None

@@ -48,15 +48,16 @@ class HitFinder:
     """Finds the next match of ``scanner`` in ``text`` at or after a position, for a
     caller that skips ahead between searches (past a whole line it has handled).
 
-    The text is encoded once: searching a ``str`` would re-encode all of it on every
-    call. Positions only move forward, so converting between character and byte
-    offsets costs time linear in the text overall.
+    The text is encoded once (or not at all: ``data``, when given, must be its UTF-8
+    encoding): searching a ``str`` would re-encode all of it on every call. Positions
+    only move forward, so converting between character and byte offsets costs time
+    linear in the text overall.
     """
 
-    def __init__(self, scanner: Scanner, text: str) -> None:
+    def __init__(self, scanner: Scanner, text: str, data: bytes | None = None) -> None:
         self._scanner = scanner
         self._text = text
-        self._data = text.encode("utf-8", "surrogatepass")
+        self._data = text.encode("utf-8", "surrogatepass") if data is None else data
         self._ascii = len(self._data) == len(text)
         self._chars = 0  # a character offset and its byte offset, moving forward
         self._bytes = 0
@@ -84,3 +85,32 @@ class HitFinder:
             self._chars += len(self._data[self._bytes : start].decode("utf-8", "surrogatepass"))
         self._bytes = start
         return self._chars
+
+
+class NeedleSet:
+    """Which of a fixed list of strings occur in a text: one RE2 pass over an ASCII text
+    (a set of literal patterns, matched in one automaton), else one substring test each.
+    """
+
+    def __init__(self, needles: tuple[str, ...]) -> None:
+        self.needles = needles
+        self._set = re2.Set.SearchSet()
+        for needle in needles:
+            if not needle.isascii():
+                raise ValueError(f"needles must be ASCII: {needle!r}")
+            self._set.Add(re2.escape(needle))
+        self._set.Compile()
+
+    def present(self, text: str) -> frozenset[str]:
+        """The needles that ``text`` holds.
+
+        Raises:
+            Nothing.
+        """
+        if text.isascii():
+            needles = self.needles
+            found = self._set.Match(text.encode("ascii")) or ()  # None: no needle
+            return frozenset([needles[i] for i in found])
+        # ASCII needles in a UTF-8 encoding would do too, but a str may hold lone
+        # surrogates, which do not encode.
+        return frozenset([needle for needle in self.needles if needle in text])

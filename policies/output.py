@@ -144,7 +144,7 @@ class _StreamBuffer:
         self.head_len = 0
         self.tail: deque[str] = deque()
         self.tail_len = 0
-        self.spill: IO[str] | None = None
+        self.spill: IO[bytes] | None = None
         self.spill_path: Path | None = None
         self.ended = False
 
@@ -152,16 +152,22 @@ class _StreamBuffer:
     def held_chars(self) -> int:
         return self.head_len + self.tail_len + self.redactor.buffered_chars
 
-    def store(self, text: str, spill_dir: Path | None) -> None:
+    def store(self, text: str, encoded: bytes, spill_dir: Path | None) -> None:
+        """Keep ``text``; ``encoded`` is its UTF-8 encoding, which is digested and
+        spilled as it is (the redactor has it already: no second encoding).
+
+        Raises:
+            ArtifactError: the spill file could not be opened or written.
+        """
         if not text:
             return
-        self.digest.update(text.encode("utf-8"))
+        self.digest.update(encoded)
         if self.spill is None and spill_dir is not None:
             if self.chars + len(text) > self.head_cap + self.tail_cap:
                 # Nothing has been dropped yet: head + tail is all the output so far.
                 self._open_spill(spill_dir)
         if self.spill is not None:
-            self._write(text)
+            self._write(encoded)
         self.chars += len(text)
         room = self.head_cap - self.head_len
         if room > 0:
@@ -182,16 +188,16 @@ class _StreamBuffer:
             # Scrubbed output is still the instance's data: owner-only permissions.
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             os.fchmod(fd, 0o600)  # the file may have existed with a wider mode
-            self.spill = open(fd, "w", encoding="utf-8", newline="")
+            self.spill = open(fd, "wb")
         except OSError as exc:
             raise ArtifactError(_SPILL_FAILED) from exc
         self.spill_path = path
-        self._write("".join(self.head) + "".join(self.tail))
+        self._write(("".join(self.head) + "".join(self.tail)).encode())
 
-    def _write(self, text: str) -> None:
+    def _write(self, data: bytes) -> None:
         assert self.spill is not None
         try:
-            self.spill.write(text)
+            self.spill.write(data)
         except OSError as exc:
             raise ArtifactError(_SPILL_FAILED) from exc
 
@@ -258,8 +264,8 @@ class OutputCollector:
         if not data:
             return ""
         self._processed += len(data)
-        text = buffer.redactor.feed(data)
-        buffer.store(text, self._spill_dir)
+        text, encoded = buffer.redactor.feed_encoded(data)
+        buffer.store(text, encoded, self._spill_dir)
         return text
 
     def end(self, stream: Stream) -> str:
@@ -272,7 +278,7 @@ class OutputCollector:
         buffer = self._buffer(stream)
         buffer.ended = True
         text = buffer.redactor.flush()
-        buffer.store(text, self._spill_dir)
+        buffer.store(text, text.encode(), self._spill_dir)
         buffer.close_spill()
         return text
 

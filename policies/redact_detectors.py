@@ -17,10 +17,10 @@ import bisect
 import functools
 import math
 import re
-from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from policies.redact_rules import MARKER_PREFIX, MARKER_RE, has_needles, marker
+from policies.fastscan import NeedleSet
+from policies.redact_rules import MARKER_PREFIX, MARKER_RE, marker, needle_set
 
 if TYPE_CHECKING:
     from detect_secrets.plugins.base import BasePlugin
@@ -54,7 +54,7 @@ _HAS_LETTER = re.compile(r"[A-Za-z]")
 def _plugins() -> tuple[tuple[str, tuple[tuple[str, ...], ...], BasePlugin], ...]:
     """(kind, needles, plugin): a plugin runs only on lines whose lower-cased text
     holds one string of each needle group, which its own patterns cannot match
-    without (see ``redact_rules.has_needles``)."""
+    without."""
     # Imported on first use: detect-secrets pulls in requests, which costs ~0.3 s at
     # start-up for every process that never sees a flagged line. The GitHub and GitLab
     # plugins are left out: they yield only the token prefix (a capture group), and
@@ -85,6 +85,21 @@ def _plugins() -> tuple[tuple[str, tuple[tuple[str, ...], ...], BasePlugin], ...
 
 
 @functools.cache
+def _plugin_needles() -> NeedleSet:
+    return needle_set([needles for _, needles, _ in _plugins()])
+
+
+@functools.lru_cache(maxsize=1024)
+def _plugins_for(present: frozenset[str]) -> tuple[tuple[str, BasePlugin], ...]:
+    """The plugins that ``present`` (the needles a line holds) lets run."""
+    return tuple(
+        (kind, plugin)
+        for kind, needles, plugin in _plugins()
+        if all(not present.isdisjoint(group) for group in needles)
+    )
+
+
+@functools.cache
 def _entropy() -> tuple[HighEntropyStringsPlugin, HighEntropyStringsPlugin]:
     from detect_secrets.plugins.high_entropy_strings import (
         Base64HighEntropyString,
@@ -109,10 +124,8 @@ def plugin_pass(line: str) -> tuple[str, int]:
     if len(line) > MAX_PLUGIN_LINE:
         return line, 0
     count = 0
-    lowered = line.lower()
-    for kind, needles, plugin in _plugins():
-        if not has_needles(lowered, needles):
-            continue
+    present = _plugin_needles().present(line.lower())
+    for kind, plugin in _plugins_for(present):
         for value in set(plugin.analyze_string(line)):
             if len(value) < 2 or MARKER_PREFIX in value:
                 continue
@@ -140,21 +153,26 @@ def _in_marker(starts: list[int], ends: list[int], pos: int) -> bool:
     return i >= 0 and pos <= ends[i]
 
 
-def _word_ends(line: str) -> Iterator[int]:
+def _word_ends(line: str) -> list[int]:
     lowered = line.lower()
+    ends: list[int] = []
     for word in _ADJACENT_WORDS:
         start = lowered.find(word)
         while start >= 0:
             if word != "key" or lowered.endswith(_KEY_PREFIXES, 0, start):
-                yield start + len(word)
+                ends.append(start + len(word))
             start = lowered.find(word, start + 1)
+    return ends
 
 
 def _candidates(line: str) -> list[tuple[int, int]]:
+    word_ends = _word_ends(line)
+    if not word_ends:
+        return []
     markers = [m.span() for m in MARKER_RE.finditer(line)]
     starts, ends = [a for a, _ in markers], [b for _, b in markers]
     found: set[tuple[int, int]] = set()
-    for end in _word_ends(line):
+    for end in word_ends:
         # The kinds in earlier markers ("access-key-id") are not words to act on.
         if _in_marker(starts, ends, end):
             continue

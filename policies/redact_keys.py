@@ -21,6 +21,7 @@ directory) stay readable. ``KEY`` is the regex for a candidate name;
 from __future__ import annotations
 
 import enum
+import functools
 import re
 
 # A candidate key: an identifier run containing a needle. The lookahead scans the run
@@ -88,13 +89,25 @@ class Bare(enum.Enum):
     ANY = "any"  # "pass=x", {"auth": ...}, --pass x, <pass>: weak words too
 
 
-def _words(name: str) -> tuple[list[str], bool]:
-    """The name's words, numbers left out, and whether it is one word alone."""
+# Output repeats its key names: what a name means is remembered for names up to this
+# long (a cache of long ones could hold megabytes).
+_CACHED_NAME = 128
+
+
+def _split_words(name: str) -> tuple[tuple[str, ...], bool]:
     tokens = _WORD.findall(name)
-    return [t.lower() for t in tokens if not t.isdigit()], len(tokens) == 1
+    return tuple(t.lower() for t in tokens if not t.isdigit()), len(tokens) == 1
 
 
-def _is_secret_word(words: list[str], i: int, bare: Bare, alone: bool) -> bool:
+_cached_words = functools.lru_cache(maxsize=4096)(_split_words)
+
+
+def _words(name: str) -> tuple[tuple[str, ...], bool]:
+    """The name's words, numbers left out, and whether it is one word alone."""
+    return _cached_words(name) if len(name) <= _CACHED_NAME else _split_words(name)
+
+
+def _is_secret_word(words: tuple[str, ...], i: int, bare: Bare, alone: bool) -> bool:
     word = words[i]
     if word.endswith(_STRONG_ENDINGS):
         return len(words) > 1 or bare is not Bare.NONE
@@ -108,7 +121,7 @@ def _is_secret_word(words: list[str], i: int, bare: Bare, alone: bool) -> bool:
     return word in _KEY_WORDS and i > 0 and words[i - 1] in _KEY_QUALIFIERS
 
 
-def _last_secret_word(words: list[str], bare: Bare, alone: bool) -> int | None:
+def _last_secret_word(words: tuple[str, ...], bare: Bare, alone: bool) -> int | None:
     for i in range(len(words) - 1, -1, -1):
         if _is_secret_word(words, i, bare, alone):
             return i
@@ -134,7 +147,7 @@ def is_secret_key(name: str, value: str = "", *, bare: Bare = Bare.ANY) -> bool:
         return False
     if value.strip(" \t\"'").lower() in _NOT_A_VALUE:
         return False
-    return not (words == ["pwd"] and value.startswith(("/", "~")))
+    return not (words == ("pwd",) and value.startswith(("/", "~")))
 
 
 _NAMED_KINDS = {
@@ -177,6 +190,10 @@ def _suffix_kind(squashed: str) -> str | None:
 
 def kind_for_key(name: str) -> str:
     """The redaction kind for a value stored under key ``name``."""
+    return _cached_kind(name) if len(name) <= _CACHED_NAME else _kind(name)
+
+
+def _kind(name: str) -> str:
     upper = name.upper().strip("-")
     named = _NAMED_KINDS.get(upper)
     if named is not None:
@@ -189,3 +206,6 @@ def kind_for_key(name: str) -> str:
         if last is not None:
             kind = _suffix_kind("".join(words[: last + 1]).upper())
     return kind or "secret"
+
+
+_cached_kind = functools.lru_cache(maxsize=4096)(_kind)

@@ -1,463 +1,48 @@
-"""ExecGate's own secret patterns: what a secret looks like in command output.
+"""Applying the redaction rules to one flagged line.
 
-Two layers live here:
-
-* ``TRIGGER`` (RE2 syntax) finds the few lines that *might* hold a secret. It must
-  match every line any rule below can change; everything it does not match passes
-  through untouched at scan speed.
-* ``RULES``, ``re`` patterns applied only to those lines, each behind a cheap
-  substring check. Each rule keeps the key name (and quotes) and replaces the value
-  with ``[REDACTED:<kind>]``. Rules on key names match a candidate name and let
-  ``redact_keys.is_secret_key`` decide; a refused candidate is skipped and the search
-  goes on right after its name.
-
-Every rule starts with a guard (a line start, a quote, a lookbehind or a literal), so
-a flagged line costs time linear in its length even when it is one 64 KiB run of
-identifier characters.
+The rules (``redact_shapes.KEY_RULES`` then ``redact_tokens.TOKEN_RULES``) are tried in
+order, each only on lines that hold its needles; a rule on key names also needs a key
+name followed as its ``After`` says. Which rules that leaves depends on a line only
+through the set of needles it holds and the ways its key names are followed, so the
+choice is computed once per such combination and cached: a line costs one pass over
+the needles, one scan for key names, and the regexes of the rules that can match.
 """
 
 from __future__ import annotations
 
+import bisect
 import functools
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
 
-from policies.redact_keys import KEY, KEY_NEEDLES, Bare, is_secret_key, kind_for_key
-
-MARKER_PREFIX = "[REDACTED:"
-MARKER_RE = re.compile(r"\[REDACTED:[a-z0-9-]+\]")
-
-
-def marker(kind: str) -> str:
-    """The text that replaces a secret of ``kind``."""
-    return f"{MARKER_PREFIX}{kind}]"
-
-
-TRIGGER = "|".join(
-    (
-        # secret words anywhere in a name (SECRET_KEY_BASE, PGPASSWORD, SENTRY_DSN)
-        r"(?i:secret|token|passw|passphrase|credential|authoriz|bearer|apikey|dsn|cookie"
-        r"|(?:api|access|private|auth|signing|encryption)[ _-]?key)",
-        # weak words ending a name: DB_PASS, x-api-key, REDIS_AUTH_2, apiKey, DBPass
-        r"(?i:[_.0-9-](?:key|keyid|pass|pwd|auth))(?:[^A-Za-z]|$)",
-        r"[A-Za-z0-9](?:Key|Keyid|Pass|Pwd|Auth)(?:[^a-z]|$)",
-        # a weak word alone as a setting: pass=, "auth":, <pwd>, --pass x, name: pwd
-        r"(?im:\b(?:pass|pwd|auth)(?:\\{0,3}[\"'>]|[ \t]*:?=|[ \t]*,?[ \t]*\r?$)"
-        r"|-(?:pass|pwd|auth)[ \t])",
-        # passwords on client command lines (mysql -phunter2, redis-cli -a hunter2)
-        r"(?i:mysql|mariadb)[^\n]*[ \t]-p\S|(?:redis|valkey|keydb)-cli[^\n]*[ \t]-a[ \t]",
-        r"Basic [A-Za-z0-9+/]",
-        r"://[^\s/?#]*@",
-        # user:password@tcp(db:3306)/app, user:password@/app (Go MySQL DSNs)
-        r"@(?:(?:tcp|udp)[46]?|unix)\(|:[^\s/]*@/",
-        r"LTAI|CAIS|AKIA|ASIA|ABIA|ACCA|A3T[A-Z0-9]",
-        r"xox[a-z]|xapp-|hooks\.slack\.com",
-        r"gh[pousr]_|github_pat_|gl(?:pat|dt|ft|soat|rt|cbt|imt|ptt|oas)-",
-        r"eyJ",
-        r"AIza|[sr]k_(?:live|test)_|npm_|pypi-",
-        r"-{4,5} ?BEGIN|PuTTY-User-Key-File",
-    )
+from policies.fastscan import NeedleSet
+from policies.redact_keys import KEY_NEEDLES
+from policies.redact_rulebase import (
+    MARKER_PREFIX,
+    MARKER_RE,
+    After,
+    Begin,
+    Rule,
+    after_key,
+    marker,
 )
+from policies.redact_shapes import BLOCK_INDICATOR, KEY_RULES, TRIGGER
+from policies.redact_tokens import TOKEN_RULES
 
-# An optional run of backslashes lets keys and values inside escaped JSON match.
-_Q = r"\\{0,3}[\"']"
+__all__ = [
+    "BLOCK_INDICATOR",
+    "MARKER_PREFIX",
+    "MARKER_RE",
+    "RULES",
+    "TRIGGER",
+    "Rule",
+    "apply_rules",
+    "is_secret_value",
+    "marker",
+    "needle_set",
+]
 
-
-def _quoted_value(group: str, quote: str) -> str:
-    # Up to the matching closing quote, stepping over backslash escapes.
-    return rf"(?P<{group}>(?:(?!(?P={quote}))(?:\\.|[^\\\n]))+)(?P={quote})"
-
-
-_SCHEMES = r"bearer|basic|token|bot|digest|negotiate|ntlm|hmac|fc|aws4-hmac-sha256|apikey|sharedkey"
-# "X-Forwarded-Auth: bearer <token>": the credentials follow the scheme word.
-_SCHEME_WORD = rf"(?:(?i:{_SCHEMES})[ \t]+(?=[^\s,;&\"'<>]))?"
-
-Span = tuple[int, int]
-Spans = Callable[[re.Match[str]], list[Span]]
-
-
-@dataclass(frozen=True, slots=True)
-class Rule:
-    """One project rule.
-
-    The rule runs only on lines whose lower-cased text contains, for each group in
-    ``needles``, at least one of its strings. ``spans`` says where in a match the
-    secrets are (none: leave the match alone); ``kind`` is a fixed kind or a function
-    of the match.
-    """
-
-    name: str
-    regex: re.Pattern[str]
-    spans: Spans
-    kind: str | Callable[[re.Match[str]], str]
-    needles: tuple[tuple[str, ...], ...]
-
-
-def _first(match: re.Match[str], groups: tuple[str, ...]) -> Span | None:
-    for group in groups:
-        start, end = match.span(group)
-        if start >= 0:
-            return start, end
-    return None
-
-
-def _value(*groups: str) -> Spans:
-    """The first of ``groups`` that took part in the match."""
-
-    def spans(match: re.Match[str]) -> list[Span]:
-        span = _first(match, groups)
-        return [] if span is None else [span]
-
-    return spans
-
-
-def _keyed(bare: Bare, *groups: str) -> Spans:
-    """The value, if the name in group ``key`` is a secret one."""
-
-    def spans(match: re.Match[str]) -> list[Span]:
-        span = _first(match, groups)
-        if span is None or not is_secret_key(match["key"], match.string[slice(*span)], bare=bare):
-            return []
-        return [span]
-
-    return spans
-
-
-@functools.lru_cache(maxsize=8)
-def _first_at(command: re.Pattern[str], line: str) -> int:
-    # Once per line, however many flags it holds (a str caches its hash).
-    found = command.search(line)
-    return len(line) if found is None else found.start()
-
-
-def _after_command(command: re.Pattern[str], *groups: str) -> Spans:
-    """The value, if ``command`` occurs earlier on the line (mysql ... -phunter2)."""
-    value = _value(*groups)
-
-    def spans(match: re.Match[str]) -> list[Span]:
-        return value(match) if _first_at(command, match.string) < match.start() else []
-
-    return spans
-
-
-def _rule(
-    name: str,
-    pattern: str,
-    kind: str | Callable[[re.Match[str]], str],
-    needles: tuple[tuple[str, ...], ...],
-    spans: Spans | None = None,
-) -> Rule:
-    return Rule(name, re.compile(pattern, re.MULTILINE), spans or _value("val"), kind, needles)
-
-
-def _key_kind(m: re.Match[str]) -> str:
-    return kind_for_key(m["key"])
-
-
-def _key_rule(
-    name: str,
-    pattern: str,
-    needles: tuple[tuple[str, ...], ...],
-    bare: Bare = Bare.ANY,
-    values: tuple[str, ...] = ("val",),
-) -> Rule:
-    """A rule on ``key`` = ``value`` shapes: the value goes if the name is secret."""
-    return _rule(name, pattern, _key_kind, (KEY_NEEDLES, *needles), _keyed(bare, *values))
-
-
-def _auth_kind(m: re.Match[str]) -> str:
-    scheme = (m["scheme"] or "").strip().lower()
-    return {"bearer": "bearer-token", "basic": "basic-auth"}.get(scheme, "authorization")
-
-
-# A YAML block scalar indicator: the value is on the following, more indented lines.
-BLOCK_INDICATOR = re.compile(r"[|>][0-9+-]{0,2}[ \t]*(?:#[^\n]*)?")
-# Where an unquoted value at a line start ends when the line goes on like a command
-# line: before a flag or another assignment ("--db-password=x --api-key y").
-_NEXT_ARG = re.compile(r"[ \t](?=--?[A-Za-z]|[A-Za-z_][A-Za-z0-9_.-]*=)")
-
-
-def _closing_quote(rest: str) -> int:
-    """Where the quoted value that ``rest`` starts with ends: at the end of the line if
-    it closes there, else at the first quote not escaped by a backslash; -1: none."""
-    quote = rest[0]
-    if len(rest) > 1 and rest.endswith(quote):
-        return len(rest) - 1
-    close = rest.find(quote, 1)
-    while close > 0 and rest[close - 1] == "\\":
-        close = rest.find(quote, close + 1)
-    return close
-
-
-def _line_value(match: re.Match[str]) -> list[Span]:
-    """KEY=value / KEY: value at a line start: the rest of the line is the value
-    (env values may hold spaces), unless quoted or followed by more arguments."""
-    start, end = match.span("rest")
-    rest = match.string[start:end].rstrip(" \t")
-    quote = rest[:1]
-    close = _closing_quote(rest) if quote in ("'", '"') else -1
-    if close > 1:
-        span = (start + 1, start + close)
-    else:
-        if not rest or BLOCK_INDICATOR.fullmatch(rest):
-            return []
-        stop = _NEXT_ARG.search(rest)
-        if stop is not None:
-            rest = rest[: stop.start()].rstrip(" \t")
-        span = (start, start + len(rest))
-    bare = Bare.ANY if match["sep"].endswith("=") else Bare.STRONG
-    return [span] if is_secret_key(match["key"], match.string[slice(*span)], bare=bare) else []
-
-
-def _strip(text: str, start: int, end: int) -> Span:
-    while start < end and text[start] in " \t":
-        start += 1
-    while end > start and text[end - 1] in " \t":
-        end -= 1
-    return start, end
-
-
-_COOKIE_START = re.compile(r"[ \t]*[^=;,\s]+=")
-
-
-def _cookie_values(match: re.Match[str]) -> list[Span]:
-    """Cookie: a=1; b=2 (every value); Set-Cookie: a=1; Path=/ (the first value only).
-    A header value that does not start with name= is no cookie (``cookie: str`` in code)."""
-    text = match.string
-    pos, end = match.span("val")
-    if not _COOKIE_START.match(text, pos, end):
-        return []
-    spans: list[Span] = []
-    first_only = match["name"].lower().startswith("set-")
-    while pos < end:
-        semi = text.find(";", pos, end)
-        stop = end if semi < 0 else semi
-        equals = text.find("=", pos, stop)
-        if equals >= 0:
-            spans.append(_strip(text, equals + 1, stop))
-            if first_only:
-                break
-        pos = stop + 1
-    return spans
-
-
-_MYSQL = re.compile(r"(?i:mysql|mariadb)")
-_REDIS_CLI = re.compile(r"(?:redis|valkey|keydb)-cli")
-_FLAG_VALUE = r"(?:(?P<q>[\"'])(?P<qval>[^\"'\n]+)(?P=q)|(?P<val>[^\s\"']+))"
-
-# Applied in this order; each sees the previous ones' output, and a value that is
-# already a marker is left alone.
-RULES: tuple[Rule, ...] = (
-    # KEY=value / KEY: value at the start of a line (env, export, YAML, ini, headers
-    # as curl -v prints them).
-    _rule(
-        "line_start",
-        r"^[ \t]*(?:[-*<>][ \t]+)?(?:(?:export|declare[ \t]+-[A-Za-z]+|set|readonly)[ \t]+)?"
-        rf"(?P<key>{KEY})[ \t]*(?P<sep>:?=(?!=)|:)[ \t]*(?P<rest>[^\n]*)",
-        _key_kind,
-        (KEY_NEEDLES, ("=", ":")),
-        _line_value,
-    ),
-    # {"name": "DB_PASSWORD", "value": "..."}: Kubernetes and container env lists.
-    _key_rule(
-        "name_value",
-        rf"(?P<q1>{_Q})name(?P=q1)[ \t]*:[ \t]*(?P<q2>{_Q})(?P<key>{KEY})(?P=q2)"
-        rf"[ \t]*,[ \t]*(?P<q3>{_Q})value(?P=q3)[ \t]*:[ \t]*(?P<q>{_Q})"
-        + _quoted_value("val", "q"),
-        (("name",), ("value",)),
-    ),
-    # <add key="DbPassword" value="..."/>, <property name="password" value="..."/>
-    _key_rule(
-        "key_value_attributes",
-        rf"\b(?:key|name)[ \t]*=[ \t]*(?P<q1>{_Q})(?P<key>{KEY})(?P=q1)[ \t]+value[ \t]*=[ \t]*"
-        rf"(?P<q>{_Q})" + _quoted_value("val", "q"),
-        (("value",),),
-    ),
-    # <password>...</password>, <ns:clientSecret>...</ns:clientSecret>
-    _key_rule(
-        "xml_element",
-        rf"<(?P<tag>(?:[A-Za-z_][A-Za-z0-9_.-]*:)?(?P<key>{KEY}))(?:[ \t][^<>\n]*)?>"
-        r"(?P<val>[^<\n]+)</(?P=tag)[ \t]*>",
-        (("</",),),
-    ),
-    # "key": "value", 'key' => 'value', \"key\":\"value\" (JSON, dict reprs, escaped JSON)
-    _key_rule(
-        "quoted_key",
-        rf"(?P<kq>{_Q})(?P<key>{KEY})(?P=kq)[ \t]*(?:=>|:=|[:=])[ \t]*"
-        rf"(?:(?P<q>{_Q})" + _quoted_value("val", "q") + r"|"
-        r"(?P<bare>(?!(?:null|true|false)\b|[{\[])[^\s,}\]\"'\\]+))",
-        (("'", '"'),),
-        values=("val", "bare"),
-    ),
-    # Authorization: <scheme> <credentials>
-    _rule(
-        "authorization",
-        rf"(?i:\b(?:proxy-)?authorization){_Q}?[ \t]*[:=][ \t]*{_Q}?"
-        rf"(?P<scheme>(?i:{_SCHEMES})[ \t]+)?(?P<val>[^\"'\\\n]+?)(?={_Q}|[ \t]*$)",
-        _auth_kind,
-        (("authorization",),),
-    ),
-    # Cookie: session=...; Set-Cookie: sessionid=...; Path=/ as a header line (curl -v)
-    # or in quotes (-H 'Cookie: ...', JSON headers)
-    _rule(
-        "cookie",
-        r"(?:^[ \t]*(?:[<>][ \t]+)?|(?<=[\"']))(?P<name>(?i:set-cookie|cookie))"
-        r"(?:\\{0,3}[\"'])?[ \t]*:[ \t]*(?:\\{0,3}[\"'])?(?P<val>[^\n\"'\\]*)",
-        "cookie",
-        (("cookie",),),
-        _cookie_values,
-    ),
-    # key=value anywhere (logfmt, query strings, env-prefixed commands in ps output, Go's :=)
-    _key_rule(
-        "assignment",
-        rf"(?<![A-Za-z0-9_.-])(?P<key>{KEY})[ \t]*:?=(?!=)[ \t]*"
-        rf"(?:(?P<q>[\"'])"
-        + _quoted_value("val", "q")
-        + rf"|{_SCHEME_WORD}(?P<bare>[^\s&\"'<>]+))",
-        (("=",),),
-        values=("val", "bare"),
-    ),
-    # --password VALUE, -token VALUE (command lines as ps prints them)
-    _key_rule(
-        "flag",
-        rf"(?<!\S)--?(?P<key>{KEY})[ \t]+(?P<val>[^\s-]\S*)",
-        (("-",),),
-    ),
-    # mysql -uroot -phunter2 / -p'hunter2' (also mysqldump, mysqladmin, mariadb)
-    _rule(
-        "mysql_password",
-        r"(?<![^ \t])-p" + _FLAG_VALUE,
-        "password",
-        (("mysql", "mariadb"), (" -p", "\t-p")),
-        _after_command(_MYSQL, "qval", "val"),
-    ),
-    # redis-cli -a hunter2
-    _rule(
-        "redis_cli_password",
-        r"(?<![^ \t])-a[ \t]+" + _FLAG_VALUE,
-        "password",
-        (("-cli",), (" -a", "\t-a")),
-        _after_command(_REDIS_CLI, "qval", "val"),
-    ),
-    # db_password: value / clientSecret: value in the middle of a line
-    _key_rule(
-        "colon",
-        rf"(?<![A-Za-z0-9_.-])(?P<key>{KEY})[ \t]*:[ \t]+{_SCHEME_WORD}(?P<val>[^\s,;&\"'<>]+)",
-        ((":",),),
-        bare=Bare.NONE,
-    ),
-    _rule(
-        "bearer",
-        r"(?i:\bbearer)[ \t]+(?P<val>[A-Za-z0-9._~+/=-]{8,})",
-        "bearer-token",
-        (("bearer",),),
-    ),
-    # Basic <base64>: the lookahead keeps English ("Basic information") readable.
-    _rule(
-        "basic",
-        r"\bBasic[ \t]+(?=[A-Za-z0-9+/]{0,200}(?:[0-9+/=]|[a-z][A-Z]))"
-        r"(?P<val>[A-Za-z0-9+/]{8,}={0,2})(?![A-Za-z0-9+/=])",
-        "basic-auth",
-        (("basic",),),
-    ),
-    # scheme://user:PASSWORD@host; the password may itself contain '@'
-    _rule(
-        "url_password",
-        # no "[" in the user part: "[REDACTED:url-token]@" is scrubbed already
-        r"://[^\s:/?#@\"'<>\[]{0,256}:(?P<val>[^\s/?#\"'<>]+)(?=@)",
-        "url-password",
-        (("://",), ("@",)),
-    ),
-    # https://<key>@o123.ingest.sentry.io/1: a token as the whole user part of a URL
-    _rule(
-        "url_token",
-        r"://(?P<val>(?=[A-Za-z_-]*[0-9])(?=[0-9_-]*[A-Za-z])[A-Za-z0-9_-]{20,})@",
-        "url-token",
-        (("://",), ("@",)),
-    ),
-    # user:password@tcp(db:3306)/app, user:password@/app: Go MySQL DSNs (no scheme)
-    _rule(
-        "dsn_password",
-        r"(?<![^\s\"'=(,;])[A-Za-z0-9_.%+~-]{1,128}:(?P<val>[^\s/\"']{1,256})"
-        r"@(?=(?:(?:tcp|udp)[46]?|unix)\(|/)",
-        "url-password",
-        (("@tcp", "@udp", "@unix", "@/"),),
-    ),
-    _rule(
-        "slack_webhook",
-        r"hooks\.slack\.com/(?:services|workflows|triggers)/(?P<val>[A-Za-z0-9_/-]+)",
-        "slack-webhook",
-        (("hooks.slack.com",),),
-    ),
-    _rule(
-        "alibaba_key_id",
-        r"(?<![A-Za-z0-9])(?P<val>LTAI[A-Za-z0-9]{12,30})(?![A-Za-z0-9])",
-        "alibaba-access-key-id",
-        (("ltai",),),
-    ),
-    _rule(
-        "alibaba_sts",
-        r"(?<![A-Za-z0-9+/])(?P<val>CAIS[A-Za-z0-9+/=_-]{36,})",
-        "alibaba-sts-token",
-        (("cais",),),
-    ),
-    _rule(
-        "aws_key_id",
-        r"(?<![A-Za-z0-9])(?P<val>(?:AKIA|ASIA|ABIA|ACCA|A3T[A-Z0-9])[A-Z0-9]{16})(?![A-Za-z0-9])",
-        "aws-access-key-id",
-        (("akia", "asia", "abia", "acca", "a3t"),),
-    ),
-    _rule(
-        "slack_token",
-        r"(?<![A-Za-z0-9])(?P<val>xox(?:[abposre]|e\.xox[a-z])-[A-Za-z0-9-]{8,}"
-        r"|xapp-[0-9]+-[A-Za-z0-9-]{8,})",
-        "slack-token",
-        (("xox", "xapp-"),),
-    ),
-    _rule(
-        "github_token",
-        r"(?<![A-Za-z0-9_])(?P<val>gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,})",
-        "github-token",
-        (("gh", "github_pat_"),),
-    ),
-    _rule(
-        "gitlab_token",
-        r"(?<![A-Za-z0-9_-])(?P<val>gl(?:pat|dt|ft|soat|rt|cbt|imt|ptt|oas)-[A-Za-z0-9_-]{20,})",
-        "gitlab-token",
-        (("gl",),),
-    ),
-    _rule(
-        "jwt",
-        r"(?<![A-Za-z0-9_-])(?P<val>eyJ[A-Za-z0-9_-]{4,}\.ey[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*)",
-        "jwt",
-        (("eyj",),),
-    ),
-    _rule(
-        "google_api_key",
-        r"(?<![A-Za-z0-9_-])(?P<val>AIza[0-9A-Za-z_-]{35})",
-        "google-api-key",
-        (("aiza",),),
-    ),
-    _rule(
-        "stripe_key",
-        r"(?<![A-Za-z0-9])(?P<val>[sr]k_(?:live|test)_[0-9A-Za-z]{16,})",
-        "stripe-key",
-        (("k_live_", "k_test_"),),
-    ),
-    _rule(
-        "npm_token",
-        r"(?<![A-Za-z0-9_])(?P<val>npm_[A-Za-z0-9]{36})(?![A-Za-z0-9])",
-        "npm-token",
-        (("npm_",),),
-    ),
-    _rule(
-        "pypi_token",
-        r"(?<![A-Za-z0-9_-])(?P<val>pypi-AgE[A-Za-z0-9_-]{40,})",
-        "pypi-token",
-        (("pypi-",),),
-    ),
-)
+# Applied in this order; each sees the previous ones' output.
+RULES: tuple[Rule, ...] = KEY_RULES + TOKEN_RULES
 
 
 def is_secret_value(value: str) -> bool:
@@ -466,9 +51,132 @@ def is_secret_value(value: str) -> bool:
     return not value.startswith(MARKER_PREFIX) and bool(value.strip("\"' \t"))
 
 
-def has_needles(lowered: str, needles: tuple[tuple[str, ...], ...]) -> bool:
-    """Whether ``lowered`` holds at least one string of every group of ``needles``."""
-    return all(any(needle in lowered for needle in group) for group in needles)
+def needle_set(groups: list[tuple[tuple[str, ...], ...]]) -> NeedleSet:
+    """Every string of ``groups`` (as in ``Rule.needles``), ready to be looked for."""
+    return NeedleSet(tuple(sorted({n for needles in groups for group in needles for n in group})))
+
+
+def _holds(present: frozenset[str], needles: tuple[tuple[str, ...], ...]) -> bool:
+    return all(not present.isdisjoint(group) for group in needles)
+
+
+_RULE_NEEDLES = needle_set([rule.needles for rule in RULES])
+
+# A key word, the rest of its identifier run, then what follows: blanks and one
+# character, only looked at (it may start the next run). Run on the lower-cased line;
+# KEY's lookahead finds the same words.
+_KEY_RUN = re.compile(
+    "(?:" + "|".join(KEY_NEEDLES) + r")[a-z0-9_.-]*+(?P<blank>[ \t]*+)(?=(?P<next>.?))"
+)
+# What precedes a position in its identifier run, read backwards (on the reversed line).
+_RUN_BEFORE = re.compile(r"[a-z0-9_.-]*")
+
+
+@functools.lru_cache(maxsize=64)
+def _after(blank: bool, following: str) -> int:
+    return after_key(blank, following)
+
+
+class _Line:
+    """A line being redacted, with what the rules ask of it, worked out once."""
+
+    __slots__ = ("_keys", "_lowered", "text")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self._lowered: str | None = None
+        # Each key word's position and how its identifier run is followed.
+        self._keys: list[tuple[int, int]] | None = None
+
+    @property
+    def lowered(self) -> str:
+        if self._lowered is None:
+            self._lowered = self.text.lower()
+        return self._lowered
+
+    def _key_words(self) -> list[tuple[int, int]]:
+        if self._keys is None:
+            self._keys = [
+                (found.start(), _after(bool(found["blank"]), found["next"]))
+                for found in _KEY_RUN.finditer(self.lowered)
+            ]
+        return self._keys
+
+    def key_after(self) -> int:
+        """Every way (``After`` bits) an identifier run holding a key word is followed.
+
+        All of them for a line that is not ASCII: other characters can change length
+        when lower-cased, or match a key word's letters case-insensitively (U+212A
+        KELVIN SIGN and "k"), so such a line is searched everywhere.
+        """
+        if not self.text.isascii():
+            return After.EVERY
+        found = After.NONE
+        for _, after in self._key_words():
+            found |= after
+        return found
+
+    def key_starts(self, after: int) -> list[int] | None:
+        """Where each identifier run holding a key word and followed as ``after`` says
+        begins, in order; None for a line that is not ASCII (see ``key_after``)."""
+        if not self.text.isascii():
+            return None
+        words = [word for word, followed in self._key_words() if followed & after]
+        if not words:
+            return words
+        size = len(self.lowered)
+        backwards = self.lowered[::-1]
+        starts = []
+        for word in words:
+            # The run's characters before the key word, counted backwards.
+            before = _RUN_BEFORE.match(backwards, size - word)
+            starts.append(word - (before.end() - before.start()) if before else word)
+        return starts
+
+
+def _occurrences(text: str, needles: tuple[str, ...]) -> list[int]:
+    found: list[int] = []
+    for needle in needles:
+        at = text.find(needle)
+        while at >= 0:
+            found.append(at)
+            at = text.find(needle, at + 1)
+    return sorted(set(found)) if len(needles) > 1 else found
+
+
+def _where(rule: Rule, line: _Line) -> list[int] | None:
+    """Where in ``line`` a match of ``rule`` may begin, in order; None: anywhere."""
+    if rule.after and not line.key_after() & rule.after:
+        return []
+    if rule.begin is Begin.KEY_RUN:
+        return line.key_starts(rule.after)
+    if rule.begin is Begin.LINE:
+        # "^" also matches after a newline, which a line should not hold.
+        return None if "\n" in line.text else [0]
+    if rule.begin is Begin.LITERAL:
+        if not rule.fold:
+            return _occurrences(line.text, rule.starts)
+        if line.text.isascii():
+            return _occurrences(line.lowered, rule.starts)
+    return None
+
+
+def _next(
+    regex: re.Pattern[str], text: str, pos: int, where: list[int] | None
+) -> re.Match[str] | None:
+    """``regex.search(text, pos)``, trying only the positions in ``where``."""
+    if where is None:
+        return regex.search(text, pos)
+    for index in range(bisect.bisect_left(where, pos), len(where)):
+        found = regex.match(text, where[index])
+        if found is not None:
+            return found
+    return None
+
+
+@functools.lru_cache(maxsize=4096)
+def _rules_for(present: frozenset[str]) -> tuple[Rule, ...]:
+    return tuple(rule for rule in RULES if _holds(present, rule.needles))
 
 
 # How many refused names per rule and line are looked past (see _apply): beyond this,
@@ -476,11 +184,11 @@ def has_needles(lowered: str, needles: tuple[tuple[str, ...], ...]) -> bool:
 _LOOK_INSIDE = 32
 
 
-def _apply(rule: Rule, line: str) -> tuple[str, int]:
+def _apply(rule: Rule, line: str, where: list[int] | None) -> tuple[str, int]:
     parts: list[str] = []
     count = last = pos = 0
     look_inside = _LOOK_INSIDE if "key" in rule.regex.groupindex else 0
-    while (match := rule.regex.search(line, pos)) is not None:
+    while (match := _next(rule.regex, line, pos, where)) is not None:
         spans = [s for s in rule.spans(match) if is_secret_value(line[s[0] : s[1]])]
         if not spans:
             # A refused name: look again right after it, so that a secret inside what
@@ -510,9 +218,14 @@ def apply_rules(line: str) -> tuple[str, int]:
         Nothing.
     """
     count = 0
-    lowered = line.lower()
-    for rule in RULES:
-        if has_needles(lowered, rule.needles):
-            line, found = _apply(rule, line)
+    current = _Line(line)
+    # The needles are the original line's for every rule, as they always were.
+    for rule in _rules_for(_RULE_NEEDLES.present(current.lowered)):
+        where = _where(rule, current)
+        if where is not None and not where:
+            continue
+        text, found = _apply(rule, current.text, where)
+        if found:
             count += found
-    return line, count
+            current = _Line(text)
+    return current.text, count
