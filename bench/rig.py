@@ -68,7 +68,7 @@ BENCH_RULES = """\
       - [uptime]
       - [vmstat, "600"]
       - [vmstat, "1", "2"]
-      - [cat, "{file:path(/code/**)}"]
+      - [cat, "{file:path(/code/**,/tmp/**)}"]
     limits: { timeout: 300s, max_output: 512MiB }
 """
 

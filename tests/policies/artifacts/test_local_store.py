@@ -55,11 +55,41 @@ async def test_put_stream_records_size_digest_and_content_type(
     assert (found.content_type, found.sha256, found.filename) == ("x/y", info.sha256, "trace.pcap")
 
 
-async def test_put_file_streams_a_large_file(store: LocalArtifactStore, tmp_path: Path) -> None:
+async def test_put_file_links_a_file_of_the_same_file_system_in_whole(
+    store: LocalArtifactStore, tmp_path: Path
+) -> None:
     source = tmp_path / "big.bin"
     digest = random_file(source, 3 * 1024 * 1024 + 17)
+
     info = await store.put_file(KEY, source, content_type="application/octet-stream")
+
     assert (info.size, info.sha256) == (3 * 1024 * 1024 + 17, digest)
+    found = store.resolve(token_of(await store.link(KEY)))
+    assert sha256(found.path.read_bytes()) == digest
+    assert os.path.samefile(found.path, source)  # linked, not copied
+    assert source.exists()  # the caller's file is left to the caller
+    assert not list((tmp_path / "artifacts" / "partial").iterdir())
+
+
+async def test_put_file_copies_a_file_from_another_file_system(
+    store: LocalArtifactStore,
+) -> None:
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or os.stat(shm).st_dev == os.stat(store.root.parent).st_dev:
+        pytest.skip("needs /dev/shm on a file system of its own")
+    source = shm / f"execgate-test-{os.getpid()}.bin"
+    try:
+        digest = random_file(source, 1024 * 1024 + 5)
+        info = await store.put_file(KEY, source, content_type="application/octet-stream")
+        found = store.resolve(token_of(await store.link(KEY)))
+        assert (info.size, info.sha256, sha256(found.path.read_bytes())) == (
+            1024 * 1024 + 5,
+            digest,
+            digest,
+        )
+        assert not os.path.samefile(found.path, source)
+    finally:
+        source.unlink()
 
 
 async def test_link_works_before_expiry_and_fails_after(
