@@ -118,6 +118,7 @@ class CheckpointWriter:
         self._task: asyncio.Task[None] | None = None
         self._written: Checkpoint | None = None  # the last checkpoint this writer wrote
         self._hurry = asyncio.Event()
+        self._last_write = -MIN_INTERVAL_S  # loop time of the last write started
         self._warned = False
 
     def note(self, head: Head) -> None:
@@ -137,19 +138,23 @@ class CheckpointWriter:
             self._hurry.clear()
 
     async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
         while self._pending is not None:
+            # Under a stream of commits, write at most every MIN_INTERVAL_S (each write
+            # costs a file sync); the first commit after a quiet spell is written at
+            # once. flush() cuts the wait short.
+            wait = self._last_write + MIN_INTERVAL_S - loop.time()
+            if wait > 0 and not self._hurry.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._hurry.wait(), wait)
             head, self._pending = self._pending, None
+            self._last_write = loop.time()
             try:
                 await self._write(head)
             except Exception:
                 # The commit already happened; a missed checkpoint only weakens the tail
                 # check, so log it and keep going.
                 logger.exception("audit checkpoint: writing %s failed", self._path)
-            if self._pending is not None and not self._hurry.is_set():
-                # Under a stream of commits, write at most every MIN_INTERVAL_S: each
-                # write costs a file sync. flush() cuts the wait short.
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._hurry.wait(), MIN_INTERVAL_S)
 
     async def _write(self, head: Head) -> None:
         # The file may hold a checkpoint this writer did not make (another process, or
