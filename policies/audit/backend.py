@@ -41,6 +41,7 @@ from policies.audit.engine import (
     postgres_connect_args,
     sqlite_connect_args,
 )
+from policies.audit.prepared import driver
 
 T = TypeVar("T")
 logger = logging.getLogger("policies.audit")
@@ -140,11 +141,11 @@ class SqliteBackend:
             conn = self._engine.connect()
             conn.execution_options(**{INLINE_OPTION: True})
             self._inline = conn
-            raw = _driver(conn)
+            raw = driver(conn)
             # Never wait on the loop: a held lock sends the write to the writer thread.
             raw.execute("PRAGMA busy_timeout=0")
             raw.execute("PRAGMA wal_autocheckpoint=0")
-        return conn, _driver(conn)
+        return conn, driver(conn)
 
     def _drop_inline(self) -> None:
         conn, self._inline = self._inline, None
@@ -200,12 +201,6 @@ class PostgresBackend:
 
     async def dispose(self) -> None:
         await self._engine.dispose()
-
-
-def _driver(conn: Connection) -> sqlite3.Connection:
-    raw = conn.connection.driver_connection
-    assert isinstance(raw, sqlite3.Connection)
-    return raw
 
 
 def _is_busy(exc: sqlite3.OperationalError) -> bool:

@@ -22,6 +22,13 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from policies.audit.prepared import (
+    SUBJECT,
+    driver,
+    on_driver,
+    prepared_insert,
+    prepared_update,
+)
 from policies.audit.tables import audit_events, to_utc
 
 GENESIS_HASH = "0" * 64
@@ -81,12 +88,18 @@ def _insert_into(table: sa.Table) -> sa.Insert:
 
 @functools.cache
 def _update_by_id(table: sa.Table) -> sa.Update:
-    return table.update().where(table.c.id == sa.bindparam("_subject"))
+    return table.update().where(table.c.id == sa.bindparam(SUBJECT))
+
+
+_HEAD_SQL = "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1"
 
 
 def read_head(conn: Connection) -> Head:
-    row = conn.execute(_HEAD).first()
-    return Head(0, GENESIS_HASH) if row is None else Head(int(row.seq), str(row.hash))
+    if on_driver(conn):
+        row = driver(conn).execute(_HEAD_SQL).fetchone()
+    else:
+        row = conn.execute(_HEAD).first()
+    return Head(0, GENESIS_HASH) if row is None else Head(int(row[0]), str(row[1]))
 
 
 @dataclass(slots=True)
@@ -144,8 +157,11 @@ class ChainTx:
         self, table: sa.Table, values: Mapping[str, Any], kind: str, subject: str | None = None
     ) -> None:
         """Insert a row and record ``kind`` with all its values."""
-        # Values as parameters, not in the statement: the compiled statement is cached.
-        self.conn.execute(_insert_into(table), dict(values))
+        if on_driver(self.conn):
+            prepared_insert(self.conn.dialect, table, tuple(values)).run(self.conn, values)
+        else:
+            # Values as parameters, not in the statement: the compiled statement is cached.
+            self.conn.execute(_insert_into(table), dict(values))
         self.event(kind, subject if subject is not None else str(values["id"]), values)
 
     def update(
@@ -158,16 +174,25 @@ class ChainTx:
     ) -> bool:
         """Update the row ``subject`` (when ``where`` holds) and record ``kind`` with the
         new values; False when no row matched (nothing recorded)."""
-        statement = _update_by_id(table)
-        if where:
-            statement = statement.where(*where)
-        result = self.conn.execute(statement, {"_subject": subject, **values})
-        if result.rowcount != 1:
+        params = {SUBJECT: subject, **values}
+        if not where and on_driver(self.conn):
+            count = prepared_update(self.conn.dialect, table, tuple(values)).run(self.conn, params)
+        else:
+            statement = _update_by_id(table)
+            if where:
+                statement = statement.where(*where)
+            count = self.conn.execute(statement, params).rowcount
+        if count != 1:
             return False
         self.event(kind, subject, values)
         return True
 
     def flush(self) -> None:
         """Write the queued events; call last, before the transaction commits."""
-        if self._events:
+        if not self._events:
+            return
+        if on_driver(self.conn):
+            keys = tuple(self._events[0])
+            prepared_insert(self.conn.dialect, audit_events, keys).run_many(self.conn, self._events)
+        else:
             self.conn.execute(_APPEND, self._events)

@@ -21,6 +21,7 @@ from policies.audit.engine import CONNECT_TIMEOUT_S
 from policies.audit.errors import audit_errors
 from policies.audit.ids import EXEC_PREFIX, new_id
 from policies.audit.owner import current_owner, hostname, owner_is_dead
+from policies.audit.prepared import on_driver, prepared_select
 from policies.audit.records import exec_record, intent_values, outcome_values
 from policies.audit.tables import RATE_COUNTED, exec_sessions
 from policies.audit.verify import verify_store
@@ -119,7 +120,11 @@ class SqlAuditStore:
         }
 
         def body(tx: ChainTx) -> bool:
-            used = int(tx.conn.scalar(_COUNT_UP_TO, params) or 0)
+            if on_driver(tx.conn):
+                used = prepared_select(tx.conn.dialect, _COUNT_UP_TO).scalar(tx.conn, params)
+            else:
+                used = tx.conn.scalar(_COUNT_UP_TO, params)
+            used = int(used or 0)
             limited = used >= rate.limit
             _insert_intent(tx, audit_id, rate.refusal if limited else intent, owner)
             return limited
