@@ -136,9 +136,9 @@ class SlackBot:
             self.tasks.spawn(self.approvals.on_click(body, approve=False), name="slack-deny")
 
     async def _on_message(self, body: dict[str, Any], event: dict[str, Any]) -> None:
-        # Events are acknowledged by bolt itself. Only replies in session threads matter.
-        thread_ts = event.get("thread_ts")
-        if not thread_ts or self.threads.get(str(event.get("channel", "")), str(thread_ts)) is None:
+        # Events are acknowledged by bolt itself. Only people's replies in threads can be
+        # commands; on_message looks up whether the thread is a session's.
+        if not event.get("thread_ts") or event.get("subtype") or event.get("bot_id"):
             return
         key = event_key(body)
         if self._recent.first_time(key):

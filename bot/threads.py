@@ -20,7 +20,7 @@ from bot.runner import Runner
 from bot.text import escape, from_slack, inline_code, mention, unwrap_code
 from policies.errors import ExecGateError, SessionError
 from policies.ports import SessionRecord
-from policies.types import ExecRequest, Principal, SessionId, Surface, Target
+from policies.types import ExecRequest, Principal, PrincipalKind, SessionId, Surface, Target
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +34,10 @@ class ThreadSession:
     channel: str
     thread_ts: str
     target: str
+
+
+def _anchor_of(channel: str, thread_ts: str) -> str:
+    return f"slack:{channel}:{thread_ts}"
 
 
 def _anchor(record: SessionRecord, owner: str, idle_hint: str) -> tuple[str, list[dict[str, Any]]]:
@@ -64,8 +68,21 @@ class ThreadSessions:
         self._idle_hint = idle_hint or "ends after 10 minutes without commands"
         self._threads: dict[tuple[str, str], ThreadSession] = {}
 
-    def get(self, channel: str, thread_ts: str) -> ThreadSession | None:
-        return self._threads.get((channel, thread_ts))
+    async def get(self, channel: str, thread_ts: str) -> ThreadSession | None:
+        """The session of a thread: known to this process, or recorded with the session
+        (a thread opened before a restart)."""
+        known = self._threads.get((channel, thread_ts))
+        if known is not None:
+            return known
+        record = await self._service.session_at(_anchor_of(channel, thread_ts))
+        if record is None:
+            return None
+        owner = Principal.parse(record.principal)
+        if owner.kind is not PrincipalKind.SLACK:
+            return None
+        session = ThreadSession(record.session_id, owner.id, channel, thread_ts, record.target)
+        self._threads[(channel, thread_ts)] = session
+        return session
 
     async def start(self, place: Place, principal: Principal, target: Target, reason: str) -> None:
         """Open a session and anchor it to a new thread in the place's channel.
@@ -91,6 +108,13 @@ class ThreadSessions:
         self._threads[(place.channel, ts)] = ThreadSession(
             record.session_id, principal.id, place.channel, ts, record.target
         )
+        try:
+            await self._service.session_anchor(
+                record.session_id, principal, _anchor_of(place.channel, ts)
+            )
+        except ExecGateError:
+            # The thread works in this process; only a restart would lose it.
+            logger.exception("could not record the thread of session %s", record.session_id)
         await self._outbox.ephemeral(
             place,
             *notice(f"Session `{escape(record.session_id)}` is open: reply in its thread."),
@@ -102,7 +126,11 @@ class ThreadSessions:
         if not thread_ts or event.get("subtype") or event.get("bot_id"):
             return
         channel = str(event.get("channel", ""))
-        session = self.get(channel, str(thread_ts))
+        try:
+            session = await self.get(channel, str(thread_ts))
+        except ExecGateError:
+            logger.exception("could not look up the session of a thread")
+            return
         if session is None or event.get("user") != session.owner:
             return
         place = Place(channel, session.owner, thread_ts=session.thread_ts)

@@ -192,6 +192,7 @@ class SessionRecord:
     cwd: str
     env: dict[str, str]
     end_reason: str | None = None
+    anchor: str | None = None  # where a surface shows it, e.g. slack:<channel>:<thread>
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,8 +289,17 @@ class AuditStore(Protocol):
         ...
 
     async def update_session(
-        self, session_id: SessionId, *, cwd: str | None = None, env: dict[str, str] | None = None
+        self,
+        session_id: SessionId,
+        *,
+        cwd: str | None = None,
+        env: dict[str, str] | None = None,
+        anchor: str | None = None,
     ) -> SessionRecord: ...
+
+    async def find_session(self, anchor: str) -> SessionRecord | None:
+        """The newest session shown at ``anchor``, if any."""
+        ...
 
     async def end_session(self, session_id: SessionId, reason: str) -> SessionRecord: ...
 

@@ -99,6 +99,20 @@ class SessionsMixin:
             return record
         return await self._audit.end_session(session_id, reason)
 
+    async def session_anchor(
+        self, session_id: SessionId, principal: Principal, anchor: str
+    ) -> SessionRecord:
+        """Record where a surface shows the session (e.g. its Slack thread), so that the
+        surface finds it again after a restart. Raises: SessionNotFound."""
+        await self.session_get(session_id, principal)
+        return await self._audit.update_session(session_id, anchor=anchor)
+
+    async def session_at(self, anchor: str) -> SessionRecord | None:
+        """The session a surface shows at ``anchor``, unless it has ended. Commands in
+        it are still checked against its owner (``exec`` with its session id)."""
+        record = await self._audit.find_session(anchor)
+        return None if record is None or record.ended_at is not None else record
+
     async def _live_session(self, session_id: SessionId, principal: Principal) -> SessionRecord:
         record = await self.session_get(session_id, principal)
         if record.ended_at is not None:

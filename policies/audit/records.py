@@ -139,4 +139,5 @@ def session_record(row: Row) -> SessionRecord:
         cwd=row.cwd,
         env={str(k): str(v) for k, v in (row.env or {}).items()},
         end_reason=row.end_reason,
+        anchor=row.anchor,
     )

@@ -42,6 +42,7 @@ async def create_session(
             "last_used_at": tx.now,
             "ended_at": None,
             "end_reason": None,
+            "anchor": None,
         }
         tx.insert(conv_sessions, values, "session.created")
         return _load(tx.conn, session_id)
@@ -55,9 +56,15 @@ async def get_session(db: Db, session_id: SessionId) -> SessionRecord:
 
 
 async def update_session(
-    db: Db, session_id: SessionId, *, cwd: str | None, env: dict[str, str] | None
+    db: Db,
+    session_id: SessionId,
+    *,
+    cwd: str | None,
+    env: dict[str, str] | None,
+    anchor: str | None = None,
 ) -> SessionRecord:
-    """Set cwd and/or env (env replaces the whole mapping) and mark the session used.
+    """Set cwd, env (replacing the whole mapping) and/or anchor, and mark the session
+    used.
 
     Raises: KeyError when there is no such session; AuditUnavailable.
     """
@@ -68,11 +75,26 @@ async def update_session(
             values["cwd"] = cwd
         if env is not None:
             values["env"] = {str(k): str(v) for k, v in env.items()}
+        if anchor is not None:
+            values["anchor"] = anchor
         if not tx.update(conv_sessions, session_id, values, "session.updated"):
             raise KeyError(session_id)
         return _load(tx.conn, session_id)
 
     return await db.write("update session", body)
+
+
+async def find_session(db: Db, anchor: str) -> SessionRecord | None:
+    """The newest session shown at ``anchor``. Raises: AuditUnavailable."""
+    c = conv_sessions.c
+    query = (
+        sa.select(conv_sessions)
+        .where(c.anchor == anchor)
+        .order_by(c.created_at.desc(), c.id.desc())
+        .limit(1)
+    )
+    row = await db.read("find session", lambda conn: conn.execute(query).first())
+    return None if row is None else session_record(row)
 
 
 async def end_session(db: Db, session_id: SessionId, reason: str) -> SessionRecord:

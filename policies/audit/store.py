@@ -311,10 +311,21 @@ class SqlAuditStore:
         return await session_ops.get_session(self._db, session_id)
 
     async def update_session(
-        self, session_id: SessionId, *, cwd: str | None = None, env: dict[str, str] | None = None
+        self,
+        session_id: SessionId,
+        *,
+        cwd: str | None = None,
+        env: dict[str, str] | None = None,
+        anchor: str | None = None,
     ) -> SessionRecord:
         """Raises: KeyError, AuditUnavailable."""
-        return await session_ops.update_session(self._db, session_id, cwd=cwd, env=env)
+        return await session_ops.update_session(
+            self._db, session_id, cwd=cwd, env=env, anchor=anchor
+        )
+
+    async def find_session(self, anchor: str) -> SessionRecord | None:
+        """The newest session shown at ``anchor``, if any. Raises: AuditUnavailable."""
+        return await session_ops.find_session(self._db, anchor)
 
     async def end_session(self, session_id: SessionId, reason: str) -> SessionRecord:
         """Raises: KeyError, AuditUnavailable."""

@@ -174,7 +174,10 @@ conv_sessions = sa.Table(
     sa.Column("last_used_at", UTCDateTime(), nullable=False),
     sa.Column("ended_at", UTCDateTime(), nullable=True),
     sa.Column("end_reason", sa.Text(), nullable=True),
+    # Revision 0004: where a surface shows the session (a Slack thread).
+    sa.Column("anchor", sa.String(512), nullable=True),
     sa.Index(None, "principal", "created_at"),
+    sa.Index(None, "anchor"),
 )
 
 # SQLite aliases an INTEGER PRIMARY KEY to the rowid (no separate index); PostgreSQL

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
 from policies.ports import AuditFilter
 from policies.types import SessionId
-from tests.bot.fake_slack import Call
-from tests.bot.rig import WAR_ROOM, Rig
+from tests.bot.fake_slack import Call, FakeSlack
+from tests.bot.rig import WAR_ROOM, Rig, open_rig, slack_settings
 from tests.bot.test_slack_exec import context_text, output_section
 
 
@@ -101,3 +102,31 @@ async def test_session_on_a_missing_instance_is_refused_ephemerally(rig: Rig) ->
     refusal = await rig.fake.wait_call("response_url", lambda c: c.data.get("_name") == name)
     assert refusal.data["response_type"] == "ephemeral"
     assert "code `instance_not_running`" in context_text(refusal)
+
+
+async def test_a_session_thread_keeps_working_after_execgate_restarts(
+    tmp_path: Path, database_url: str, fake_slack: FakeSlack
+) -> None:
+    settings = slack_settings(tmp_path, database_url, fake_slack)
+    async with open_rig(settings, fake_slack) as first:
+        anchor = await _open(first)
+        await first.message("UALICE", "cd /tmp", thread_ts=anchor.ts)
+        await first.fake.wait_for(_in_thread(anchor))
+
+    async with open_rig(settings, fake_slack) as restarted:
+        await restarted.message("UALICE", "pwd", thread_ts=anchor.ts)
+        (pwd,) = await restarted.fake.wait_for(_in_thread(anchor, after=1))
+
+    assert output_section(pwd) == "```\n/tmp\n```"
+
+
+async def test_other_threads_and_other_peoples_replies_run_nothing(rig: Rig) -> None:
+    anchor = await _open(rig)
+    await rig.message("UBOB", "cd /", thread_ts=anchor.ts)
+    await rig.message("UALICE", "cd /", thread_ts="1700000000.000100")
+    await rig.message("UALICE", "pwd", thread_ts=anchor.ts)
+
+    (reply,) = await rig.fake.wait_for(_in_thread(anchor))
+    records = await rig.running.service.audit_list(AuditFilter())
+    assert [r.intent.command_text for r in records] == ["pwd"]
+    assert output_section(reply) == "```\n/tmp\n```"

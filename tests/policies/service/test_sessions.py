@@ -144,3 +144,25 @@ async def test_a_plain_value_exported_into_a_session_is_recorded_as_typed(rig: R
     assert result.audit_id is not None
     record = await rig.service.audit_get(result.audit_id)
     assert record.intent.command_text == "export TRACE_ID=abc123"
+
+
+async def test_a_session_is_found_at_its_anchor_until_it_ends(rig: Rig) -> None:
+    session = await rig.service.session_start(local("alice"), rig.target)
+    anchor = "slack:C1:1700000000.000100"
+    assert await rig.service.session_at(anchor) is None
+
+    await rig.service.session_anchor(session.session_id, local("alice"), anchor)
+    found = await rig.service.session_at(anchor)
+    assert found is not None and found.session_id == session.session_id
+    assert found.anchor == anchor
+
+    await rig.service.session_end(session.session_id, local("alice"))
+    assert await rig.service.session_at(anchor) is None
+    assert (await rig.service.audit.verify()).ok
+
+
+async def test_only_the_owner_may_anchor_a_session(rig: Rig) -> None:
+    session = await rig.service.session_start(local("alice"), rig.target)
+    with pytest.raises(SessionNotFound):
+        await rig.service.session_anchor(session.session_id, local("bob"), "slack:C1:1.2")
+    assert await rig.service.session_at("slack:C1:1.2") is None
