@@ -34,7 +34,6 @@ from policies.ports import (
     ExecStatus,
 )
 from policies.results import DEFAULT_INLINE_LIMIT, ExecResult, TextSink, VoteResult
-from policies.sessions import wrap_in_session
 from policies.types import (
     ApprovalId,
     ApprovalSpec,
@@ -179,7 +178,7 @@ class ApprovalsMixin:
             return await self._run(
                 base,
                 target,
-                await self._in_session_of(record),
+                record.argv,
                 decision,
                 record.audit_id,
                 record.approvals,
@@ -188,15 +187,6 @@ class ApprovalsMixin:
             )
         finally:
             audit_id_var.reset(token)
-
-    async def _in_session_of(self, record: ApprovalRecord) -> tuple[str, ...]:
-        """What runs for an approved request: its argv, in the working directory and env
-        overlay of the session it was asked in (as the session has them now), if any."""
-        intent = (await self._audit.get_exec(record.audit_id)).intent
-        if intent.session_id is None:
-            return record.argv
-        session = await self._audit.get_session(intent.session_id)
-        return wrap_in_session(record.argv, session.cwd, session.env)
 
     async def approval_result(
         self, approval_id: ApprovalId, principal: Principal

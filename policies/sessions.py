@@ -70,9 +70,26 @@ _FORBIDDEN_NAMES = frozenset(
         "LESSOPEN",
         "LESSCLOSE",
         "TMPDIR",
+        # Programs that other programs run, or configuration that names one.
+        "MANPAGER",
+        "SYSTEMD_PAGER",
+        "BROWSER",
+        "OPENSSL_CONF",
+        "KUBECONFIG",
+        "SUDO_ASKPASS",
     }
 )
-_FORBIDDEN_PREFIXES = ("LD_", "DYLD_", "PYTHON", "PERL", "BASH_FUNC_", "MALLOC_", "GLIBC_")
+_FORBIDDEN_PREFIXES = (
+    "LD_",
+    "DYLD_",
+    "PYTHON",
+    "PERL",
+    "BASH_FUNC_",
+    "MALLOC_",
+    "GLIBC_",
+    "GIT_",  # GIT_PAGER, GIT_EXTERNAL_DIFF, GIT_CONFIG_* run programs
+    "SSH_",  # SSH_ASKPASS, SSH_AUTH_SOCK
+)
 MAX_ENV_VALUE = 1024
 MAX_ENV_VARS = 32
 MAX_CWD = 1024
@@ -141,9 +158,11 @@ def parse_builtin(stages: tuple[tuple[str, ...], ...]) -> Builtin | None:
 def recorded_form(
     stages: tuple[tuple[str, ...], ...], argv: tuple[str, ...], command_text: str | None
 ) -> tuple[tuple[str, ...], str | None]:
-    """How a request is written to the audit log: an ``export``'s value is scrubbed as
+    """How a request is written to the audit log. A line with an ``export`` in any stage,
+    or one that could not be parsed (``stages`` empty: nothing runs), is scrubbed as
     output is, so a secret that ``parse_builtin`` refuses is not recorded either."""
-    if len(stages) != 1 or stages[0][:1] != ("export",):
+    exporting = any(stage[:1] == ("export",) for stage in stages)
+    if stages and not exporting:
         return argv, command_text
     scrubbed = None if command_text is None else redact_text(command_text)
     return tuple(redact_text(arg) for arg in argv), scrubbed

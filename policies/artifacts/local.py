@@ -24,6 +24,7 @@ import json
 import os
 import re
 import secrets
+import stat
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -136,46 +137,52 @@ class LocalArtifactStore(FileUploads):
             raise
         return info
 
-    async def put_file(self, key: str, path: Path, *, content_type: str) -> ArtifactInfo:
-        """Store the file at ``path`` (left in place). On the store's own file system it
-        is hard-linked in, not copied: large output spilled next to the store costs one
-        read (for the digest) instead of a read and a write.
+    async def adopt_file(self, key: str, path: Path, *, content_type: str) -> ArtifactInfo | None:
+        """Take over a file ExecGate wrote itself (spilled output) under ``key``: on the
+        store's file system it is hard-linked in and removed from ``path``, costing one
+        read for the digest instead of a copy. None when it cannot be taken over (another
+        file system, not a plain file of one link): the caller copies it instead.
 
         Raises: ArtifactError.
         """
         final = self._object(key)
-        adopted = await asyncio.to_thread(self._adopt, key, path, content_type, final)
-        if adopted is not None:
-            return adopted
-        return await super().put_file(key, path, content_type=content_type)
+        return await asyncio.to_thread(self._adopt, key, path, content_type, final)
 
     def _adopt(self, key: str, path: Path, content_type: str, final: Path) -> ArtifactInfo | None:
-        """Link ``path`` in under ``key``; None when it is on another file system."""
-        partial = self.root / "partial"
-        temp = partial / secrets.token_hex(12)
         try:
-            partial.mkdir(parents=True, exist_ok=True, mode=0o700)
-            os.link(path, temp)
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except OSError as exc:
-            if exc.errno in (errno.EXDEV, errno.EPERM, errno.EMLINK):
-                return None  # another file system (or no hard links there): copy it
             raise ArtifactError("the file to store could not be read") from exc
-        try:
-            meter = Meter(None)
+        with os.fdopen(fd, "rb") as handle:
+            seen = os.fstat(fd)
+            if not stat.S_ISREG(seen.st_mode) or seen.st_nlink != 1:
+                return None  # a link to something else: copy what it holds now
+            temp = self.root / "partial" / secrets.token_hex(12)
             try:
-                with temp.open("rb") as handle:
-                    while chunk := handle.read(_WRITE_BATCH):
-                        meter.take(chunk)
-                os.chmod(temp, 0o600)
-                handle = temp.open("rb")  # _publish syncs the file to disk through it
+                temp.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                os.link(path, temp, follow_symlinks=False)
             except OSError as exc:
-                raise ArtifactError("the file to store could not be read") from exc
-            info = meter.info(key, content_type)
-            self._publish(handle, temp, final, info)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                temp.unlink()
-            raise
+                if exc.errno in (errno.EXDEV, errno.EPERM, errno.EMLINK):
+                    return None  # another file system (or no hard links there)
+                raise ArtifactError("the local artifact store cannot be written") from exc
+            try:
+                if os.lstat(temp).st_ino != seen.st_ino:
+                    raise ArtifactError("the file to store changed while it was stored")
+                os.unlink(path)  # taken over: only the store's name is left
+                os.fchmod(fd, 0o600)
+                meter = Meter(None)
+                while chunk := handle.read(_WRITE_BATCH):
+                    meter.take(chunk)
+                info = meter.info(key, content_type)
+                self._publish(handle, temp, final, info)
+            except OSError as exc:
+                with contextlib.suppress(OSError):
+                    temp.unlink()
+                raise ArtifactError("the local artifact store cannot be written") from exc
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    temp.unlink()
+                raise
         return info
 
     def _open_partial(self) -> tuple[IO[bytes], Path]:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from policies.artifacts.keys import OUTPUT, artifact_key
+from policies.artifacts.local import LocalArtifactStore
 from policies.errors import ArtifactError
 from policies.ports import ArtifactInfo, ArtifactStore
 
@@ -52,7 +53,10 @@ async def store_spills(
             prefix=prefix,
         )
         try:
-            info = await store.put_file(key, path, content_type=TEXT)
+            adopted = None
+            if isinstance(store, LocalArtifactStore):
+                adopted = await store.adopt_file(key, path, content_type=TEXT)
+            info = adopted or await store.put_file(key, path, content_type=TEXT)
             infos.append(info)
             links[stream] = await store.link(key, ttl_seconds=ttl_seconds)
         except ArtifactError as exc:

@@ -62,10 +62,24 @@ def _encodable(value: Any) -> Any:
 _ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=_encodable)
 
 
+def _str_keys_only(value: Any) -> bool:
+    """Whether every mapping in ``value`` has only str keys (the encoder would spell
+    other keys, and sort them, differently from ``json_value``)."""
+    if isinstance(value, dict):
+        return all(type(k) is str for k in value) and all(
+            _str_keys_only(v) for v in value.values() if isinstance(v, dict | list | tuple)
+        )
+    if isinstance(value, list | tuple):
+        return all(_str_keys_only(v) for v in value if isinstance(v, dict | list | tuple))
+    return True
+
+
 def canonical(value: Any) -> str:
     """Canonical JSON: sorted keys, no whitespace, ASCII only (so any text, even with
     lone surrogates, hashes the same everywhere)."""
-    return _ENCODER.encode(value)
+    if _str_keys_only(value):
+        return _ENCODER.encode(value)
+    return json.dumps(json_value(value), sort_keys=True, separators=(",", ":"))
 
 
 def event_hash(

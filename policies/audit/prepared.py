@@ -62,7 +62,11 @@ def _prepare(
 ) -> Prepared:
     compiled = statement.compile(dialect=dialect, column_keys=list(keys))
     names = tuple(compiled.positiontup or ())
-    processors = tuple(compiled.binds[name].type.bind_processor(dialect) for name in names)
+    # The dialect's own implementation of each type (SQLite's DATETIME writes text
+    # with microseconds), as Core uses it: the generic type's processor would not.
+    processors = tuple(
+        compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names
+    )
     fixed = set(names) - {*keys, SUBJECT}
     if fixed and not constants:  # a default or expression Core would fill in
         raise ValueError(f"cannot prepare {statement} for keys {keys}")

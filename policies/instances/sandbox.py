@@ -229,7 +229,8 @@ class SandboxRunner:
             if spec.code_dir is not None:
                 mounts += ["--ro-bind", str(spec.code_dir.absolute()), SANDBOX_CODE]
             # The sandbox's own root (where /etc and the mount points live) is made
-            # read-only last: only /tmp is writable.
+            # read-only last: /tmp (the instance's state) and the sandbox's own /dev
+            # tmpfs stay writable.
             mounts += ["--remount-ro", "/"]
             full = [
                 *base,

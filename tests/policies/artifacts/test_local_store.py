@@ -55,7 +55,7 @@ async def test_put_stream_records_size_digest_and_content_type(
     assert (found.content_type, found.sha256, found.filename) == ("x/y", info.sha256, "trace.pcap")
 
 
-async def test_put_file_links_a_file_of_the_same_file_system_in_whole(
+async def test_put_file_stores_a_copy_and_leaves_the_file_alone(
     store: LocalArtifactStore, tmp_path: Path
 ) -> None:
     source = tmp_path / "big.bin"
@@ -66,12 +66,47 @@ async def test_put_file_links_a_file_of_the_same_file_system_in_whole(
     assert (info.size, info.sha256) == (3 * 1024 * 1024 + 17, digest)
     found = store.resolve(token_of(await store.link(KEY)))
     assert sha256(found.path.read_bytes()) == digest
-    assert os.path.samefile(found.path, source)  # linked, not copied
-    assert source.exists()  # the caller's file is left to the caller
+    assert not os.path.samefile(found.path, source)
+
+
+async def test_adopt_file_takes_over_a_file_of_the_same_file_system_without_a_copy(
+    store: LocalArtifactStore, tmp_path: Path
+) -> None:
+    source = tmp_path / "stdout.txt"
+    digest = random_file(source, 1024 * 1024 + 3)
+    inode = source.stat().st_ino
+
+    info = await store.adopt_file(KEY, source, content_type="text/plain")
+
+    assert info is not None and (info.size, info.sha256) == (1024 * 1024 + 3, digest)
+    found = store.resolve(token_of(await store.link(KEY)))
+    assert found.path.stat().st_ino == inode  # linked in, not copied
+    assert found.path.stat().st_mode & 0o777 == 0o600
+    assert not source.exists()  # taken over
     assert not list((tmp_path / "artifacts" / "partial").iterdir())
 
 
-async def test_put_file_copies_a_file_from_another_file_system(
+async def test_adopt_file_leaves_links_to_other_files_to_be_copied(
+    store: LocalArtifactStore, tmp_path: Path
+) -> None:
+    target = tmp_path / "secret.key"
+    target.write_bytes(b"key")
+    target.chmod(0o644)
+    linked = tmp_path / "hard.txt"
+    os.link(target, linked)
+    symlink = tmp_path / "soft.txt"
+    symlink.symlink_to(target)
+
+    assert await store.adopt_file(KEY, linked, content_type="text/plain") is None
+    with pytest.raises(ArtifactError):
+        await store.adopt_file(KEY, symlink, content_type="text/plain")
+
+    assert target.stat().st_mode & 0o777 == 0o644 and target.read_bytes() == b"key"
+    with pytest.raises(ArtifactError):
+        await store.link(KEY)  # nothing was stored
+
+
+async def test_adopt_file_leaves_a_file_of_another_file_system_to_be_copied(
     store: LocalArtifactStore,
 ) -> None:
     shm = Path("/dev/shm")
@@ -79,15 +114,9 @@ async def test_put_file_copies_a_file_from_another_file_system(
         pytest.skip("needs /dev/shm on a file system of its own")
     source = shm / f"execgate-test-{os.getpid()}.bin"
     try:
-        digest = random_file(source, 1024 * 1024 + 5)
-        info = await store.put_file(KEY, source, content_type="application/octet-stream")
-        found = store.resolve(token_of(await store.link(KEY)))
-        assert (info.size, info.sha256, sha256(found.path.read_bytes())) == (
-            1024 * 1024 + 5,
-            digest,
-            digest,
-        )
-        assert not os.path.samefile(found.path, source)
+        random_file(source, 1024)
+        assert await store.adopt_file(KEY, source, content_type="text/plain") is None
+        assert source.exists()
     finally:
         source.unlink()
 

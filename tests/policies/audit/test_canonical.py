@@ -36,6 +36,9 @@ VALUES: list[Any] = [
     {"seq": 7, "kind": "exec.intent", "subject": "ex_1", "payload": '{"a":"\\u00e9"}'},
     [],
     {},
+    # Keys that are not str: spelled by str() and sorted as text, as always.
+    {10: "a", 2: "b", True: "c", None: "d", 1.5: "e"},
+    {"outer": [{Effect.DENY: 1, ExecStatus.COMPLETED: 2}], "n": {3: {"x": 1}}},
 ]
 
 

@@ -19,6 +19,8 @@ from policies.ports import ArtifactInfo, ExecOutcome, ExecStatus
 from tests.policies.audit.support import intent
 
 WHEN = dt.datetime(2026, 11, 27, 12, 30, 45, 123456, tzinfo=dt.UTC)
+# A whole second: SQLite's DATETIME still writes ".000000" (text compares by it).
+ON_THE_SECOND = dt.datetime(2026, 11, 27, 12, 30, 46, tzinfo=dt.UTC)
 
 
 def _engine(tmp_path: Path) -> sa.Engine:
@@ -36,15 +38,15 @@ async def test_a_prepared_intent_and_outcome_are_stored_as_core_stores_them(
     await upgrade(f"sqlite+aiosqlite:///{tmp_path / 'audit.db'}")
     engine = _engine(tmp_path)
     asked = intent(argv=("grep", "-i", "é\u2028x"), command_text="grep -i 'é'", session_id=None)
-    values = {"created_at": WHEN, **intent_values(asked), "owner": "host:1:n"}
+    values = {"created_at": ON_THE_SECOND, **intent_values(asked), "owner": "host:1:n"}
     done = {
         "outcome_at": WHEN,
         **outcome_values(
             ExecOutcome(
                 ExecStatus.COMPLETED,
                 exit_code=0,
-                started_at=WHEN,
-                ended_at=WHEN,
+                started_at=ON_THE_SECOND,
+                ended_at=dt.datetime(2026, 11, 27, 12, 30, 47),  # naive: taken as UTC
                 stdout_text="ok\n",
                 artifacts=(ArtifactInfo("k/stdout.txt", 3, "ab" * 32, "text/plain"),),
             )
@@ -73,7 +75,7 @@ async def test_prepared_events_and_the_rate_count_match_core(tmp_path: Path) -> 
         "kind": "exec.intent",
         "subject": "ex_a",
         "payload": "{}",
-        "created_at": WHEN,
+        "created_at": ON_THE_SECOND,
         "prev_hash": GENESIS_HASH,
         "hash": "f" * 64,
     }

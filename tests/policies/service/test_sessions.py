@@ -38,7 +38,10 @@ async def test_session_env_overlay_applies_to_later_commands(rig: Rig) -> None:
     assert shown.stdout.strip() == "abc123"
 
 
-@pytest.mark.parametrize("name", ["PATH", "LD_PRELOAD", "BASH_ENV", "PYTHONPATH"])
+@pytest.mark.parametrize(
+    "name",
+    ["PATH", "LD_PRELOAD", "BASH_ENV", "PYTHONPATH", "GIT_PAGER", "GIT_CONFIG_COUNT", "MANPAGER"],
+)
 async def test_session_refuses_variables_that_change_how_code_loads(rig: Rig, name: str) -> None:
     session = await rig.service.session_start(local("alice"), rig.target)
     result = await rig.service.exec(
@@ -96,7 +99,11 @@ async def test_cd_is_limited_to_directories_the_principal_may_list(rig: Rig) -> 
     assert current.cwd == ""
 
 
-async def test_an_approved_command_asked_in_a_session_runs_in_its_directory(rig: Rig) -> None:
+async def test_an_approved_command_asked_in_a_session_runs_as_the_approver_saw_it(
+    rig: Rig,
+) -> None:
+    # The approver sees the command and the target, not the session's directory or
+    # variables (which may change while the request waits): it runs without them.
     (rig.state_tmp() / "work").mkdir()
     (rig.state_tmp() / "work" / "marker-file").touch()
     session = await rig.service.session_start(local("alice"), rig.target)
@@ -107,26 +114,31 @@ async def test_an_approved_command_asked_in_a_session_runs_in_its_directory(rig:
     vote = await rig.service.vote(asked.approval_id, local("bob"), approve=True)
 
     assert vote.result is not None and vote.result.exit_code == 0
-    assert vote.result.stdout.split() == ["marker-file"]
-    assert vote.result.argv == ("ls",)  # recorded as asked and approved
+    assert vote.result.stdout.split() == ["work"]
 
 
 @pytest.mark.parametrize(
     "assignment",
-    ["API_TOKEN=abc123", "DB_PASSWORD=hunter2", "UPSTREAM=AKIAIOSFODNN7EXAMPLE"],
-    ids=["token-name", "password-name", "key-shaped-value"],
+    [
+        "export API_TOKEN=abc123",
+        "export DB_PASSWORD=hunter2",
+        "export UPSTREAM=AKIAIOSFODNN7EXAMPLE",
+        "export DB_PASSWORD=hunter2 | wc -l",
+        "export DB_PASSWORD='hunter2",
+        "export DB_PASSWORD=hunter2 && ls",
+        "export DB_PASSWORD=hunter2; ls",
+    ],
+    ids=["token-name", "password-name", "key-value", "pipeline", "unclosed", "and", "semicolon"],
 )
 async def test_a_secret_exported_into_a_session_is_refused_and_not_recorded(
     rig: Rig, assignment: str
 ) -> None:
     session = await rig.service.session_start(local("alice"), rig.target)
-    value = assignment.partition("=")[2]
+    value = assignment.split("=", 1)[1].split()[0].strip("'")
 
-    result = await rig.service.exec(
-        rig.request(f"export {assignment}", session_id=session.session_id)
-    )
+    result = await rig.service.exec(rig.request(assignment, session_id=session.session_id))
 
-    assert (result.effect, result.error_code) == (Effect.DENY, "command_rejected")
+    assert result.effect is Effect.DENY
     assert result.audit_id is not None
     record = await rig.service.audit_get(result.audit_id)
     assert value not in " ".join(record.intent.argv)
