@@ -5,4 +5,4 @@ without importing Alembic, whether the schema is current. A test keeps it in ste
 with the scripts.
 """
 
-SCHEMA_HEAD = "0004"
+SCHEMA_HEAD = "0005"

@@ -104,7 +104,7 @@ exec_sessions = sa.Table(
     sa.Column("stderr_text", sa.Text(), nullable=True),
     sa.Column("artifacts", sa.JSON(), nullable=True),
     sa.Index(None, "created_at"),
-    sa.Index(None, "principal", "rule_id", "created_at"),
+    sa.Index(None, "principal", "created_at"),  # revision 0005
     sa.Index(None, "target", "created_at"),
     sa.Index(None, "function", "created_at"),
     sa.Index(None, "session_id"),
