@@ -136,9 +136,9 @@ class SlackBot:
             self.tasks.spawn(self.approvals.on_click(body, approve=False), name="slack-deny")
 
     async def _on_message(self, body: dict[str, Any], event: dict[str, Any]) -> None:
-        # Events are acknowledged by bolt itself. Only people's replies in threads can be
-        # commands; on_message looks up whether the thread is a session's.
-        if not event.get("thread_ts") or event.get("subtype") or event.get("bot_id"):
+        # Events are acknowledged by bolt itself. Only replies in threads can be commands;
+        # on_message decides whether this one is (a person's, in a session's thread).
+        if not event.get("thread_ts"):
             return
         key = event_key(body)
         if self._recent.first_time(key):

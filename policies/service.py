@@ -172,17 +172,18 @@ class ExecService(CollectMixin, ApprovalsMixin, SessionsMixin):
         return decide(self._policies.current(), principal, target, stages)
 
     async def _record_intent(
-        self, decision: Decision, build: IntentBuilder
-    ) -> tuple[AuditId, Decision, bool]:
+        self, decision: Decision, build: IntentBuilder, error_code: str | None
+    ) -> tuple[AuditId, Decision, str | None]:
         """Write the intent of ``decision`` (built by ``build``), or a rate-limit
         refusal when the principal used up the deciding rule's rate; returns the audit
-        id, the decision recorded, and whether the rate refused it.
+        id, the decision recorded and its error code (``rate_limited`` for the refusal,
+        else ``error_code``).
 
         Raises: AuditUnavailable (nothing may run).
         """
         rate = decision.rate
         if decision.effect is Effect.DENY or rate is None or not decision.rule_id:
-            return await self._audit.record_intent(build(decision)), decision, False
+            return await self._audit.record_intent(build(decision)), decision, error_code
         refusal = Decision(
             Effect.DENY,
             decision.rule_id,
@@ -195,7 +196,9 @@ class ExecService(CollectMixin, ApprovalsMixin, SessionsMixin):
             refusal=build(refusal),
         )
         audit_id, limited = await self._audit.record_rated_intent(build(decision), check)
-        return audit_id, (refusal if limited else decision), limited
+        if limited:
+            return audit_id, refusal, "rate_limited"
+        return audit_id, decision, error_code
 
     def _decide_builtin(
         self, principal: Principal, target: Target, session: SessionRecord, builtin: Builtin
@@ -284,9 +287,7 @@ class ExecService(CollectMixin, ApprovalsMixin, SessionsMixin):
             )
 
         # AuditUnavailable: nothing runs.
-        audit_id, decision, limited = await self._record_intent(decision, build)
-        if limited:
-            error_code = "rate_limited"
+        audit_id, decision, error_code = await self._record_intent(decision, build, error_code)
         status = STATUS_OF[decision.effect]
         token = audit_id_var.set(audit_id)
         try:

@@ -98,8 +98,11 @@ class CollectMixin(ApprovalsMixin):
     if TYPE_CHECKING:
 
         async def _record_intent(
-            self, decision: Decision, build: Callable[[Decision], ExecIntent]
-        ) -> tuple[AuditId, Decision, bool]: ...
+            self,
+            decision: Decision,
+            build: Callable[[Decision], ExecIntent],
+            error_code: str | None,
+        ) -> tuple[AuditId, Decision, str | None]: ...
 
         async def _request_approval(
             self,
@@ -143,9 +146,7 @@ class CollectMixin(ApprovalsMixin):
         def build(decided: Decision) -> ExecIntent:
             return intent_for(str(principal), surface, target, argv, decided, reason=reason)
 
-        audit_id, decision, limited = await self._record_intent(decision, build)
-        if limited:
-            error_code = "rate_limited"
+        audit_id, decision, error_code = await self._record_intent(decision, build, error_code)
         status = STATUS_OF[decision.effect]
         token = audit_id_var.set(audit_id)
         try:

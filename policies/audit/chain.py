@@ -123,8 +123,8 @@ def _update_by_id(table: sa.Table) -> sa.Update:
 _HEAD_SQL = "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1"
 
 
-def read_head(conn: Connection) -> Head:
-    if on_driver(conn):
+def read_head(conn: Connection, prepared: bool) -> Head:
+    if prepared:
         row = driver(conn).execute(_HEAD_SQL).fetchone()
     else:
         row = conn.execute(_HEAD).first()
@@ -142,11 +142,13 @@ class ChainTx:
     conn: Connection
     head: Head
     now: dt.datetime
+    prepared: bool  # statements run prepared on the driver (see policies.audit.prepared)
     _events: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def begin(cls, conn: Connection) -> ChainTx:
-        return cls(conn, read_head(conn), dt.datetime.now(dt.UTC))
+        prepared = on_driver(conn)
+        return cls(conn, read_head(conn, prepared), dt.datetime.now(dt.UTC), prepared)
 
     @property
     def appended(self) -> int:
@@ -186,7 +188,7 @@ class ChainTx:
         self, table: sa.Table, values: Mapping[str, Any], kind: str, subject: str | None = None
     ) -> None:
         """Insert a row and record ``kind`` with all its values."""
-        if on_driver(self.conn):
+        if self.prepared:
             prepared_insert(self.conn.dialect, table, tuple(values)).run(self.conn, values)
         else:
             # Values as parameters, not in the statement: the compiled statement is cached.
@@ -204,7 +206,7 @@ class ChainTx:
         """Update the row ``subject`` (when ``where`` holds) and record ``kind`` with the
         new values; False when no row matched (nothing recorded)."""
         params = {SUBJECT: subject, **values}
-        if not where and on_driver(self.conn):
+        if not where and self.prepared:
             count = prepared_update(self.conn.dialect, table, tuple(values)).run(self.conn, params)
         else:
             statement = _update_by_id(table)
@@ -220,7 +222,7 @@ class ChainTx:
         """Write the queued events; call last, before the transaction commits."""
         if not self._events:
             return
-        if on_driver(self.conn):
+        if self.prepared:
             keys = tuple(self._events[0])
             prepared_insert(self.conn.dialect, audit_events, keys).run_many(self.conn, self._events)
         else:

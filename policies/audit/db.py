@@ -44,28 +44,35 @@ class _Write:
 _Outcome = tuple[bool, Any]
 
 
-def _run_group(group: list[_Write], conn: Connection) -> tuple[list[_Outcome], ChainTx]:
+def _run_alone(body: Callable[[ChainTx], T], conn: Connection) -> tuple[T, ChainTx]:
+    """One write alone in its transaction: an exception rolls all of it back."""
     tx = ChainTx.begin(conn)
+    result = body(tx)
+    tx.flush()
+    return result, tx
+
+
+def _run_group(group: list[_Write], conn: Connection) -> tuple[list[_Outcome], ChainTx]:
     if len(group) == 1:
-        # Alone in its transaction: an exception rolls the whole transaction back.
-        outcomes: list[_Outcome] = [(True, group[0].body(tx))]
-    else:
-        outcomes = []
-        for write in group:
-            tx.refresh_time()
-            mark = tx.mark()
-            savepoint = conn.begin_nested()
-            try:
-                result = write.body(tx)
-            except STORAGE_ERRORS:
-                raise  # the transaction itself is broken: the whole group fails
-            except Exception as exc:
-                savepoint.rollback()
-                tx.rewind(mark)
-                outcomes.append((False, exc))
-                continue
-            savepoint.commit()
-            outcomes.append((True, result))
+        result, tx = _run_alone(group[0].body, conn)
+        return [(True, result)], tx
+    tx = ChainTx.begin(conn)
+    outcomes: list[_Outcome] = []
+    for write in group:
+        tx.refresh_time()
+        mark = tx.mark()
+        savepoint = conn.begin_nested()
+        try:
+            result = write.body(tx)
+        except STORAGE_ERRORS:
+            raise  # the transaction itself is broken: the whole group fails
+        except Exception as exc:
+            savepoint.rollback()
+            tx.rewind(mark)
+            outcomes.append((False, exc))
+            continue
+        savepoint.commit()
+        outcomes.append((True, result))
     tx.flush()
     return outcomes, tx
 
@@ -110,14 +117,8 @@ class Db:
         return await future
 
     def _write_now(self, operation: str, body: Callable[[ChainTx], T]) -> T | Busy:
-        def run(conn: Connection) -> tuple[T, ChainTx]:
-            tx = ChainTx.begin(conn)
-            result = body(tx)
-            tx.flush()
-            return result, tx
-
         with audit_errors(operation):
-            done = self.backend.write_now(run)
+            done = self.backend.write_now(functools.partial(_run_alone, body))
         if done is BUSY:
             return BUSY
         result, tx = done

@@ -21,7 +21,7 @@ from policies.audit.engine import CONNECT_TIMEOUT_S
 from policies.audit.errors import audit_errors
 from policies.audit.ids import EXEC_PREFIX, new_id
 from policies.audit.owner import current_owner, hostname, owner_is_dead
-from policies.audit.prepared import on_driver, prepared_select
+from policies.audit.prepared import prepared_select
 from policies.audit.records import exec_record, intent_values, outcome_values
 from policies.audit.tables import RATE_COUNTED, exec_sessions
 from policies.audit.verify import verify_store
@@ -120,7 +120,7 @@ class SqlAuditStore:
         }
 
         def body(tx: ChainTx) -> bool:
-            if on_driver(tx.conn):
+            if tx.prepared:
                 used = prepared_select(tx.conn.dialect, _COUNT_UP_TO).scalar(tx.conn, params)
             else:
                 used = tx.conn.scalar(_COUNT_UP_TO, params)
