@@ -44,11 +44,11 @@ async def _one(size_mb: int) -> Result:
     from policies.artifacts.local import LocalArtifactStore
     from policies.audit import open_audit_store
     from policies.audit.migrate import upgrade
-    from policies.holder import PolicyHolder
     from policies.instances.local import InstanceManager, LocalFunction
     from policies.instances.sandbox import SandboxRunner
     from policies.instances.sandbox_provider import SandboxProvider
-    from policies.service import ExecService
+    from policies.rules.holder import PolicyHolder
+    from policies.service.core import ExecService
     from policies.types import Principal, Surface, Target
 
     with tempfile.TemporaryDirectory() as name:

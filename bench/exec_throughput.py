@@ -22,7 +22,7 @@ from typing import Any
 
 from bench.common import Result, result, rounded
 from bench.rig import count_audit, discard, exec_request, in_process, serving
-from policies.service import ExecService
+from policies.service.core import ExecService
 from policies.types import Limits, Principal, PrincipalKind, Target
 
 NAME = "exec_throughput"

@@ -1,4 +1,4 @@
-"""policy_eval: decision latency of ``policies.engine.evaluate`` for a 200-rule policy.
+"""policy_eval: decision latency of ``policies.rules.engine.evaluate`` for a 200-rule policy.
 
 Every command of the mix (``bench.policy_gen``) is decided for every principal and
 target, timed call by call. One repeat is a few passes over the whole mix; p50/p99 are
@@ -18,8 +18,8 @@ from pathlib import Path
 
 from bench.common import Result, median, percentile, result, rounded
 from bench.policy_gen import RULES, Case, cases, policy_text
-from policies.engine import evaluate
-from policies.model import Policy, load_policy, load_policy_text
+from policies.rules.engine import evaluate
+from policies.rules.model import Policy, load_policy, load_policy_text
 
 NAME = "policy_eval"
 TARGET_P99_US = 50.0

@@ -14,7 +14,7 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from policies.commands import parse_command_text
+from policies.rules.commands import parse_command_text
 from policies.types import Principal, PrincipalKind, Target
 
 Stages = tuple[tuple[str, ...], ...]

@@ -24,11 +24,11 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from bench.policy_gen import policy_text
-from policies.audit.engine import parse_url
+from policies.audit.db_engine import parse_url
 from policies.audit.tables import audit_events, exec_sessions
 from policies.instances.fc import Credentials, FcEndpoint, FcProvider
 from policies.instances.local import InstanceManager
-from policies.service import ExecService
+from policies.service.core import ExecService
 from policies.types import ExecRequest, Principal, PrincipalKind, Stream, Surface, Target
 from server.settings import (
     DatabaseSettings,

@@ -40,8 +40,8 @@ from bot.tasks import TaskSet
 from bot.text import inline_code, shown_command
 from bot.threads import ThreadSessions
 from policies.errors import ExecGateError, UnknownPrincipal
-from policies.model import Policy
-from policies.service import ExecService
+from policies.rules.model import Policy
+from policies.service.core import ExecService
 from policies.types import ExecRequest, Principal, Surface
 
 logger = logging.getLogger(__name__)

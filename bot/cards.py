@@ -8,7 +8,7 @@ from bot.outbox import Blocks
 from bot.render import Message, context, section, slack_date
 from bot.text import code_block, escape, inline_code, mention, shown_command
 from policies.ports import ApprovalRecord, ApprovalState
-from policies.results import ExecResult
+from policies.service.results import ExecResult
 from policies.types import join_argv
 
 APPROVE_ACTION = "execgate_approve"

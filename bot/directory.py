@@ -19,7 +19,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from policies.errors import UnknownPrincipal
-from policies.model import ANY, Policy
+from policies.rules.model import ANY, Policy
 from policies.types import Principal, PrincipalKind
 
 logger = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ from bot.outbox import Blocks
 from bot.text import code_block, escape, inline_code, mention, shown_command
 from policies.errors import ExecGateError
 from policies.ports import ExecRecord, ExecStatus
-from policies.results import CollectResult, ExecResult, Explanation
+from policies.service.results import CollectResult, ExecResult, Explanation
 from policies.types import Effect, InstanceInfo, join_argv
 
 Message = tuple[str, Blocks]

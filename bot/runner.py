@@ -22,8 +22,8 @@ from bot.render import (
 )
 from policies.errors import ExecGateError, InstanceNotRunning, SessionError
 from policies.ports import ExecStatus
-from policies.results import CollectResult, ExecResult
-from policies.service import ExecService
+from policies.service.core import ExecService
+from policies.service.results import CollectResult, ExecResult
 from policies.types import Effect, ExecRequest, Principal, Stream, Surface, Target
 
 logger = logging.getLogger(__name__)

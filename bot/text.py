@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import re
 
-from policies.output import truncate_head_tail
-from policies.redact import redact_text
+from policies.redaction import redact_text
+from policies.service.output import truncate_head_tail
 
 # Slack wraps links and mentions it recognised as <target|label> or <target>.
 _ENTITY_RE = re.compile(r"<([^<>|]*)(?:\|([^<>]*))?>")

@@ -1,8 +1,5 @@
 """Alembic migrations of the audit database.
 
-``SCHEMA_HEAD`` names the newest revision so a process can tell, with one query and
-without importing Alembic, whether the schema is current. A test keeps it in step
-with the scripts.
+The newest revision is named once, in ``policies.audit.revision.SCHEMA_HEAD``; a test
+keeps it in step with the scripts here.
 """
-
-SCHEMA_HEAD = "0005"

@@ -12,7 +12,7 @@ from logging.config import fileConfig
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from policies.audit.engine import create_engine, parse_url
+from policies.audit.db_engine import create_engine, parse_url
 from policies.audit.migrate import URL_ATTRIBUTE
 from policies.audit.tables import metadata
 

@@ -142,7 +142,7 @@ class ExecRequest:
     """What a surface asks the service to run.
 
     Exactly one of ``argv`` and ``command_text`` is set: argv is preferred; text is
-    parsed with POSIX rules by ``policies.commands``.
+    parsed with POSIX rules by ``policies.rules.commands``.
     """
 
     principal: Principal

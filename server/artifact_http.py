@@ -20,7 +20,7 @@ from starlette.routing import BaseRoute, Route
 
 from policies.artifacts.local import LocalArtifactStore
 from policies.errors import ArtifactError
-from policies.service import ExecService
+from policies.service.core import ExecService
 from server.mounts import Mounted
 from server.settings import Settings
 

@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Mount, Route
 
 from policies.instances.local import InstanceManager
-from policies.service import ExecService
+from policies.service.core import ExecService
 from server.artifact_http import artifact_mount
 from server.asgi_runner import RunningAsgi, run_asgi
 from server.fchost import build_fc_host_app

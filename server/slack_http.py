@@ -15,7 +15,7 @@ from starlette.routing import Route
 from bot.app import SlackBot
 from bot.config import SLACK_API_URL, BotConfig
 from policies.errors import ConfigError
-from policies.service import ExecService
+from policies.service.core import ExecService
 from server.mounts import Mounted
 from server.settings import Settings
 

@@ -20,7 +20,7 @@ from slack_bolt.adapter.socket_mode.websockets import AsyncSocketModeHandler
 from bot.app import SlackBot
 from bot.config import BotConfig
 from policies.errors import ConfigError
-from policies.service import ExecService
+from policies.service.core import ExecService
 from server.settings import Settings
 from server.slack_http import slack_bot_config
 from server.wiring import open_service, prepare_database

@@ -5,17 +5,17 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
 
-from migrations import SCHEMA_HEAD
 from policies.audit import open_audit_store
+from policies.audit.revision import SCHEMA_HEAD
 from policies.errors import ConfigError
-from policies.holder import PolicyHolder
 from policies.instances.fc.credentials import Credentials
 from policies.instances.fc.provider import FcEndpoint, FcProvider
 from policies.instances.local import InstanceManager, LocalFunction
 from policies.instances.sandbox import SandboxRunner
 from policies.instances.sandbox_provider import SandboxProvider
 from policies.ports import ArtifactStore, AuditStore, InstanceProvider, OutputCallback
-from policies.service import ExecService
+from policies.rules.holder import PolicyHolder
+from policies.service.core import ExecService
 from policies.types import InstanceInfo, Limits, RunResult, Target
 from server.artifact_store import open_artifact_store
 from server.localstate import CHECKPOINT_FILE, checkpoint_key, local_keys, read_address

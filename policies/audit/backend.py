@@ -31,7 +31,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from policies.audit.engine import (
+from policies.audit.db_engine import (
     CHAIN_LOCK_KEY,
     CONNECT_TIMEOUT_S,
     INLINE_OPTION,

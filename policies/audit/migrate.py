@@ -18,7 +18,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 
-from policies.audit.engine import create_engine, parse_url
+from policies.audit.db_engine import create_engine, parse_url
 from policies.audit.errors import audit_errors
 from policies.errors import ConfigError
 

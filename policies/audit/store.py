@@ -10,19 +10,19 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from migrations import SCHEMA_HEAD
 from policies.audit import approvals as approval_ops
 from policies.audit import sessions as session_ops
 from policies.audit.backend import open_backend
 from policies.audit.chain import ChainTx
 from policies.audit.checkpoint import CheckpointWriter
 from policies.audit.db import Db
-from policies.audit.engine import CONNECT_TIMEOUT_S
+from policies.audit.db_engine import CONNECT_TIMEOUT_S
 from policies.audit.errors import audit_errors
 from policies.audit.ids import EXEC_PREFIX, new_id
 from policies.audit.owner import current_owner, hostname, owner_is_dead
 from policies.audit.prepared import prepared_select
 from policies.audit.records import exec_record, intent_values, outcome_values
+from policies.audit.revision import SCHEMA_HEAD
 from policies.audit.tables import RATE_COUNTED, exec_sessions
 from policies.audit.verify import verify_store
 from policies.errors import AuditUnavailable

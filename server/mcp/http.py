@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.routing import Route
 
-from policies.service import ExecService
+from policies.service.core import ExecService
 from server.mcp.auth import BearerAuth, principal_of_request
 from server.mcp.registry import build_server
 from server.mounts import Mounted

@@ -14,7 +14,7 @@ from importlib.metadata import PackageNotFoundError, version
 from mcp.server.mcpserver import MCPServer
 from mcp_types import CallToolResult, ToolAnnotations
 
-from policies.service import ExecService
+from policies.service.core import ExecService
 from server.mcp.auth import Identify
 from server.mcp.tools import Tools
 from server.settings import Settings

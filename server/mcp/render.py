@@ -15,9 +15,9 @@ import secrets
 from mcp_types import CallToolResult, TextContent
 from pydantic import BaseModel
 
-from policies.output import truncate_head_tail
 from policies.ports import ApprovalRecord, ApprovalState, ExecRecord, SessionRecord
-from policies.results import CollectResult, ExecResult, Explanation
+from policies.service.output import truncate_head_tail
+from policies.service.results import CollectResult, ExecResult, Explanation
 from policies.types import Effect, InstanceInfo
 from server.mcp.models import (
     UNTRUSTED_NOTICE,

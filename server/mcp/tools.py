@@ -21,7 +21,7 @@ from pydantic import Field
 
 from policies.errors import ExecGateError
 from policies.ports import ApprovalState, AuditFilter
-from policies.service import ExecService
+from policies.service.core import ExecService
 from policies.types import ApprovalId, ExecRequest, Principal, SessionId, Surface, Target
 from server.mcp import render
 from server.mcp.auth import Identify

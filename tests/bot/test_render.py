@@ -12,7 +12,7 @@ from bot.cards import APPROVE_ACTION, approval_card
 from bot.render import refusal_message, result_message
 from bot.text import SECTION_LIMIT, code_block, from_slack, inline_code, mention, unwrap_code
 from policies.ports import ApprovalRecord, ApprovalState, ExecStatus
-from policies.results import ExecResult
+from policies.service.results import ExecResult
 from policies.types import ApprovalId, AuditId, Effect
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from server.cli import EXIT_DENIED, EXIT_PENDING, EXIT_TIMEOUT
+from server.cli.exits import EXIT_DENIED, EXIT_PENDING, EXIT_TIMEOUT
 from server.settings import DEMO_ENV
 from tests.e2e.conftest import Served
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from server.cli import EXIT_DENIED, EXIT_PENDING
+from server.cli.exits import EXIT_DENIED, EXIT_PENDING
 from tests.e2e.conftest import Served, serve_process, write_config
 
 PERMISSIVE_POLICY = """

@@ -12,8 +12,8 @@ from starlette.applications import Starlette
 
 from policies.artifacts.local import LocalArtifactStore
 from policies.audit import SqlAuditStore
-from policies.holder import PolicyHolder
-from policies.service import ExecService
+from policies.rules.holder import PolicyHolder
+from policies.service.core import ExecService
 from server.artifact_http import artifact_mount
 from server.settings import Settings
 from tests.support.servers import serve_asgi

@@ -85,7 +85,7 @@ def test_the_cli_principal_is_the_effective_os_user_not_an_env_variable(
     import os
     import pwd
 
-    from server.cli_commands import cli_principal
+    from server.cli.principal import cli_principal
 
     monkeypatch.setenv("USER", "mallory")
     monkeypatch.setenv("LOGNAME", "mallory")
@@ -98,7 +98,7 @@ def test_only_root_may_act_as_another_local_user(
 ) -> None:
     import os
 
-    from server.cli_commands import cli_principal
+    from server.cli.principal import cli_principal
 
     settings = load_settings(environ={"EXECGATE_CLI__PRINCIPAL": "local:bob"})
     monkeypatch.setattr(os, "geteuid", lambda: 0)

@@ -10,11 +10,11 @@ import pytest
 
 from policies.artifacts.local import LocalArtifactStore
 from policies.audit import SqlAuditStore
-from policies.holder import PolicyHolder
 from policies.instances.local import InstanceManager, LocalFunction
 from policies.instances.sandbox import SandboxRunner
 from policies.instances.sandbox_provider import SandboxProvider
-from policies.service import ExecService
+from policies.rules.holder import PolicyHolder
+from policies.service.core import ExecService
 from policies.types import Principal, Target
 
 POLICY = """

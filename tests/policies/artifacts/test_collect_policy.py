@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from policies.engine import evaluate_collect
-from policies.model import Policy, load_policy, load_policy_text
+from policies.rules.engine import evaluate_collect
+from policies.rules.model import Policy, load_policy, load_policy_text
 from policies.types import Effect, Principal, Target
 
 DEFAULT = Path(__file__).resolve().parents[3] / "policies" / "default.yaml"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from policies.artifacts.local import LocalArtifactStore
-from policies.collect_transfer import Transfer, transfer
+from policies.collect.transfer import Transfer, transfer
 from policies.errors import ArtifactError, ProviderUnavailable
 from policies.ports import ArtifactInfo, OutputCallback
 from policies.types import InstanceInfo, Limits, RunResult, Target

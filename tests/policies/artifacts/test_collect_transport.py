@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from policies.collect import (
+from policies.collect.protocol import (
     CollectDecoder,
     Data,
     Ended,

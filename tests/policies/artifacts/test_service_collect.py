@@ -10,7 +10,7 @@ import pytest
 
 from policies.errors import ArtifactError
 from policies.ports import ExecStatus
-from policies.service import ExecService
+from policies.service.core import ExecService
 from policies.types import AuditId, Effect, ExecRequest, Surface
 from tests.policies.artifacts.service_rig import ALICE, BOB, CollectRig, collect_rig
 from tests.policies.artifacts.support import sha256

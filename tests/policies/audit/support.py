@@ -8,7 +8,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from policies.audit.engine import create_engine
+from policies.audit.db_engine import create_engine
 from policies.ports import ExecIntent
 
 INTENT = ExecIntent(

@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection
 
 from policies.audit import SqlAuditStore, open_audit_store
 from policies.audit.backend import BUSY, SqliteBackend
-from policies.audit.engine import parse_url
+from policies.audit.db_engine import parse_url
 from policies.audit.migrate import upgrade
 from policies.ports import AuditFilter, ExecOutcome, ExecStatus, RateCheck
 from policies.types import AuditId

@@ -14,7 +14,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 
 from policies.audit import open_audit_store
-from policies.audit.engine import create_engine
+from policies.audit.db_engine import create_engine
 from policies.audit.migrate import current, downgrade, head_revision, upgrade
 from policies.audit.tables import metadata
 from policies.errors import AuditUnavailable, ConfigError

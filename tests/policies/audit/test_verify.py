@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from policies.audit import SqlAuditStore, open_audit_store
 from policies.audit.checkpoint import Checkpoint, encode_checkpoint, read_checkpoint
-from policies.audit.engine import create_engine
+from policies.audit.db_engine import create_engine
 from policies.audit.tables import audit_events
 from policies.ports import ExecOutcome, ExecStatus
 from policies.types import ApprovalId, AuditId, SessionId

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from policies.audit import SqlAuditStore
-from policies.holder import PolicyHolder
 from policies.instances.local import InstanceManager, LocalFunction
 from policies.instances.sandbox import SandboxRunner
 from policies.instances.sandbox_provider import SandboxProvider
-from policies.service import ExecService
+from policies.rules.holder import PolicyHolder
+from policies.service.core import ExecService
 from policies.types import ExecRequest, Principal, PrincipalKind, Surface, Target
 from tests.support.fchost import FakeClock
 

@@ -15,7 +15,7 @@ from mcp_types import CallToolResult, TextContent
 
 from policies.instances.local import InstanceManager
 from policies.instances.sandbox import SandboxRunner
-from policies.service import ExecService
+from policies.service.core import ExecService
 from policies.types import Principal, PrincipalKind
 from server.mcp.registry import build_server
 from server.settings import (

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from mcp import Client, StdioServerParameters
 
-from server.cli import EXIT_CONFIG
+from server.cli.exits import EXIT_CONFIG
 from tests.e2e.conftest import EXECGATE, Served, serve_process, write_config
 from tests.server.mcp.conftest import error_code
 from tests.server.mcp.story import troubleshooting_story

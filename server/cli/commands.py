@@ -1,0 +1,243 @@
+"""The CLI's commands: each builds a request, calls ExecService, renders the answer."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import re
+import sys
+
+from policies.errors import AuditIntegrityError, ProviderUnavailable, TargetError
+from policies.ports import ApprovalState, AuditFilter
+from policies.rules.model import load_policy
+from policies.service.core import explain_request
+from policies.types import (
+    ApprovalId,
+    AuditId,
+    Effect,
+    ExecRequest,
+    Principal,
+    Stream,
+    Surface,
+    Target,
+)
+from server.cli import render
+from server.cli.collect import cmd_collect
+from server.cli.exits import (
+    EXIT_CHECK_FAILED,
+    EXIT_DENIED,
+    EXIT_PENDING,
+    EXIT_TIMEOUT,
+    EXIT_UNAVAILABLE,
+)
+from server.cli.principal import cli_principal
+from server.localstate import local_keys, read_address
+from server.settings import Settings, masked_view
+from server.wiring import open_service, prepare_database
+
+TERMINAL_INLINE = 4096
+
+
+def _request(args: argparse.Namespace, principal: Principal) -> ExecRequest:
+    return ExecRequest(
+        principal=principal,
+        surface=Surface.CLI,
+        target=Target.parse(args.target),
+        argv=args.argv,
+        command_text=args.text,
+        reason=getattr(args, "reason", ""),
+    )
+
+
+async def _write(stream: Stream, text: str) -> None:
+    out = sys.stdout if stream == "stdout" else sys.stderr
+    out.write(text)
+    out.flush()
+
+
+async def cmd_exec(args: argparse.Namespace, settings: Settings) -> int:
+    request = _request(args, cli_principal(settings))
+    async with open_service(settings) as service:
+        result = await service.exec(
+            request,
+            on_output=None if args.json else _write,
+            inline_limit=settings.output.cli_json_inline_bytes if args.json else TERMINAL_INLINE,
+        )
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        render.exec_summary(result)
+    if result.effect is Effect.DENY:
+        return EXIT_DENIED
+    if result.effect is Effect.APPROVE and result.exit_code is None:
+        return EXIT_PENDING
+    if result.error_code == "timeout":
+        return EXIT_TIMEOUT
+    if result.exit_code is None:
+        return EXIT_UNAVAILABLE
+    return result.exit_code
+
+
+async def cmd_policy(args: argparse.Namespace, settings: Settings) -> int:
+    if args.policy_cmd == "test":
+        from policies.rules.policytest import load_cases, run_suite
+
+        override = load_policy(args.policy) if args.policy else None
+        configured = None
+        failed = 0
+        rows = []
+        for path in args.files:
+            suite = load_cases(path)
+            policy = override
+            if policy is None and suite.policy_path is None:
+                configured = configured or load_policy(settings.policy_path)
+                policy = configured
+            for case in run_suite(suite, policy):
+                rows.append(case)
+                failed += 0 if case.ok else 1
+        render.policy_tests(rows, as_json=args.json)
+        return EXIT_CHECK_FAILED if failed else 0
+    policy = load_policy(args.policy or settings.policy_path)
+    try:
+        principal = Principal.parse(args.as_principal) if args.as_principal else None
+    except ValueError as exc:
+        raise TargetError(f"--as: {exc}") from exc
+    request = _request(args, principal or cli_principal(settings))
+    target = request.target
+    if target.provider is None:
+        target = target.with_provider(settings.default_provider)
+    explanation = explain_request(policy, request.principal, target, request)
+    render.explanation(explanation, as_json=args.json)
+    effect = explanation.decision.effect
+    return {Effect.ALLOW: 0, Effect.DENY: EXIT_DENIED, Effect.APPROVE: EXIT_PENDING}[effect]
+
+
+async def cmd_instances(args: argparse.Namespace, settings: Settings) -> int:
+    functions = (
+        [args.function] if args.function else [f.name for f in settings.local_host.functions]
+    )
+    rows = []
+    async with open_service(settings) as service:
+        for function in functions:
+            rows.extend(
+                await service.list_instances(
+                    function, provider=args.provider, qualifier=args.qualifier
+                )
+            )
+    render.instances(rows, as_json=args.json)
+    return 0
+
+
+async def cmd_approvals(args: argparse.Namespace, settings: Settings) -> int:
+    async with open_service(settings) as service:
+        if args.approvals_cmd == "list":
+            records = await service.list_approvals(None if args.all else ApprovalState.PENDING)
+            render.approvals(records, as_json=args.json)
+            return 0
+        vote = await service.vote(
+            ApprovalId(args.approval_id),
+            cli_principal(settings),
+            approve=args.approvals_cmd == "approve",
+            on_output=None if args.json else _write,
+            inline_limit=settings.output.cli_json_inline_bytes if args.json else TERMINAL_INLINE,
+        )
+    render.vote(vote, as_json=args.json)
+    if vote.result is not None:
+        if vote.result.effect is Effect.DENY:
+            return EXIT_DENIED
+        return vote.result.exit_code if vote.result.exit_code is not None else EXIT_UNAVAILABLE
+    return 0
+
+
+_DURATION = re.compile(r"^(\d+)([smhd])$")
+
+
+def _when(text: str | None) -> dt.datetime | None:
+    if text is None:
+        return None
+    match = _DURATION.match(text)
+    if match:
+        unit = {"s": 1, "m": 60, "h": 3600, "d": 86400}[match[2]]
+        return dt.datetime.now(dt.UTC) - dt.timedelta(seconds=int(match[1]) * unit)
+    try:
+        when = dt.datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise TargetError(f"not a time or duration: {text!r} (use ISO 8601 or e.g. 2h)") from exc
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+
+
+async def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
+    async with open_service(settings) as service:
+        if args.audit_cmd == "verify":
+            report = await service.audit_verify()
+            render.verify(report)
+            if not report.ok:
+                raise AuditIntegrityError(
+                    f"audit log verification failed at row {report.first_bad_seq}: {report.problem}"
+                )
+            return 0
+        if args.audit_cmd == "show":
+            try:
+                record = await service.audit_get(AuditId(args.audit_id))
+            except KeyError:
+                print(f"execgate: no audit record {args.audit_id}", file=sys.stderr)
+                return EXIT_CHECK_FAILED
+            render.audit_record(record, as_json=args.json)
+            return 0
+        flt = AuditFilter(
+            principal=args.principal,
+            target=args.target,
+            function=args.function,
+            effect=args.decision,
+            status=args.status,
+            since=_when(args.since),
+            until=_when(args.until),
+            limit=args.limit,
+        )
+        records = await service.audit_list(flt)
+    if args.audit_cmd == "export":
+        render.audit_export(records, args.format)
+    else:
+        render.audit_list(records, as_json=args.json)
+    return 0
+
+
+async def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
+    from policies.audit import migrate
+
+    if args.db_cmd == "upgrade":
+        await prepare_database(settings, force=True)
+        print(f"audit database at {await migrate.current(settings.database_url)}")
+        return 0
+    print(await migrate.current(settings.database_url) or "(empty)")
+    return 0
+
+
+async def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
+    view = masked_view(settings)
+    host: dict[str, object] = {"access_key_id": local_keys(settings.data_dir).access_key_id}
+    host["access_key_secret"] = "********"  # noqa: S105 - a mask, not a secret
+    try:
+        host["url"] = read_address(settings.data_dir)["url"]
+    except ProviderUnavailable:
+        host["url"] = None  # `execgate serve` is not running
+    view["local_host_effective"] = host
+    print(json.dumps(view, indent=2, default=str))
+    return 0
+
+
+async def dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    handlers = {
+        "exec": cmd_exec,
+        "policy": cmd_policy,
+        "instances": cmd_instances,
+        "approvals": cmd_approvals,
+        "audit": cmd_audit,
+        "db": cmd_db,
+        "config": cmd_config,
+        "collect": cmd_collect,
+    }
+    if args.cmd not in ("policy", "config", "db"):
+        await prepare_database(settings)
+    return await handlers[args.cmd](args, settings)

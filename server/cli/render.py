@@ -1,0 +1,245 @@
+"""How the CLI prints things. Data goes to stdout; ExecGate's own remarks about an exec
+go to stderr so a command's stdout stays clean for pipes."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import datetime as dt
+import json
+import sys
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from policies.ports import ApprovalRecord, ExecRecord, VerifyReport
+from policies.rules.policytest import CaseResult
+from policies.service.results import ExecResult, Explanation, VoteResult
+from policies.types import Effect, InstanceInfo, join_argv
+
+
+def _err(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
+def _jsonable(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {k: _jsonable(v) for k, v in dataclasses.asdict(value).items()}
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    return value
+
+
+def _dump(value: Any) -> None:
+    print(json.dumps(_jsonable(value), indent=2, default=str))
+
+
+def _table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
+    data = [list(headers), *[list(r) for r in rows]]
+    widths = [max(len(row[i]) for row in data) for i in range(len(headers))]
+    for row in data:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+def exec_summary(result: ExecResult) -> None:
+    audit = f"audit id {result.audit_id}"
+    if result.effect is Effect.DENY:
+        _err(f"execgate: refused ({result.rule or 'no rule'}): {result.reason}")
+        _err(f"  nothing ran; {audit}")
+        return
+    if result.effect is Effect.APPROVE and result.exit_code is None and result.approval_id:
+        _err(f"execgate: needs approval under rule {result.rule}: {result.reason}")
+        _err(f"  approval id {result.approval_id}, expires {result.approval_expires_at}")
+        _err(f"  an approver runs: execgate approvals approve {result.approval_id}")
+        _err(f"  {audit}")
+        return
+    if result.truncated:
+        omitted = result.stdout_omitted + result.stderr_omitted
+        link = f"; full output: {result.links.get('stdout', '')}" if result.links else ""
+        _err(f"execgate: output truncated, {omitted} characters omitted{link}")
+    if result.error:
+        _err(f"execgate: {result.error}")
+    code = "none" if result.exit_code is None else str(result.exit_code)
+    took = f"{result.duration_ms} ms" if result.duration_ms is not None else "-"
+    _err(f"[execgate] exit {code} · {took} · {audit}")
+
+
+def explanation(expl: Explanation, *, as_json: bool) -> None:
+    if as_json:
+        _dump(expl.to_dict())
+        return
+    d = expl.decision
+    print(f"effect: {d.effect.value}")
+    print(f"rule:   {d.rule_id or '-'}")
+    print(f"reason: {d.reason}")
+    print(f"target: {expl.target}")
+    if expl.stages:
+        print("runs:   " + " | ".join(join_argv(s) for s in expl.stages))
+    if d.approval is not None:
+        roles = ", ".join(d.approval.approver_roles)
+        print(f"approval: {d.approval.threshold} of [{roles}], ttl {d.approval.ttl_seconds:g}s")
+
+
+def policy_tests(rows: Sequence[CaseResult], *, as_json: bool) -> None:
+    if as_json:
+        _dump(list(rows))
+        return
+    for row in rows:
+        mark = "ok  " if row.ok else "FAIL"
+        print(f"{mark} {row.id}: expected {row.expected}, got {row.actual} ({row.rule or '-'})")
+        if not row.ok and row.message:
+            print(f"     {row.message}")
+    failed = sum(1 for r in rows if not r.ok)
+    print(f"{len(rows) - failed} passed, {failed} failed")
+
+
+def _age(created_ms: int | None) -> str:
+    if created_ms is None:
+        return "-"
+    secs = max(0, int(dt.datetime.now(dt.UTC).timestamp() - created_ms / 1000))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if secs >= size:
+            return f"{secs // size}{unit}"
+    return f"{secs}s"
+
+
+def instances(rows: Sequence[InstanceInfo], *, as_json: bool) -> None:
+    if as_json:
+        _dump(list(rows))
+        return
+    if not rows:
+        print("no live instances")
+        return
+    _table(
+        ["INSTANCE", "FUNCTION", "STATUS", "AGE", "VERSION", "PROVIDER", "SANDBOX"],
+        [
+            [
+                r.instance_id,
+                r.function,
+                r.status,
+                _age(r.created_ms),
+                r.version_id or r.qualifier or "-",
+                r.provider,
+                "yes" if r.sandboxed else "UNSANDBOXED",
+            ]
+            for r in rows
+        ],
+    )
+    if any(not r.sandboxed for r in rows):
+        _err("WARNING: some instances run without a sandbox (bubblewrap unavailable)")
+
+
+def approvals(records: Sequence[ApprovalRecord], *, as_json: bool) -> None:
+    if as_json:
+        _dump(list(records))
+        return
+    if not records:
+        print("no approval requests")
+        return
+    _table(
+        ["APPROVAL", "STATE", "REQUESTER", "TARGET", "COMMAND", "VOTES", "EXPIRES"],
+        [
+            [
+                r.approval_id,
+                r.state.value,
+                r.requester,
+                r.target,
+                join_argv(r.argv),
+                f"{len(r.approvals)}/{r.threshold}",
+                r.expires_at.isoformat(timespec="seconds"),
+            ]
+            for r in records
+        ],
+    )
+
+
+def vote(result: VoteResult, *, as_json: bool) -> None:
+    record = result.approval
+    if as_json:
+        _dump(
+            {
+                "approval": record,
+                "result": result.result.to_dict() if result.result else None,
+            }
+        )
+        return
+    if result.result is not None:
+        exec_summary(result.result)
+        return
+    votes = f"{len(record.approvals)}/{record.threshold}"
+    _err(f"execgate: approval {record.approval_id} is {record.state.value} ({votes} approvals)")
+
+
+def verify(report: VerifyReport) -> None:
+    if report.ok:
+        print(f"OK: {report.rows_checked} audit rows verified")
+        if report.detail:
+            print(f"  {report.detail}")
+        return
+    print(f"FAILED at row {report.first_bad_seq}: {report.problem}")
+    if report.detail:
+        print(f"  {report.detail}")
+
+
+def _record_dict(record: ExecRecord) -> dict[str, Any]:
+    out: dict[str, Any] = {"audit_id": record.audit_id, "created_at": record.created_at}
+    out.update(_jsonable(record.intent))
+    out["outcome"] = _jsonable(record.outcome) if record.outcome else None
+    return _jsonable(out)  # type: ignore[no-any-return]
+
+
+def audit_record(record: ExecRecord, *, as_json: bool) -> None:
+    data = _record_dict(record)
+    if as_json:
+        _dump(data)
+        return
+    outcome = data.pop("outcome") or {}
+    for key, value in data.items():
+        print(f"{key:16} {value}")
+    for key, value in outcome.items():
+        print(f"{key:16} {value}")
+
+
+def audit_list(records: Sequence[ExecRecord], *, as_json: bool) -> None:
+    if as_json:
+        _dump([_record_dict(r) for r in records])
+        return
+    if not records:
+        print("no matching exec sessions")
+        return
+    _table(
+        ["AUDIT ID", "TIME", "PRINCIPAL", "TARGET", "EFFECT", "STATUS", "EXIT", "COMMAND"],
+        [
+            [
+                r.audit_id,
+                r.created_at.isoformat(timespec="seconds"),
+                r.intent.principal,
+                r.intent.target,
+                r.intent.effect,
+                (r.outcome.status if r.outcome else r.intent.status).value,
+                "-" if not r.outcome or r.outcome.exit_code is None else str(r.outcome.exit_code),
+                (r.intent.command_text or join_argv(r.intent.argv))[:60],
+            ]
+            for r in records
+        ],
+    )
+
+
+def audit_export(records: Sequence[ExecRecord], fmt: str) -> None:
+    rows = [_record_dict(r) for r in records]
+    if fmt == "jsonl":
+        for row in rows:
+            print(json.dumps(row, separators=(",", ":")))
+        return
+    flat = []
+    for row in rows:
+        outcome = row.pop("outcome") or {}
+        row.update({f"outcome_{k}": v for k, v in outcome.items()})
+        flat.append({k: json.dumps(v) if isinstance(v, list | dict) else v for k, v in row.items()})
+    fields = sorted({k for row in flat for k in row})
+    writer = csv.DictWriter(sys.stdout, fieldnames=fields)
+    writer.writeheader()
+    writer.writerows(flat)
