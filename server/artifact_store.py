@@ -14,7 +14,7 @@ from server.settings import SecretRef, Settings
 
 def _secret(ref: SecretRef, environ: Mapping[str, str]) -> str | None:
     value = ref.load(environ)
-    return value.reveal() if value is not None else None
+    return value.get_secret_value() if value is not None else None
 
 
 def link_base(settings: Settings, local_url: Callable[[], str] | None) -> Callable[[], str]:

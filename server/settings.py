@@ -1,31 +1,49 @@
 """ExecGate's configuration: read once, from one TOML file plus ``EXECGATE_*`` overrides.
 
 Resolution order (later wins): embedded defaults, the config file (``--config``, else
-``$EXECGATE_CONFIG``, else ``./execgate.toml`` when present), environment overrides.
+``$EXECGATE_CONFIG``, else ``./execgate.toml`` when present), environment overrides;
+``execgate serve --host/--port`` win over all three for the address they name.
 Environment overrides address any key with ``__`` between levels, e.g.
-``EXECGATE_DATABASE__URL`` or ``EXECGATE_SERVER__PORT``; ``EXECGATE_DATABASE_URL`` and
-``EXECGATE_DATA_DIR`` are accepted as shortcuts.
+``EXECGATE_DATABASE__URL`` or ``EXECGATE_SERVER__PORT``; ``EXECGATE_DATABASE_URL`` is
+accepted as a shortcut. Lists and tables are written as JSON.
+
+Only :func:`load_settings` reads files and the environment: a :class:`Settings` built in
+code holds what it was given and the defaults, nothing else.
 
 Secrets never live in the file itself: a secret setting names an environment variable
 (``*_env``) or a file (``*_file``) to read it from, and the loaded value is a
-:class:`Secret` whose repr is masked.
+``SecretStr`` whose repr is masked.
 """
 
 from __future__ import annotations
 
-import json
 import os
+import re
 import tomllib
 from collections.abc import Mapping
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+    TomlConfigSettingsSource,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from policies.errors import ConfigError
 
 ENV_PREFIX = "EXECGATE_"
 DEFAULT_CONFIG_NAME = "execgate.toml"
+MASK = "********"
+# Shorter names kept for the settings people set most often.
+_ENV_SHORTCUTS = {"EXECGATE_DATABASE_URL": "EXECGATE_DATABASE__URL"}
 
 DEMO_ENV: dict[str, str] = {
     "APP_ENV": "demo",
@@ -40,29 +58,6 @@ DEMO_ENV: dict[str, str] = {
 }
 
 
-class Secret:
-    """A secret value whose repr and str never show it."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('********')"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
-
-
 class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -73,19 +68,24 @@ class SecretRef(_Model):
     env: str | None = None
     file: Path | None = None
 
-    def load(self, environ: Mapping[str, str]) -> Secret | None:
+    def load(self, environ: Mapping[str, str]) -> SecretStr | None:
+        """The secret, from the environment variable when set, else from the file.
+
+        Raises: ConfigError when the file is named but cannot be read.
+        """
         if self.env and environ.get(self.env):
-            return Secret(environ[self.env])
+            return SecretStr(environ[self.env])
         if self.file is not None:
             try:
-                return Secret(self.file.read_text().strip())
+                return SecretStr(self.file.read_text().strip())
             except OSError as exc:
                 raise ConfigError(f"cannot read secret file {self.file}") from exc
         return None
 
 
 class DatabaseSettings(_Model):
-    url: str = ""  # empty: sqlite under data_dir
+    # Empty: SQLite under data_dir. Out of repr: the URL may carry a password.
+    url: str = Field(default="", repr=False)
     # Migrate to the latest schema on start. Production deployments that run
     # `execgate db upgrade` as a release step may turn this off.
     auto_upgrade: bool = True
@@ -103,7 +103,8 @@ class CliSettings(_Model):
 
 class LocalFunctionSettings(_Model):
     name: str
-    env: dict[str, str] = Field(default_factory=dict)
+    # Out of repr: a function's environment may hold its secrets.
+    env: dict[str, str] = Field(default_factory=dict, repr=False)
     provisioned: int = Field(default=1, ge=0, le=64)
     idle_release_seconds: float = Field(default=300.0, gt=0)
     instance_concurrency: int = Field(default=1, ge=1, le=1000)
@@ -215,7 +216,11 @@ class LoggingSettings(_Model):
     format: Literal["auto", "json", "text"] = "auto"
 
 
-class Settings(_Model):
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        frozen=True, extra="forbid", env_prefix=ENV_PREFIX, env_nested_delimiter="__"
+    )
+
     data_dir: Path = Path(".execgate")
     policy: Path | None = None  # empty: the built-in policies/default.yaml
     default_provider: str = "local"
@@ -253,75 +258,89 @@ class Settings(_Model):
     def artifact_dir(self) -> Path:
         return self.artifacts.dir or self.data_dir / "artifacts"
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Values given in code first, then what load_settings read (none otherwise).
+        return (init_settings, *_LOADED_SOURCES.get())
 
-def _deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in override.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
-        else:
-            out[key] = value
-    return out
+
+# The environment and file sources of the load_settings call in progress.
+_LOADED_SOURCES: ContextVar[tuple[PydanticBaseSettingsSource, ...]] = ContextVar(
+    "execgate_settings_sources", default=()
+)
 
 
-def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
-    """Turn ``EXECGATE_A__B=v`` into ``{"a": {"b": v}}``; values parse as JSON when they can."""
-    shortcuts = {"EXECGATE_DATABASE_URL": "DATABASE__URL", "EXECGATE_DATA_DIR": "DATA_DIR"}
-    out: dict[str, Any] = {}
-    for name, raw in environ.items():
-        if name in shortcuts:
-            path = shortcuts[name]
-        elif name.startswith(ENV_PREFIX) and "__" in name:
-            path = name[len(ENV_PREFIX) :]
-        elif name in ("EXECGATE_POLICY", "EXECGATE_DEFAULT_PROVIDER"):
-            path = name[len(ENV_PREFIX) :]
-        else:
-            continue
-        keys = [k.lower() for k in path.split("__") if k]
-        value: Any = raw
-        if raw[:1] in "[{" or raw in ("true", "false") or raw.lstrip("-").isdigit():
-            try:
-                value = json.loads(raw)
-            except json.JSONDecodeError:
-                value = raw
-        node = out
-        for key in keys[:-1]:
-            node = node.setdefault(key, {})
-        node[keys[-1]] = value
-    return out
+class _Environment(EnvSettingsSource):
+    """``EXECGATE_*`` variables from a given mapping (the process's, or a test's)."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = dict(environ)
+        for short, name in _ENV_SHORTCUTS.items():
+            if short in self._environ:
+                self._environ.setdefault(name, self._environ[short])
+        super().__init__(Settings)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return {name.lower(): value for name, value in self._environ.items()}
+
+
+def _config_path(config_path: Path | None, environ: Mapping[str, str]) -> Path | None:
+    if config_path is not None:
+        return config_path
+    if environ.get("EXECGATE_CONFIG"):
+        return Path(environ["EXECGATE_CONFIG"])
+    default = Path(DEFAULT_CONFIG_NAME)
+    return default if default.is_file() else None
+
+
+def _toml_source(path: Path) -> TomlConfigSettingsSource:
+    if not path.is_file():
+        raise ConfigError(f"cannot read config file {path}")
+    try:
+        return TomlConfigSettingsSource(Settings, toml_file=path)
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
 
 
 def load_settings(
     config_path: Path | None = None, environ: Mapping[str, str] | None = None
 ) -> Settings:
-    """Read the settings once.
+    """Read the settings once: defaults, then the config file, then the environment.
 
-    Raises: ConfigError with the file and the reason when the file or an override is bad.
+    Raises: ConfigError with the file and the key when the file or an override is bad.
     """
     env = os.environ if environ is None else environ
-    path = config_path
-    if path is None and env.get("EXECGATE_CONFIG"):
-        path = Path(env["EXECGATE_CONFIG"])
-    if path is None and Path(DEFAULT_CONFIG_NAME).is_file():
-        path = Path(DEFAULT_CONFIG_NAME)
-    data: dict[str, Any] = {}
+    path = _config_path(config_path, env)
+    sources: tuple[PydanticBaseSettingsSource, ...] = (_Environment(env),)
     source = "defaults"
     if path is not None:
-        try:
-            data = tomllib.loads(path.read_text())
-        except OSError as exc:
-            raise ConfigError(f"cannot read config file {path}") from exc
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+        sources += (_toml_source(path),)
         source = str(path)
-    data = _deep_merge(data, _env_overrides(env))
-    data["source"] = source
+    token = _LOADED_SOURCES.set(sources)
     try:
-        settings = Settings.model_validate(data)
+        settings = Settings(source=source)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise ConfigError(f"config {source}: {where}: {first['msg']}") from exc
+    except SettingsError as exc:
+        # An override that is not valid JSON where a list or a table is wanted.
+        field = re.search(r'field "(\w+)"', str(exc))
+        where = field[1] if field else "environment"
+        raise ConfigError(
+            f"config {source}: {where}: an {ENV_PREFIX}* override is not valid JSON"
+        ) from exc
+    finally:
+        _LOADED_SOURCES.reset(token)
     if settings.default_provider not in settings.providers:
         raise ConfigError(
             f"config {source}: default_provider {settings.default_provider!r} is not in [providers]"
@@ -340,12 +359,12 @@ def masked_view(settings: Settings, environ: Mapping[str, str] | None = None) ->
                 ref = SecretRef.model_validate(node)
                 present = ref.env is not None and bool(env.get(ref.env))
                 present = present or (ref.file is not None and ref.file.is_file())
-                return {**node, "value": "********" if present else None}
+                return {**node, "value": MASK if present else None}
             out = {}
             for key, value in node.items():
                 if key == "env" and isinstance(value, dict):
                     # Function env may hold (demo) secrets: show names only.
-                    out[key] = {name: "********" for name in value}
+                    out[key] = dict.fromkeys(value, MASK)
                 else:
                     out[key] = walk(value)
             return out
@@ -354,17 +373,19 @@ def masked_view(settings: Settings, environ: Mapping[str, str] | None = None) ->
         return node
 
     view: dict[str, Any] = walk(raw)
-    view["database"]["url"] = _mask_url(view["database"]["url"])
-    view["database_url_effective"] = _mask_url(settings.database_url)
+    view["database"]["url"] = masked_url(view["database"]["url"])
+    view["database_url_effective"] = masked_url(settings.database_url)
     view["policy_effective"] = str(settings.policy_path)
     return view
 
 
-def _mask_url(url: str) -> str:
-    """Hide a password in a database URL."""
-    head, sep, tail = url.partition("://")
-    if not sep or "@" not in tail:
+def masked_url(url: str) -> str:
+    """A database URL fit to show: its password, in the authority or the query, masked."""
+    if not url:
         return url
-    creds, _, host = tail.rpartition("@")
-    user = creds.split(":", 1)[0]
-    return f"{head}://{user}:********@{host}" if ":" in creds else url
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return MASK  # no telling where a password would be: show none of it
+    hidden = {k: MASK for k in parsed.query if "password" in k.lower()}
+    return parsed.update_query_dict(hidden).render_as_string(hide_password=True)

@@ -42,8 +42,8 @@ def slack_bot_config(
             f"Slack is configured without its {missing} (see the README's Slack section)"
         )
     return BotConfig(
-        bot_token=bot_token.reveal(),
-        signing_secret=None if socket_mode or signing is None else signing.reveal(),
+        bot_token=bot_token.get_secret_value(),
+        signing_secret=None if socket_mode or signing is None else signing.get_secret_value(),
         api_base_url=slack.api_base_url or SLACK_API_URL,
         approvals_channel=slack.approvals_channel,
         command=slack.command,

@@ -57,7 +57,7 @@ def _app_token(settings: Settings) -> str:
             "Socket Mode needs an app-level token (xapp-…): set EXECGATE_SLACK_APP_TOKEN "
             "or slack.app_token in the config"
         )
-    return token.reveal()
+    return token.get_secret_value()
 
 
 async def _main(settings: Settings) -> None:

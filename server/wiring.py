@@ -111,7 +111,11 @@ def _fc_provider(name: str, cfg: ProviderSettings, settings: Settings) -> Instan
         service=cfg.service,
         stdin_mode=cfg.stdin_mode,
     )
-    creds = Credentials(key_id.reveal(), secret.reveal(), token.reveal() if token else None)
+    creds = Credentials(
+        key_id.get_secret_value(),
+        secret.get_secret_value(),
+        token.get_secret_value() if token else None,
+    )
     return FcProvider(name, endpoint, creds)
 
 
