@@ -21,7 +21,7 @@ from bot.text import from_slack, unwrap_code
 from policies.errors import CommandRejected
 from policies.ports import AuditFilter
 from policies.types import Target
-from policies.units import parse_duration
+from policies.units import parse_instant
 
 AUDIT_DEFAULT_LIMIT = 10
 AUDIT_MAX_LIMIT = 50
@@ -116,14 +116,9 @@ def _target_and_rest(text: str, what: str) -> tuple[Target, str]:
 
 def _when(value: str, now: dt.datetime) -> dt.datetime:
     try:
-        return now - dt.timedelta(seconds=parse_duration(value))
-    except ValueError:
-        pass
-    try:
-        when = dt.datetime.fromisoformat(value)
+        return parse_instant(value, now)
     except ValueError:
         raise _usage(f"{value!r} is neither a duration (2h, 1d) nor a date") from None
-    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
 
 
 def parse_audit_filter(text: str, user_id: str, now: dt.datetime) -> AuditFilter:

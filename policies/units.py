@@ -4,13 +4,16 @@
 - sizes: ``512``, ``64KiB``, ``1MiB``, ``2GiB`` (powers of 1024) or ``10KB``, ``1MB``,
   ``1GB`` (powers of 1000);
 - rates: ``COUNT/PERIOD`` where PERIOD is ``s``, ``sec``, ``min``, ``h``, ``hour``, ``day``
-  or a duration (``30/min``, ``100/h``, ``5/10s``).
+  or a duration (``30/min``, ``100/h``, ``5/10s``);
+- instants: a duration ago (``90min``, ``2h``, ``1d``) or an ISO 8601 date or time, in
+  UTC unless it names its zone (``2026-11-19``, ``2026-11-19T08:30:00+08:00``).
 
 Every parser raises ``ValueError`` with a message fit for a policy author.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 
 from policies.types import RateSpec
@@ -93,3 +96,21 @@ def parse_rate(text: str) -> RateSpec:
     if count <= 0:
         raise ValueError(f"rate {text!r} must allow at least one command")
     return RateSpec(count=count, per_seconds=period)
+
+
+def parse_instant(text: str, now: dt.datetime) -> dt.datetime:
+    """The moment ``text`` names: a duration before ``now`` or an ISO 8601 time.
+
+    Raises: ValueError when the text is neither.
+    """
+    try:
+        return now - dt.timedelta(seconds=parse_duration(text))
+    except ValueError:
+        pass
+    try:
+        when = dt.datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(
+            f"{text!r} is neither a duration (90min, 2h, 1d) nor an ISO 8601 time"
+        ) from None
+    return when.astimezone(dt.UTC) if when.tzinfo else when.replace(tzinfo=dt.UTC)

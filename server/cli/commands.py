@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
-import re
 import sys
 
 from policies.errors import AuditIntegrityError, ProviderUnavailable, TargetError
@@ -150,23 +148,6 @@ async def cmd_approvals(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-_DURATION = re.compile(r"^(\d+)([smhd])$")
-
-
-def _when(text: str | None) -> dt.datetime | None:
-    if text is None:
-        return None
-    match = _DURATION.match(text)
-    if match:
-        unit = {"s": 1, "m": 60, "h": 3600, "d": 86400}[match[2]]
-        return dt.datetime.now(dt.UTC) - dt.timedelta(seconds=int(match[1]) * unit)
-    try:
-        when = dt.datetime.fromisoformat(text)
-    except ValueError as exc:
-        raise TargetError(f"not a time or duration: {text!r} (use ISO 8601 or e.g. 2h)") from exc
-    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
-
-
 async def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
     async with open_service(settings) as service:
         if args.audit_cmd == "verify":
@@ -191,8 +172,8 @@ async def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
             function=args.function,
             effect=args.decision,
             status=args.status,
-            since=_when(args.since),
-            until=_when(args.until),
+            since=args.since,
+            until=args.until,
             limit=args.limit,
         )
         records = await service.audit_list(flt)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import logging
 import sys
 from collections.abc import Sequence
@@ -31,6 +32,7 @@ from policies.errors import (
     TargetError,
     UnknownPrincipal,
 )
+from policies.units import parse_instant
 from server.cli.exits import (
     EXIT_CHECK_FAILED,
     EXIT_CONFIG,
@@ -51,6 +53,14 @@ def _split_command(values: Sequence[str]) -> tuple[tuple[str, ...] | None, str |
     if len(values) == 1:
         return None, values[0]
     return tuple(values), None
+
+
+def _instant(text: str) -> dt.datetime:
+    """A time option's value: a duration ago or an ISO 8601 time (a usage error if neither)."""
+    try:
+        return parse_instant(text, dt.datetime.now(dt.UTC))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -107,8 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
         a.add_argument("--function")
         a.add_argument("--decision", choices=["allow", "deny", "approve"])
         a.add_argument("--status")
-        a.add_argument("--since", help="ISO time or a duration like 2h")
-        a.add_argument("--until", help="ISO time or a duration like 30m")
+        a.add_argument("--since", type=_instant, help="ISO time or a duration ago: 90min, 2h, 1d")
+        a.add_argument("--until", type=_instant, help="ISO time or a duration ago: 30m")
         a.add_argument("--limit", type=int, default=50 if name == "list" else 100000)
         if name == "list":
             a.add_argument("--json", action="store_true")
