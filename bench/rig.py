@@ -11,21 +11,20 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-import asyncpg  # type: ignore[import-untyped]
 import httpx
 import sqlalchemy as sa
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from bench.policy_gen import policy_text
 from policies.audit.db_engine import parse_url
+from policies.audit.scratch import scratch_database
 from policies.audit.tables import audit_events, exec_sessions
+from policies.errors import AuditUnavailable
 from policies.instances.fc import Credentials, FcEndpoint, FcProvider
 from policies.instances.local import InstanceManager
 from policies.service.core import ExecService
@@ -270,32 +269,11 @@ async def count_audit(database_url: str) -> dict[str, int]:
 async def fresh_postgres() -> AsyncIterator[str | None]:
     """A fresh, empty PostgreSQL database (dropped afterwards), or None when no server
     answers at ``$EXECGATE_BENCH_DATABASE_URL`` or 127.0.0.1:5432."""
-    url = make_url(os.environ.get(PG_ENV) or LOCAL_PG)
-    admin = {
-        "host": url.host or "127.0.0.1",
-        "port": url.port or 5432,
-        "user": url.username or "postgres",
-        "password": url.password,
-        "database": url.database or "postgres",
-        "timeout": 3,
-    }
-    try:
-        conn = await asyncpg.connect(**admin)
-    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
-        yield None
-        return
-    name = f"execgate_bench_{secrets.token_hex(6)}"
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    try:
-        yield url.set(drivername="postgresql+asyncpg", database=name).render_as_string(
-            hide_password=False
-        )
-    finally:
-        conn = await asyncpg.connect(**admin)
+    async with contextlib.AsyncExitStack() as stack:
         try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
+            url: str | None = await stack.enter_async_context(
+                scratch_database(os.environ.get(PG_ENV) or LOCAL_PG, prefix="execgate_bench")
+            )
+        except AuditUnavailable:
+            url = None
+        yield url

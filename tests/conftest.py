@@ -6,16 +6,14 @@ EXECGATE_TEST_DATABASE_URL names a server (CI runs `make test` once each way).""
 from __future__ import annotations
 
 import os
-import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import asyncpg  # type: ignore[import-untyped]
 import pytest
-from sqlalchemy.engine import make_url
 
 from policies.audit import SqlAuditStore, open_audit_store
 from policies.audit.migrate import upgrade
+from policies.audit.scratch import scratch_database
 
 PG_ENV = "EXECGATE_TEST_DATABASE_URL"
 CHECKPOINT_KEY = b"execgate-test-checkpoint-key-0001"
@@ -27,40 +25,13 @@ _BACKENDS = (
 )
 
 
-async def _fresh_postgres(server_url: str) -> AsyncIterator[str]:
-    url = make_url(server_url)
-    admin = {
-        "host": url.host or "127.0.0.1",
-        "port": url.port or 5432,
-        "user": url.username or "postgres",
-        "password": url.password,
-        "database": "postgres",
-    }
-    name = f"execgate_test_{secrets.token_hex(6)}"
-    conn = await asyncpg.connect(**admin)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    try:
-        yield url.set(drivername="postgresql+asyncpg", database=name).render_as_string(
-            hide_password=False
-        )
-    finally:
-        conn = await asyncpg.connect(**admin)
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
-
-
 @pytest.fixture(params=_BACKENDS)
 async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
     """A URL of a fresh, empty database (no tables)."""
     if request.param == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path / 'audit.db'}"
         return
-    async for url in _fresh_postgres(os.environ[PG_ENV]):
+    async with scratch_database(os.environ[PG_ENV], prefix="execgate_test") as url:
         yield url
 
 
