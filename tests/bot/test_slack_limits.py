@@ -6,6 +6,8 @@ from __future__ import annotations
 import html
 import re
 
+import pytest
+
 from tests.bot.fake_slack import Call
 from tests.bot.rig import Rig
 from tests.bot.test_slack_exec import context_text, to
@@ -56,3 +58,25 @@ async def test_explain_of_a_very_long_command_reaches_the_requester(rig: Rig) ->
     explained = await rig.fake.wait_call("response_url", to(name))
     assert explained.answer.get("ok") is not False, explained.answer
     assert "dry run" in context_text(explained)
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("{instance} id", "Running `id`"),
+        ("{instance} touch /tmp/pwned", "is not allowed"),
+        ("{instance} uname -a", "needs approval (rule `two-leads`)"),
+        ("explain {instance} id", "Working out what would happen"),
+        ("session {instance}", "Opening a session"),
+        ("audit", "Searching the audit log"),
+        ("instances demo-api", "Listing live instances of `demo-api`"),
+        ("collect {instance} /tmp/x.log", "Asking to collect `/tmp/x.log`"),
+    ],
+    ids=["allowed", "denied", "held", "explain", "session", "audit", "instances", "collect"],
+)
+async def test_the_ack_says_what_will_happen(rig: Rig, text: str, says: str) -> None:
+    response, _ = await rig.command("UALICE", text.format(instance=rig.instance))
+    assert response.status_code == 200
+    ack = response.json()
+    assert ack["response_type"] == "ephemeral"
+    assert says in ack["text"]
