@@ -12,6 +12,7 @@ that calls the ExecService and posts what came of it. The app runs behind HTTP
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 from collections.abc import Callable, Mapping
@@ -37,14 +38,17 @@ from bot.render import (
 )
 from bot.runner import Runner
 from bot.tasks import TaskSet
-from bot.text import inline_code, shown_command
+from bot.text import escape, inline_code, shown_command
 from bot.threads import ThreadSessions
 from policies.errors import ExecGateError, UnknownPrincipal
 from policies.rules.model import Policy
 from policies.service.core import ExecService
-from policies.types import ExecRequest, Principal, Surface
+from policies.types import Effect, ExecRequest, Principal, Surface
 
 logger = logging.getLogger(__name__)
+
+# Slack wants the ack within 3 s; the dry-run decision in it gets at most this long.
+_ACK_DECISION_SECONDS = 1.0
 
 
 class SlackBot:
@@ -112,12 +116,7 @@ class SlackBot:
             text, blocks = help_message(collect=True)
             await ack(text=text, blocks=blocks, response_type="ephemeral")
             return
-        if isinstance(parsed, commands.Exec):
-            shown, target = shown_command(parsed.command), str(parsed.target)
-            running = f"Running {inline_code(shown)} on {inline_code(target)}…"
-            await ack(text=running, response_type="ephemeral")
-        else:
-            await ack()
+        await ack(text=await self._ack_text(parsed, user_id), response_type="ephemeral")
         place = Place(
             channel=str(command.get("channel_id", "")),
             user=user_id,
@@ -143,6 +142,45 @@ class SlackBot:
         key = event_key(body)
         if self._recent.first_time(key):
             self.tasks.spawn(self.threads.on_message(event, key), name=f"slack-message-{key}")
+
+    async def _ack_text(self, parsed: commands.Command, user_id: str) -> str:
+        """What will happen to the request, said at once: for a command, the decision
+        it would get now (the dry run records nothing); the real one follows."""
+        if isinstance(parsed, commands.Exec):
+            shown = (
+                f"{inline_code(shown_command(parsed.command))} on {inline_code(str(parsed.target))}"
+            )
+            try:
+                async with asyncio.timeout(_ACK_DECISION_SECONDS):
+                    principal = await self.directory.principal(user_id)
+                    explanation = await self.service.explain(
+                        ExecRequest(
+                            principal, Surface.SLACK, parsed.target, command_text=parsed.command
+                        )
+                    )
+            except (ExecGateError, TimeoutError):
+                return f"Checking {shown} against the policy…"
+            decision = explanation.decision
+            if decision.effect is Effect.ALLOW:
+                return f"Running {shown}…"
+            if decision.effect is Effect.APPROVE:
+                rule = f" (rule `{escape(decision.rule_id)}`)" if decision.rule_id else ""
+                return f"{shown} needs approval{rule}; asking for it…"
+            return f"{shown} is not allowed; the reason follows."
+        if isinstance(parsed, commands.Explain):
+            return f"Working out what would happen to {inline_code(shown_command(parsed.command))}…"
+        if isinstance(parsed, commands.Session):
+            return f"Opening a session on {inline_code(str(parsed.target))} in a thread…"
+        if isinstance(parsed, commands.Audit):
+            return "Searching the audit log…"
+        if isinstance(parsed, commands.Instances):
+            return f"Listing live instances of {inline_code(parsed.function)}…"
+        if isinstance(parsed, commands.Collect):
+            return (
+                f"Asking to collect {inline_code(parsed.path)} "
+                f"from {inline_code(str(parsed.target))}…"
+            )
+        return "Working on it…"
 
     def _first_click(self, body: Mapping[str, Any]) -> bool:
         trigger = body.get("trigger_id") or body.get("container", {}).get("message_ts")

@@ -12,7 +12,15 @@ from collections.abc import Sequence
 from typing import Any
 
 from bot.outbox import Blocks
-from bot.text import code_block, escape, inline_code, mention, shown_command
+from bot.text import (
+    code_block,
+    escape,
+    fit_mrkdwn,
+    inline_code,
+    mention,
+    output_block,
+    shown_command,
+)
 from policies.errors import ExecGateError
 from policies.ports import ExecRecord, ExecStatus
 from policies.service.results import CollectResult, ExecResult, Explanation
@@ -24,12 +32,13 @@ _SECTION_LINES_LIMIT = 2900
 
 
 def section(text: str) -> dict[str, Any]:
-    return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
+    """A section block; text over Slack's limit is cut so the message is still shown."""
+    return {"type": "section", "text": {"type": "mrkdwn", "text": fit_mrkdwn(text)}}
 
 
 def context(*parts: str) -> dict[str, Any]:
     text = " · ".join(p for p in parts if p)
-    return {"type": "context", "elements": [{"type": "mrkdwn", "text": text or " "}]}
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": fit_mrkdwn(text or " ")}]}
 
 
 def slack_date(when: dt.datetime | str) -> str:
@@ -66,27 +75,26 @@ def result_message(result: ExecResult, *, who: str, command: str) -> Message:
     blocks.append(context(*facts))
     if result.error:
         blocks.append(section(f":warning: {escape(result.error)}"))
-    if result.stdout:
-        blocks.append(section(code_block(result.stdout)))
-    if result.stderr:
-        blocks.append(context("stderr"))
-        blocks.append(section(code_block(result.stderr)))
+    omitted: dict[str, int] = {}
+    for name, text, count in (
+        ("stdout", result.stdout, result.stdout_omitted),
+        ("stderr", result.stderr, result.stderr_omitted),
+    ):
+        if not text:
+            continue
+        fitted = output_block(text, count)
+        omitted[name] = fitted.omitted
+        if name == "stderr":
+            blocks.append(context("stderr"))
+        blocks.append(section(fitted.block))
     if not result.stdout and not result.stderr and result.status is ExecStatus.COMPLETED:
         blocks.append(context("(no output)"))
-    notes = _omitted(result)
+    notes = [f"{count:,} characters of {name} omitted" for name, count in omitted.items() if count]
     links = [f"<{url}|{escape(name)}>" for name, url in sorted(result.links.items())]
     if notes or links:
         blocks.append(context(*notes, *(["links: " + ", ".join(links)] if links else [])))
     text = f"{mention(who)} ran {escape(command)} on {escape(result.target)}: {status.strip('*')}"
     return text, blocks
-
-
-def _omitted(result: ExecResult) -> list[str]:
-    notes = []
-    for name, count in (("stdout", result.stdout_omitted), ("stderr", result.stderr_omitted)):
-        if count:
-            notes.append(f"{count} characters of {name} omitted")
-    return notes
 
 
 def refusal_message(result: ExecResult | CollectResult) -> Message:

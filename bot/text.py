@@ -5,9 +5,9 @@ ExecGate posts so command output can neither ping nor link nor break out of a co
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from policies.redaction import redact_text
-from policies.service.output import truncate_head_tail
 
 # Slack wraps links and mentions it recognised as <target|label> or <target>.
 _ENTITY_RE = re.compile(r"<([^<>|]*)(?:\|([^<>]*))?>")
@@ -71,15 +71,79 @@ def _fenced(text: str) -> str:
 def code_block(text: str, limit: int = SECTION_LIMIT) -> str:
     """``text`` as a fenced code block of at most ``limit`` characters, escaped.
 
-    Output that does not fit keeps its head and tail around an omitted-count line;
-    the service already shortened it, this only makes room for escaping and fences.
+    Text that does not fit keeps its head and tail around an omitted-count line.
+    """
+    return output_block(text, 0, limit).block
+
+
+@dataclass(frozen=True, slots=True)
+class FittedBlock:
+    """A code block that fits its section, and how many characters of the whole output
+    it leaves out (what the service left out of its inline view plus any further cut
+    made here, where escaping made that view too long for Slack)."""
+
+    block: str
+    omitted: int
+
+
+# The marker line the service puts where it cut an inline view (policies.service.output).
+_SERVICE_MARKER = re.compile(r"… \[\d+ characters? omitted\] …\n?")
+
+
+def output_block(text: str, omitted: int, limit: int = SECTION_LIMIT) -> FittedBlock:
+    """``text`` (an inline view that already leaves ``omitted`` characters out) as a
+    code block of at most ``limit`` characters, with one omitted count for the whole.
+
+    Escaping can make the view longer than Slack allows (``<`` becomes ``&lt;``); then
+    more of the middle goes, and the marker in the block and the count returned both
+    say how much of the real output is not shown.
     """
     block = _fenced(text)
-    budget = limit - (len(block) - limit)
-    while len(block) > limit and budget > 0:
-        block = _fenced(truncate_head_tail(text, budget).text)
-        budget -= max(len(block) - limit, 16)
-    return block if len(block) <= limit else _fenced("… output omitted …")
+    if len(block) <= limit:
+        return FittedBlock(block, omitted)
+    head, tail = text, ""
+    marker = _SERVICE_MARKER.search(text) if omitted else None
+    if marker is not None:
+        head, tail = text[: marker.start()], text[marker.end() :]
+    else:
+        omitted = 0
+    low, high = 0, len(head) + len(tail)
+    best_omitted = omitted + len(head) + len(tail)
+    best = _fenced(_with_marker("", best_omitted, ""))
+    while low <= high:
+        keep = (low + high) // 2
+        kept_head, kept_tail = _split_keep(head, tail, keep)
+        total = omitted + len(head) - len(kept_head) + len(tail) - len(kept_tail)
+        candidate = _fenced(_with_marker(kept_head, total, kept_tail))
+        if len(candidate) <= limit:
+            best, best_omitted = candidate, total
+            low = keep + 1
+        else:
+            high = keep - 1
+    return FittedBlock(best, best_omitted)
+
+
+def _split_keep(head: str, tail: str, keep: int) -> tuple[str, str]:
+    """The first and last characters of ``head + tail`` worth ``keep`` in all, half each
+    where both sides have enough; cut on a line boundary where that costs little."""
+    from_head = min(len(head), keep - min(len(tail), keep // 2))
+    from_tail = min(len(tail), keep - from_head)
+    kept_head = head[:from_head]
+    newline = kept_head.rfind("\n")
+    if newline >= len(kept_head) // 2:
+        kept_head = kept_head[: newline + 1]
+    kept_tail = tail[len(tail) - from_tail :] if from_tail else ""
+    newline = kept_tail.find("\n")
+    if 0 <= newline < len(kept_tail) // 2:
+        kept_tail = kept_tail[newline + 1 :]
+    return kept_head, kept_tail
+
+
+def _with_marker(head: str, omitted: int, tail: str) -> str:
+    noun = "character" if omitted == 1 else "characters"
+    if head and not head.endswith("\n"):
+        head += "\n"
+    return f"{head}… [{omitted:,} {noun} omitted] …\n{tail}"
 
 
 def mention(principal: str) -> str:
@@ -93,3 +157,30 @@ def mention(principal: str) -> str:
 def shown_command(command: str) -> str:
     """A command as ExecGate shows it: secrets typed into it are redacted, like output."""
     return redact_text(command)
+
+
+def fit_mrkdwn(text: str, limit: int = SECTION_LIMIT) -> str:
+    """``text`` (mrkdwn ExecGate built) cut to at most ``limit`` characters, so Slack
+    accepts the block that carries it: never inside an entity (``&lt;``) or a
+    mention/link (``<@U1>``), with an open code span or block closed, ending in ``…``."""
+    if len(text) <= limit:
+        return text
+    cut = limit - len(_FENCE) - 3  # room for "\n…\n" and closing a code block
+    while cut > 0:
+        head = text[:cut]
+        amp, semi = head.rfind("&"), head.rfind(";")
+        lt, gt = head.rfind("<"), head.rfind(">")
+        if amp > semi and cut - amp <= 8:
+            cut = amp
+        elif lt > gt:
+            cut = lt
+        else:
+            break
+    head = text[:cut]
+    if head.count(_FENCE) % 2:
+        return (
+            head.rstrip("\n") + "\n…" + _FENCE if not head.endswith("\n") else head + "…" + _FENCE
+        )
+    if head.replace(_FENCE, "").count("`") % 2:
+        return head + "…`"
+    return head + "…"

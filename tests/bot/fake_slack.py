@@ -21,6 +21,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from tests.bot.blockkit import block_errors
+
 T = TypeVar("T")
 
 TEAM_ID = "T0FAKE"
@@ -61,6 +63,16 @@ class Call:
             if block.get("type") == "actions"
             for element in block.get("elements", [])
         )
+
+
+_BLOCK_METHODS = frozenset({"chat.postMessage", "chat.update", "chat.postEphemeral"})
+
+
+def _blocks_of(data: Mapping[str, Any]) -> list[dict[str, Any]]:
+    blocks = data.get("blocks") or []
+    if isinstance(blocks, str):
+        blocks = json.loads(blocks)
+    return list(blocks)
 
 
 @dataclass
@@ -139,6 +151,10 @@ class FakeSlack:
         auth = request.headers.get("authorization", "")
         token = auth.removeprefix("Bearer ") or data.get("token")
         answer = self._answer(method, data)
+        if answer.get("ok") and method in _BLOCK_METHODS:
+            errors = block_errors(_blocks_of(data))
+            if errors:
+                answer = {"ok": False, "error": "invalid_blocks", "errors": errors}
         await self._record(Call(method, data, token, answer=answer))
         return JSONResponse(answer)
 
@@ -186,8 +202,21 @@ class FakeSlack:
     async def _response(self, request: Request) -> Response:
         data = json.loads(await request.body())
         data["_name"] = request.path_params["name"]
+        errors = block_errors(_blocks_of(data))
+        if errors:
+            # Slack answers a response_url post with bad blocks this way, and shows nothing.
+            await self._record(Call("response_url", data, answer={"ok": False, "errors": errors}))
+            return PlainTextResponse("invalid_blocks", status_code=400)
         await self._record(Call("response_url", data))
         return PlainTextResponse("ok")
+
+    def rejected(self) -> list[Call]:
+        """Calls Slack would have refused for breaking its Block Kit limits."""
+        return [
+            c
+            for c in self.calls
+            if c.answer and c.answer.get("ok") is False and "errors" in c.answer
+        ]
 
     async def _upload(self, request: Request) -> Response:
         body = await request.body()

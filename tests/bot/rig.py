@@ -201,6 +201,8 @@ async def fake_slack() -> AsyncIterator[FakeSlack]:
     async with serve_asgi(fake.app()) as url:
         fake.url = url
         yield fake
+    # Whatever a test did, Slack would have shown every message ExecGate sent.
+    assert fake.rejected() == [], "messages Slack would refuse (Block Kit limits)"
 
 
 @contextlib.asynccontextmanager

@@ -10,7 +10,15 @@ import pytest
 
 from bot.cards import APPROVE_ACTION, approval_card
 from bot.render import refusal_message, result_message
-from bot.text import SECTION_LIMIT, code_block, from_slack, inline_code, mention, unwrap_code
+from bot.text import (
+    SECTION_LIMIT,
+    code_block,
+    fit_mrkdwn,
+    from_slack,
+    inline_code,
+    mention,
+    unwrap_code,
+)
 from policies.ports import ApprovalRecord, ApprovalState, ExecStatus
 from policies.service.results import ExecResult
 from policies.types import ApprovalId, AuditId, Effect
@@ -155,3 +163,23 @@ def test_a_secret_typed_into_a_command_is_not_shown() -> None:
     record = dataclasses.replace(record, argv=("curl", "-H", f"Bearer {token}"))
     _, card = approval_card(record)
     assert token not in str(card)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "x" * 3500,
+        "a &lt;b&gt; " * 400,
+        "<@U123> " * 500,
+        "*Command*\n```\n" + "y" * 4000 + "\n```",
+        "`" + "z" * 3200 + "`",
+    ],
+    ids=["plain", "entities", "mentions", "open-code-block", "open-code-span"],
+)
+def test_section_text_is_cut_within_slacks_limit_without_breaking_markup(text: str) -> None:
+    fitted = fit_mrkdwn(text)
+    assert len(fitted) <= SECTION_LIMIT
+    assert fitted.count("```") % 2 == 0
+    assert fitted.replace("```", "").count("`") % 2 == 0
+    assert fitted.rfind("<") <= fitted.rfind(">")
+    assert fitted.rfind("&") <= fitted.rfind(";")
