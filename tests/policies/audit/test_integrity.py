@@ -108,6 +108,7 @@ async def test_an_hmac_checkpoint_of_an_older_release_is_refused_not_trusted(
     audit_store: SqlAuditStore, checkpoint_path: Path
 ) -> None:
     await audit_store.record_intent(INTENT)
+    await audit_store.verify()  # the first checkpoint is on disk
     legacy = {"version": 1, "seq": 1, "hash": "a" * 64, "rows": 1, "mac": "b" * 64}
     checkpoint_path.write_text(json.dumps(legacy))
 
