@@ -115,8 +115,8 @@ def decode_checkpoint(text: str, public: Ed25519PublicKey) -> Checkpoint:
         raise AuditIntegrityError("the audit checkpoint is malformed", kind="malformed") from exc
     if version == LEGACY_VERSION:
         raise AuditIntegrityError(
-            "the audit checkpoint is an HMAC checkpoint of an older ExecGate; "
-            "run `execgate audit adopt` to verify and re-sign it",
+            "the audit checkpoint is an HMAC checkpoint of an older ExecGate; verify it "
+            "with that release, then move it aside to start signed checkpoints",
             kind="legacy",
         )
     try:
