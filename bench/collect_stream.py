@@ -20,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from bench.common import Result, emit, peak_rss_kb, quiet_logging, result, rounded, rss_kb
 
 NAME = "collect_stream"
@@ -56,7 +58,9 @@ async def _one(size_mb: int) -> Result:
         url = f"sqlite+aiosqlite:///{root / 'audit.db'}"
         await upgrade(url)
         audit = await open_audit_store(
-            url, checkpoint_path=root / "checkpoint.json", checkpoint_key=b"b" * 32
+            url,
+            checkpoint_path=root / "checkpoint.json",
+            checkpoint_key=Ed25519PrivateKey.generate(),
         )
         (root / "policy.yaml").write_text(POLICY)
         manager = InstanceManager(

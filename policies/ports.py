@@ -215,6 +215,7 @@ class VerifyReport:
     first_bad_seq: int | None = None
     problem: str | None = None  # "edited" | "deleted" | "truncated" | "checkpoint" ...
     detail: str = ""
+    unvouched: int = 0  # events no signed checkpoint covers
 
 
 class AuditStore(Protocol):

@@ -1,5 +1,5 @@
 """Files under the data directory that tie `execgate serve` and the CLI together:
-the local host's keys, the address it listens on, and the audit checkpoint key."""
+the local host's keys, the address it listens on, and the audit signing key pair."""
 
 from __future__ import annotations
 
@@ -11,11 +11,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    PublicFormat,
+    load_pem_private_key,
+    load_pem_public_key,
+)
+
 from policies.errors import ConfigError, ProviderUnavailable
 
 KEYS_FILE = "local-host-keys.json"
 ADDRESS_FILE = "local-host.json"
-CHECKPOINT_KEY_FILE = "audit-checkpoint.key"
+LEGACY_CHECKPOINT_KEY_FILE = "audit-checkpoint.key"  # HMAC key of older releases
+SIGNING_KEY_FILE = "audit-signing.key"  # Ed25519 private key (PKCS#8 PEM, mode 0600)
+PUBLIC_KEY_FILE = "audit-signing.pub"  # its public half, to pin and to verify with
 CHECKPOINT_FILE = "audit-checkpoint.json"
 ARTIFACT_KEY_FILE = "artifact-signing.key"
 
@@ -55,13 +70,50 @@ def local_keys(data_dir: Path) -> LocalKeys:
         raise ConfigError(f"cannot read the local host keys in {path}") from exc
 
 
-def checkpoint_key(data_dir: Path) -> bytes:
-    path = data_dir / CHECKPOINT_KEY_FILE
-    _create_private(path, secrets.token_hex(32).encode())
+def audit_signing_key(data_dir: Path) -> Ed25519PrivateKey:
+    """The key that signs audit checkpoints, generated on first use; its public half
+    is written to PUBLIC_KEY_FILE beside it.
+
+    Raises: ConfigError when the key file cannot be read or is not an Ed25519 key.
+    """
+    path = data_dir / SIGNING_KEY_FILE
+    pem = Ed25519PrivateKey.generate().private_bytes(
+        Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()
+    )
+    _create_private(path, pem)
     try:
-        return path.read_bytes().strip()
-    except OSError as exc:
-        raise ConfigError(f"cannot read the audit checkpoint key in {path}") from exc
+        key = load_pem_private_key(path.read_bytes(), password=None)
+    except (OSError, ValueError, TypeError) as exc:
+        raise ConfigError(f"cannot read the audit signing key in {path}") from exc
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ConfigError(f"the audit signing key in {path} is not an Ed25519 key")
+    public = data_dir / PUBLIC_KEY_FILE
+    if not public.exists():
+        tmp = public.with_name(public.name + f".{os.getpid()}.tmp")
+        tmp.write_bytes(public_pem(key.public_key()))
+        tmp.replace(public)
+    return key
+
+
+def public_pem(key: Ed25519PublicKey) -> bytes:
+    return key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+
+
+def load_public_key(path: Path) -> Ed25519PublicKey:
+    """Raises: ConfigError when ``path`` holds no Ed25519 public key."""
+    try:
+        key = load_pem_public_key(path.read_bytes())
+    except (OSError, ValueError, TypeError) as exc:
+        raise ConfigError(f"cannot read an audit public key from {path}") from exc
+    if not isinstance(key, Ed25519PublicKey):
+        raise ConfigError(f"{path} is not an Ed25519 public key")
+    return key
+
+
+def audit_traces(data_dir: Path) -> list[str]:
+    """The audit files in ``data_dir`` that show a log was kept here before."""
+    names = (CHECKPOINT_FILE, SIGNING_KEY_FILE, LEGACY_CHECKPOINT_KEY_FILE)
+    return [name for name in names if (data_dir / name).exists()]
 
 
 def artifact_signing_key(data_dir: Path) -> bytes:

@@ -173,6 +173,13 @@ class ArtifactSettings(_Model):
     path_style: bool = False  # path-style bucket addressing (MinIO, test servers)
     oss_signature_version: Literal["v4", "v1"] = "v4"
     part_size_bytes: int = Field(default=8 << 20, ge=5 << 20, le=1 << 30)
+    # Signed audit checkpoints are also published here (under "audit-anchors/"), at
+    # most every anchor_interval_seconds; S3 objects get an Object Lock retention of
+    # anchor_retention_days when set (the bucket needs Object Lock enabled).
+    anchors: bool = True
+    anchor_interval_seconds: float = Field(default=60.0, gt=0)
+    anchor_retention_days: float | None = Field(default=None, gt=0)
+    anchor_lock_mode: Literal["GOVERNANCE", "COMPLIANCE"] = "COMPLIANCE"
 
 
 class OutputSettings(_Model):

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import datetime as dt
 from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
 
+from policies.artifacts import LocalConfig, OssArtifactStore, S3ArtifactStore, S3Config
+from policies.artifacts.anchors import BucketAnchors, LocalAnchors, Retention
 from policies.audit import open_audit_store
+from policies.audit.anchors import AnchorPublisher, AnchorStore
 from policies.audit.revision import SCHEMA_HEAD
-from policies.errors import ConfigError
+from policies.errors import AuditUnavailable, ConfigError
 from policies.instances.fc.credentials import Credentials
 from policies.instances.fc.provider import FcEndpoint, FcProvider
 from policies.instances.local import InstanceManager, LocalFunction
@@ -17,8 +23,14 @@ from policies.ports import ArtifactStore, AuditStore, InstanceProvider, OutputCa
 from policies.rules.holder import PolicyHolder
 from policies.service.core import ExecService
 from policies.types import InstanceInfo, Limits, RunResult, Target
-from server.artifact_store import open_artifact_store
-from server.localstate import CHECKPOINT_FILE, checkpoint_key, local_keys, read_address
+from server.artifact_store import open_artifact_store, store_config
+from server.localstate import (
+    CHECKPOINT_FILE,
+    audit_signing_key,
+    audit_traces,
+    local_keys,
+    read_address,
+)
 from server.settings import ProviderSettings, Settings
 
 
@@ -138,11 +150,22 @@ async def open_service(
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     holder = PolicyHolder(settings.policy_path)
     own_audit = audit is None
-    store: AuditStore = audit or await open_audit_store(
-        settings.database_url,
-        checkpoint_path=settings.data_dir / CHECKPOINT_FILE,
-        checkpoint_key=checkpoint_key(settings.data_dir),
-    )
+    anchors: AnchorStore | None = None
+    if audit is None:
+        await refuse_missing_database(settings)
+        anchors = open_anchor_store(settings)
+    try:
+        store: AuditStore = audit or await open_audit_store(
+            settings.database_url,
+            checkpoint_path=settings.data_dir / CHECKPOINT_FILE,
+            checkpoint_key=audit_signing_key(settings.data_dir),
+            publish=None if anchors is None else AnchorPublisher(anchors),
+            anchor_interval_s=settings.artifacts.anchor_interval_seconds,
+        )
+    except BaseException:
+        if anchors is not None:
+            await anchors.aclose()
+        raise
     providers: dict[str, InstanceProvider] = {}
     own_manager: InstanceManager | None = None
     artifacts: ArtifactStore | None = None
@@ -181,6 +204,88 @@ async def open_service(
             await own_manager.aclose()
         if own_audit:
             await store.aclose()
+        if anchors is not None:
+            with contextlib.suppress(Exception):
+                await anchors.aclose()
+
+
+def open_anchor_store(settings: Settings) -> AnchorStore | None:
+    """Where signed audit checkpoints are published: the artifact store's
+    ``audit-anchors/`` (None when ``artifacts.anchors`` is off).
+
+    Raises: ConfigError (as for the artifact store).
+    """
+    cfg = settings.artifacts
+    if not cfg.anchors:
+        return None
+    config = store_config(settings)
+    if isinstance(config, LocalConfig):
+        return LocalAnchors(config.root)
+    retention = None
+    if cfg.anchor_retention_days is not None:
+        retention = Retention(cfg.anchor_retention_days, cfg.anchor_lock_mode)
+    bucket = S3ArtifactStore(config) if isinstance(config, S3Config) else OssArtifactStore(config)
+    return BucketAnchors(bucket, cfg.prefix, retention)
+
+
+async def database_missing(url: str) -> bool:
+    """Whether the audit database is absent: no SQLite file (or an empty one), or a
+    reachable PostgreSQL database with no schema. An unreachable server is not
+    "missing" (opening the store reports it)."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import SQLAlchemyError
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from policies.audit.db_engine import parse_url
+
+    parsed = parse_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        name = parsed.database or ""
+        if name in ("", ":memory:"):
+            return False
+        return await asyncio.to_thread(_no_file, Path(name))
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as conn:
+            exists = await conn.scalar(text("SELECT to_regclass('alembic_version') IS NOT NULL"))
+            return not exists
+    except (SQLAlchemyError, OSError):
+        return False
+    finally:
+        await engine.dispose()
+
+
+def _no_file(path: Path) -> bool:
+    return not path.exists() or path.stat().st_size == 0
+
+
+async def refuse_missing_database(settings: Settings) -> None:
+    """Fail closed when the audit database is gone but this data directory shows a log
+    was kept (its checkpoint or signing key): a deleted database must not silently
+    become a fresh, empty one.
+
+    Raises: AuditUnavailable.
+    """
+    traces = audit_traces(settings.data_dir)
+    if traces and await database_missing(settings.database_url):
+        raise AuditUnavailable(
+            "the audit database is missing but its checkpoint or signing key exists "
+            f"({', '.join(traces)} in the data directory); restore the database, or run "
+            "`execgate db upgrade` to start a new, empty audit log",
+            kind="database_missing",
+        )
+
+
+def retire_checkpoint(data_dir: Path) -> Path | None:
+    """Move the checkpoint of a log whose database is gone aside (kept, renamed), so
+    a new log can be checkpointed; returns its new path."""
+    path = data_dir / CHECKPOINT_FILE
+    if not path.exists():
+        return None
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    retired = path.with_name(f"{path.name}.retired-{stamp}")
+    path.replace(retired)
+    return retired
 
 
 async def prepare_database(settings: Settings, *, force: bool = False) -> None:
@@ -188,8 +293,13 @@ async def prepare_database(settings: Settings, *, force: bool = False) -> None:
 
     A schema already at head costs one query; Alembic is only loaded to migrate.
 
-    Raises: AuditUnavailable when the database cannot be reached.
+    Without ``force``, a database that is gone while its checkpoint or key remains is
+    refused, never re-created: only `execgate db upgrade` (``force``) creates it.
+
+    Raises: AuditUnavailable when the database cannot be reached or is missing.
     """
+    if not force:
+        await refuse_missing_database(settings)
     if not (force or settings.database.auto_upgrade):
         return
     if not force and await _schema_revision(settings.database_url) == SCHEMA_HEAD:

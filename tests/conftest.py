@@ -10,13 +10,15 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from policies.audit import SqlAuditStore, open_audit_store
 from policies.audit.migrate import upgrade
 from policies.audit.scratch import scratch_database
 
 PG_ENV = "EXECGATE_TEST_DATABASE_URL"
-CHECKPOINT_KEY = b"execgate-test-checkpoint-key-0001"
+# A fixed key: child processes in tests sign with the same one.
+CHECKPOINT_KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
 
 _BACKENDS = (
     [pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres)]

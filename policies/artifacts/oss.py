@@ -142,6 +142,49 @@ class OssArtifactStore(PartedStore):
         )
         return str(out.url)
 
+    # Whole objects by key (audit anchors: see policies.artifacts.anchors)
+
+    def put_object(
+        self,
+        key: str,
+        data: bytes,
+        content_type: str,
+        retain_until: dt.datetime | None = None,
+        lock_mode: str | None = None,
+    ) -> None:
+        """Store ``data`` at ``key``, never over an existing object. Retention on OSS
+        is the bucket's retention (WORM) policy, so ``retain_until`` is not sent."""
+        oss = _sdk()
+        request = oss.PutObjectRequest(
+            bucket=self._config.bucket,
+            key=key,
+            body=data,
+            content_type=content_type,
+            forbid_overwrite=True,
+        )
+        self._call("store the object", self._oss().put_object, request)
+
+    def list_keys(self, prefix: str) -> list[str]:
+        oss = _sdk()
+        keys: list[str] = []
+        token: str | None = None
+        while True:
+            request = oss.ListObjectsV2Request(
+                bucket=self._config.bucket, prefix=prefix, continuation_token=token
+            )
+            out = self._call("list objects", self._oss().list_objects_v2, request)
+            keys.extend(str(o.key) for o in out.contents or [])
+            token = out.next_continuation_token
+            if not out.is_truncated or not token:
+                return keys
+
+    def get_bytes(self, key: str) -> bytes:
+        oss = _sdk()
+        request = oss.GetObjectRequest(bucket=self._config.bucket, key=key)
+        out = self._call("read the object", self._oss().get_object, request)
+        with out.body as body:
+            return bytes(body.read())
+
     # ArtifactStore (put_stream and put_file come from PartedStore)
 
     async def link(self, key: str, *, ttl_seconds: float | None = None) -> str:

@@ -8,6 +8,7 @@ message: bucket names, endpoints and AWS error text stay in the log.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -140,6 +141,56 @@ class S3ArtifactStore(PartedStore):
             Key=key,
             UploadId=upload_id,
         )
+
+    # Whole objects by key (audit anchors: see policies.artifacts.anchors)
+
+    def put_object(
+        self,
+        key: str,
+        data: bytes,
+        content_type: str,
+        retain_until: dt.datetime | None = None,
+        lock_mode: str | None = None,
+    ) -> None:
+        """Store ``data`` at ``key``; with ``retain_until``, under an Object Lock
+        retention of ``lock_mode`` (the bucket must have Object Lock enabled)."""
+        extra: dict[str, Any] = {}
+        if retain_until is not None:
+            extra = {"ObjectLockMode": lock_mode or "COMPLIANCE"}
+            extra["ObjectLockRetainUntilDate"] = retain_until
+        s3 = self._s3()
+        self._call(
+            "store the object",
+            s3.put_object,
+            Bucket=self._config.bucket,
+            Key=key,
+            Body=data,
+            ContentType=content_type,
+            **extra,
+        )
+
+    def list_keys(self, prefix: str) -> list[str]:
+        s3 = self._s3()
+        keys: list[str] = []
+        token: str | None = None
+        while True:
+            more = {"ContinuationToken": token} if token else {}
+            out = self._call(
+                "list objects",
+                s3.list_objects_v2,
+                Bucket=self._config.bucket,
+                Prefix=prefix,
+                **more,
+            )
+            keys.extend(o["Key"] for o in out.get("Contents", []) if "Key" in o)
+            token = out.get("NextContinuationToken")
+            if not out.get("IsTruncated") or not token:
+                return keys
+
+    def get_bytes(self, key: str) -> bytes:
+        s3 = self._s3()
+        out = self._call("read the object", s3.get_object, Bucket=self._config.bucket, Key=key)
+        return out["Body"].read()
 
     # ArtifactStore (put_stream and put_file come from PartedStore)
 

@@ -143,12 +143,14 @@ class ChainTx:
     head: Head
     now: dt.datetime
     prepared: bool  # statements run prepared on the driver (see policies.audit.prepared)
+    start: Head = Head(0, GENESIS_HASH)  # the head this transaction found
     _events: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def begin(cls, conn: Connection) -> ChainTx:
         prepared = on_driver(conn)
-        return cls(conn, read_head(conn, prepared), dt.datetime.now(dt.UTC), prepared)
+        head = read_head(conn, prepared)
+        return cls(conn, head, dt.datetime.now(dt.UTC), prepared, head)
 
     @property
     def appended(self) -> int:

@@ -17,14 +17,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from policies.audit.backend import BUSY, Backend, Busy
 from policies.audit.chain import ChainTx
-from policies.audit.checkpoint import CheckpointWriter
+from policies.audit.checkpoint import CheckpointWriter, Segment
 from policies.audit.errors import STORAGE_ERRORS, audit_errors
-from policies.audit.tables import audit_events
 from policies.errors import AuditUnavailable
 
 T = TypeVar("T")
@@ -122,8 +120,7 @@ class Db:
         if done is BUSY:
             return BUSY
         result, tx = done
-        if tx.appended and self.checkpoints is not None:
-            self.checkpoints.note(tx.head)
+        self._note(tx)
         return result
 
     async def _drain(self) -> None:
@@ -147,10 +144,16 @@ class Db:
                 for write in group:
                     _settle(write.future, False, exc)
             return
-        if tx.appended and self.checkpoints is not None:
-            self.checkpoints.note(tx.head)
+        self._note(tx)
         for write, (ok, value) in zip(group, outcomes, strict=True):
             _settle(write.future, ok, value)
+
+    def _note(self, tx: ChainTx) -> None:
+        # The run this transaction appended, with the hashes computed here: the only
+        # events this process may vouch for.
+        if tx.appended and self.checkpoints is not None:
+            start = tx.start
+            self.checkpoints.note(Segment(start.seq + 1, start.hash, tx.head.seq, tx.head.hash))
 
     async def read(
         self, operation: str, body: Callable[[Connection], T], *, snapshot: bool = False
@@ -161,12 +164,6 @@ class Db:
         """
         with audit_errors(operation):
             return await self.backend.read(body, snapshot=snapshot)
-
-    async def hash_at(self, seq: int) -> str | None:
-        """The hash stored for event ``seq``, or None when there is none."""
-        query = sa.select(audit_events.c.hash).where(audit_events.c.seq == seq)
-        value = await self.read("read chain", lambda conn: conn.scalar(query))
-        return None if value is None else str(value)
 
     async def aclose(self) -> None:
         """Finish queued writes, write the last checkpoint, close the connections."""

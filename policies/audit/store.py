@@ -9,12 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from policies.audit import approvals as approval_ops
 from policies.audit import sessions as session_ops
 from policies.audit.backend import open_backend
 from policies.audit.chain import ChainTx
-from policies.audit.checkpoint import CheckpointWriter
+from policies.audit.checkpoint import CheckpointWriter, Publish
 from policies.audit.db import Db
 from policies.audit.db_engine import CONNECT_TIMEOUT_S
 from policies.audit.errors import audit_errors
@@ -25,7 +26,7 @@ from policies.audit.records import exec_record, intent_values, outcome_values
 from policies.audit.revision import SCHEMA_HEAD
 from policies.audit.tables import RATE_COUNTED, exec_sessions
 from policies.audit.verify import verify_store
-from policies.errors import AuditUnavailable
+from policies.errors import AuditUnavailable, ConfigError
 from policies.ports import (
     ApprovalRecord,
     ApprovalState,
@@ -77,11 +78,15 @@ class SqlAuditStore:
     """
 
     def __init__(
-        self, db: Db, checkpoint_path: Path | None, checkpoint_key: bytes, owner: str | None
+        self,
+        db: Db,
+        checkpoint_path: Path | None,
+        checkpoint_key: Ed25519PrivateKey | None,
+        owner: str | None,
     ) -> None:
         self._db = db
         self._checkpoint_path = checkpoint_path
-        self._checkpoint_key = checkpoint_key
+        self._public_key = None if checkpoint_key is None else checkpoint_key.public_key()
         self._owner = owner
         self._closed = False
 
@@ -333,15 +338,16 @@ class SqlAuditStore:
 
     # ------------------------------------------------------------------ integrity
 
-    async def verify(self) -> VerifyReport:
+    async def verify(self, *, strict: bool = False) -> VerifyReport:
         """Walk the chain and report the first edited, deleted or truncated event, a bad
-        checkpoint, or a row that disagrees with its events.
+        checkpoint, or a row that disagrees with its events; count the events no signed
+        checkpoint vouches for (``strict``: they fail the check).
 
         Raises: AuditUnavailable when the database cannot be read.
         """
         if self._db.checkpoints is not None:
             await self._db.checkpoints.flush()
-        return await verify_store(self._db, self._checkpoint_path, self._checkpoint_key)
+        return await verify_store(self._db, self._checkpoint_path, self._public_key, strict=strict)
 
     async def aclose(self) -> None:
         """Write the last checkpoint and close the database connections."""
@@ -354,15 +360,19 @@ async def open_audit_store(
     url: str,
     *,
     checkpoint_path: Path | None,
-    checkpoint_key: bytes,
+    checkpoint_key: Ed25519PrivateKey | None = None,
     owner: str | None = None,
+    publish: Publish | None = None,
+    anchor_interval_s: float = 60.0,
 ) -> SqlAuditStore:
     """Open the audit store at ``url`` (``sqlite+aiosqlite:///PATH`` or
     ``postgresql+asyncpg://...``). The schema must exist: run ``migrate.upgrade`` first.
 
-    ``checkpoint_path`` is where signed checkpoints of the chain head are kept (outside
-    the database); None disables the tail-truncation check. ``owner`` overrides the
-    ``host:pid:nonce`` tag written on intents (for tests).
+    ``checkpoint_path`` is where the checkpoint signed with ``checkpoint_key`` (Ed25519)
+    is kept, outside the database; None disables the tail-truncation check. ``publish``
+    sends a written checkpoint outside the host (an anchor), at most every
+    ``anchor_interval_s`` and at close. ``owner`` overrides the ``host:pid:nonce`` tag
+    written on intents (for tests).
 
     Raises: ConfigError for an unsupported URL; AuditUnavailable when the database
     cannot be reached within a few seconds, has no schema or an outdated one, or the
@@ -371,18 +381,25 @@ async def open_audit_store(
     backend = open_backend(url)
     db = Db(backend)
     try:
-        await _check_database(db)
+        await check_database(db)
         if checkpoint_path is not None:
+            if checkpoint_key is None:
+                raise ConfigError("a checkpoint path needs a checkpoint signing key")
             with audit_errors("create checkpoint directory"):
                 await asyncio.to_thread(checkpoint_path.parent.mkdir, parents=True, exist_ok=True)
-            db.checkpoints = CheckpointWriter(checkpoint_path, checkpoint_key, db.hash_at)
+            db.checkpoints = CheckpointWriter(
+                checkpoint_path,
+                checkpoint_key,
+                publish=publish,
+                anchor_interval_s=anchor_interval_s,
+            )
     except BaseException:
         await backend.dispose()
         raise
     return SqlAuditStore(db, checkpoint_path, checkpoint_key, owner)
 
 
-async def _check_database(db: Db) -> None:
+async def check_database(db: Db) -> None:
     unreachable = "the audit database cannot be reached"
     with audit_errors("connect", unreachable):
         async with asyncio.timeout(CONNECT_TIMEOUT_S * 2):

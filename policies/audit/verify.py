@@ -1,5 +1,7 @@
-"""``verify``: walk the chain, compare its head with the signed checkpoint, and check
-that every row table still says what its events say. Reports the first problem found.
+"""``verify``: walk the chain, compare it with the signed checkpoint (and the anchors
+published outside the host), and check that every row table still says what its events
+say. Reports the first problem found; events no signed checkpoint vouches for are
+counted, and fail a strict check.
 
 Memory stays bounded: events are read in seq order in batches, and each projection is
 checked a batch of rows at a time against just those rows' events.
@@ -16,10 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy.engine import Connection
 
 from policies.audit.chain import GENESIS_HASH, event_hash, json_value
-from policies.audit.checkpoint import Checkpoint, read_checkpoint
+from policies.audit.checkpoint import Checkpoint, Segment, read_checkpoint
 from policies.audit.db import Db
 from policies.audit.records import Row
 from policies.audit.tables import PROJECTIONS, approval_votes, audit_events
@@ -30,13 +33,33 @@ BATCH = 500
 _VOTE_KIND = "approval.vote"
 
 
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """What a signed document says about one event: its hash, or its link."""
+
+    source: str  # "checkpoint" or "anchor NAME"
+    value: str
+
+
 @dataclass(slots=True)
 class _Walk:
     rows: int = 0
     head_seq: int = 0
     head_hash: str = GENESIS_HASH
-    hash_at_checkpoint: str | None = None
     problem: VerifyReport | None = None
+
+
+@dataclass(slots=True)
+class Claims:
+    """The hashes (``lasts``) and links (``firsts``) signed documents record."""
+
+    firsts: dict[int, list[Claim]] = field(default_factory=dict)
+    lasts: dict[int, list[Claim]] = field(default_factory=dict)
+
+    def add(self, source: str, segments: Sequence[Segment]) -> None:
+        for seg in segments:
+            self.firsts.setdefault(seg.first, []).append(Claim(source, seg.prev_hash))
+            self.lasts.setdefault(seg.last, []).append(Claim(source, seg.hash))
 
 
 def _bad(walk_rows: int, seq: int | None, problem: str, detail: str) -> VerifyReport:
@@ -49,7 +72,23 @@ def _fetch(query: sa.Select[*tuple[Any, ...]], conn: Connection) -> Sequence[Row
     return conn.execute(query).all()
 
 
-async def _walk_chain(db: Db, checkpoint_seq: int | None) -> _Walk:
+def _problem_of(source: str) -> str:
+    return "truncated" if source == "checkpoint" else "anchor"
+
+
+def _check_claims(walk: _Walk, ev: Row, claims: Claims) -> VerifyReport | None:
+    for claim in claims.firsts.get(ev.seq, ()):
+        if claim.value != ev.prev_hash:
+            detail = f"event {ev.seq} differs from the {claim.source}"
+            return _bad(walk.rows, ev.seq, _problem_of(claim.source), detail)
+    for claim in claims.lasts.get(ev.seq, ()):
+        if claim.value != ev.hash:
+            detail = f"event {ev.seq} differs from the {claim.source}"
+            return _bad(walk.rows, ev.seq, _problem_of(claim.source), detail)
+    return None
+
+
+async def _walk_chain(db: Db, claims: Claims) -> _Walk:
     walk = _Walk()
     cols = audit_events.c
     while True:
@@ -76,25 +115,43 @@ async def _walk_chain(db: Db, checkpoint_seq: int | None) -> _Walk:
                 detail = f"event {ev.seq} does not link to event {ev.seq - 1}"
                 walk.problem = _bad(walk.rows, ev.seq, "deleted", detail)
                 return walk
+            walk.problem = _check_claims(walk, ev, claims)
+            if walk.problem is not None:
+                return walk
             walk.rows += 1
             walk.head_seq, walk.head_hash = ev.seq, ev.hash
-            if ev.seq == checkpoint_seq:
-                walk.hash_at_checkpoint = ev.hash
 
 
-def _check_tail(walk: _Walk, cp: Checkpoint) -> VerifyReport | None:
-    if walk.head_seq < cp.seq or walk.rows < cp.rows:
+def _check_tail(walk: _Walk, source: str, cp: Checkpoint) -> VerifyReport | None:
+    if walk.head_seq < cp.last:
         return _bad(
             walk.rows,
             walk.head_seq + 1,
-            "truncated",
-            f"the checkpoint records {cp.rows} events up to {cp.seq}; the database has {walk.rows}",
-        )
-    if walk.hash_at_checkpoint != cp.hash:
-        return _bad(
-            walk.rows, cp.seq, "truncated", f"event {cp.seq} differs from the signed checkpoint"
+            _problem_of(source),
+            f"the {source} vouches for events up to {cp.last}; the database has {walk.rows}",
         )
     return None
+
+
+def unvouched_ranges(segments: Sequence[Segment], head: int) -> list[tuple[int, int]]:
+    """The runs of events ``1..head`` that no segment covers."""
+    out: list[tuple[int, int]] = []
+    nxt = 1
+    for seg in segments:
+        if seg.first > nxt:
+            out.append((nxt, min(seg.first - 1, head)))
+        nxt = max(nxt, seg.last + 1)
+        if nxt > head:
+            break
+    if nxt <= head:
+        out.append((nxt, head))
+    return [(a, b) for a, b in out if a <= b]
+
+
+def _ranges_text(ranges: Sequence[tuple[int, int]]) -> str:
+    shown = [f"{a}" if a == b else f"{a}..{b}" for a, b in ranges[:5]]
+    more = f" and {len(ranges) - 5} more runs" if len(ranges) > 5 else ""
+    return ", ".join(shown) + more
 
 
 @dataclass(slots=True)
@@ -208,39 +265,80 @@ async def _check_projection(db: Db, name: str, rows_checked: int) -> VerifyRepor
     return _bad(rows_checked, None, "edited", f"{name} {stray}: a row with no audit events")
 
 
-async def verify_store(db: Db, checkpoint_path: Path | None, key: bytes) -> VerifyReport:
-    """See ``AuditStore.verify``.
+async def verify_store(
+    db: Db,
+    checkpoint_path: Path | None,
+    public_key: Ed25519PublicKey | None,
+    *,
+    strict: bool = False,
+    anchors: Sequence[tuple[str, Checkpoint]] | None = None,
+) -> VerifyReport:
+    """See ``AuditStore.verify``. ``strict``: events no signed checkpoint vouches for
+    fail the check (otherwise they are counted and named). ``anchors``: checkpoints
+    published outside the host (already signature-checked), each named; the chain must
+    still hold every event they record.
 
     Raises: AuditUnavailable when the database cannot be read.
     """
     cp: Checkpoint | None = None
     cp_error: AuditIntegrityError | None = None
     # Read the checkpoint before walking: it can then only describe events the walk sees.
-    if checkpoint_path is not None:
+    if checkpoint_path is not None and public_key is not None:
         try:
-            cp = await asyncio.to_thread(read_checkpoint, checkpoint_path, key)
+            cp = await asyncio.to_thread(read_checkpoint, checkpoint_path, public_key)
         except AuditIntegrityError as exc:
             cp_error = exc
-    walk = await _walk_chain(db, None if cp is None else cp.seq)
+    claims = Claims()
+    if cp is not None:
+        claims.add("checkpoint", cp.segments)
+    for name, anchored in anchors or ():
+        claims.add(f"anchor {name}", anchored.segments)
+    walk = await _walk_chain(db, claims)
     if walk.problem is not None:
         return walk.problem
     if cp_error is not None:
         return _bad(walk.rows, None, "checkpoint", cp_error.safe_message)
-    if checkpoint_path is None:
+    for name, anchored in anchors or ():
+        problem = _check_tail(walk, f"anchor {name}", anchored)
+        if problem is not None:
+            return problem
+    if anchors is not None and not anchors and walk.rows:
+        return _bad(walk.rows, None, "anchor", "no published checkpoint (anchor) was found")
+    segments: tuple[Segment, ...] = ()
+    if checkpoint_path is None or public_key is None:
         tail = "tail truncation cannot be checked: no checkpoint is configured"
     elif cp is None:
         if walk.rows:
             return _bad(walk.rows, None, "checkpoint", "the audit checkpoint file is missing")
         tail = "the log is empty"
     else:
-        problem = _check_tail(walk, cp)
+        problem = _check_tail(walk, "checkpoint", cp)
         if problem is not None:
             return problem
-        tail = f"tail matches the signed checkpoint at event {cp.seq}"
+        segments = cp.segments
+        tail = f"signed checkpoint vouches up to event {cp.last}"
     for name in PROJECTIONS:
         problem = await _check_projection(db, name, walk.rows)
         if problem is not None:
             return problem
+    if anchors:
+        tail += f"; {len(anchors)} anchors agree"
+    unvouched = unvouched_ranges(segments, walk.head_seq) if public_key is not None else []
+    count = sum(b - a + 1 for a, b in unvouched)
+    if unvouched:
+        tail += f"; events {_ranges_text(unvouched)} are unvouched (no signed checkpoint)"
+        if strict:
+            return VerifyReport(
+                ok=False,
+                rows_checked=walk.rows,
+                first_bad_seq=unvouched[0][0],
+                problem="unvouched",
+                detail=f"{walk.rows} events intact; {tail}",
+                unvouched=count,
+            )
     return VerifyReport(
-        ok=True, rows_checked=walk.rows, detail=f"{walk.rows} events intact; {tail}"
+        ok=True,
+        rows_checked=walk.rows,
+        detail=f"{walk.rows} events intact; {tail}",
+        unvouched=count,
     )

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from policies.errors import AuditIntegrityError, ProviderUnavailable, TargetError
+from policies.errors import ProviderUnavailable, TargetError
 from policies.ports import ApprovalState, AuditFilter
 from policies.rules.model import load_policy
 from policies.service.core import explain_request
@@ -20,7 +20,7 @@ from policies.types import (
     Surface,
     Target,
 )
-from server.cli import render
+from server.cli import integrity, render
 from server.cli.collect import cmd_collect
 from server.cli.exits import (
     EXIT_CHECK_FAILED,
@@ -149,15 +149,11 @@ async def cmd_approvals(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
+    if args.audit_cmd == "verify":
+        return await integrity.cmd_verify(args, settings)
+    if args.audit_cmd == "public-key":
+        return await integrity.cmd_public_key(args, settings)
     async with open_service(settings) as service:
-        if args.audit_cmd == "verify":
-            report = await service.audit_verify()
-            render.verify(report)
-            if not report.ok:
-                raise AuditIntegrityError(
-                    f"audit log verification failed at row {report.first_bad_seq}: {report.problem}"
-                )
-            return 0
         if args.audit_cmd == "show":
             try:
                 record = await service.audit_get(AuditId(args.audit_id))
@@ -188,7 +184,7 @@ async def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
     from policies.audit import migrate
 
     if args.db_cmd == "upgrade":
-        await prepare_database(settings, force=True)
+        await integrity.cmd_db_upgrade(settings)
         print(f"audit database at {await migrate.current(settings.database_url)}")
         return 0
     print(await migrate.current(settings.database_url) or "(empty)")

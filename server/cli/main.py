@@ -127,7 +127,13 @@ def build_parser() -> argparse.ArgumentParser:
     s = ausub.add_parser("show", help="one exec session")
     s.add_argument("audit_id")
     s.add_argument("--json", action="store_true")
-    ausub.add_parser("verify", help="check the hash chain and the latest checkpoint")
+    v = ausub.add_parser("verify", help="check the hash chain against the signed checkpoint")
+    v.add_argument("--strict", action="store_true", help="fail on events no checkpoint vouches for")
+    v.add_argument("--public-key", type=Path, help="verify with this pinned public key (PEM) only")
+    v.add_argument(
+        "--anchors", action="store_true", help="also check the checkpoints published outside"
+    )
+    ausub.add_parser("public-key", help="print the public key that verifies the checkpoints")
 
     p = sub.add_parser("db", help="database schema")
     dsub = p.add_subparsers(dest="db_cmd", required=True, metavar="ACTION")

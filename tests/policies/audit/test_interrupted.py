@@ -27,7 +27,7 @@ from policies.audit import open_audit_store
 from tests.policies.audit.support import INTENT, intent
 
 async def main() -> None:
-    store = await open_audit_store(sys.argv[1], checkpoint_path=None, checkpoint_key=b"k")
+    store = await open_audit_store(sys.argv[1], checkpoint_path=None)
     print(await store.record_intent(INTENT), flush=True)
     await asyncio.to_thread(sys.stdin.readline)
     await store.aclose()
@@ -99,7 +99,7 @@ EARLIER_SAME_PID = f"{hostname()}:{os.getpid()}:earlier-process"
 
 @asynccontextmanager
 async def _store_as(url: str, owner: str) -> AsyncIterator[SqlAuditStore]:
-    store = await open_audit_store(url, checkpoint_path=None, checkpoint_key=b"k", owner=owner)
+    store = await open_audit_store(url, checkpoint_path=None, owner=owner)
     try:
         yield store
     finally:

@@ -65,7 +65,7 @@ async def test_upgrading_twice_is_harmless(migrated_url: str) -> None:
 
 async def test_store_refuses_a_database_without_schema(database_url: str) -> None:
     with pytest.raises(AuditUnavailable) as info:
-        await open_audit_store(database_url, checkpoint_path=None, checkpoint_key=b"k")
+        await open_audit_store(database_url, checkpoint_path=None)
 
     assert info.value.fields["operation"] == "check schema"
 
@@ -74,7 +74,7 @@ async def test_store_refuses_a_database_at_another_schema_revision(migrated_url:
     await execute(migrated_url, "UPDATE alembic_version SET version_num = '0000'")
 
     with pytest.raises(AuditUnavailable) as info:
-        await open_audit_store(migrated_url, checkpoint_path=None, checkpoint_key=b"k")
+        await open_audit_store(migrated_url, checkpoint_path=None)
 
     assert info.value.fields["found"] == "0000"
 

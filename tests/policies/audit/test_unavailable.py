@@ -8,6 +8,7 @@ import socket
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from policies.audit import SqlAuditStore, open_audit_store
 from policies.errors import AuditUnavailable
@@ -32,7 +33,7 @@ def _closed_port() -> int:
 )
 async def test_unreachable_database_is_audit_unavailable(url: str, tmp_path: Path) -> None:
     with pytest.raises(AuditUnavailable) as info:
-        await open_audit_store(url.format(tmp=tmp_path), checkpoint_path=None, checkpoint_key=b"k")
+        await open_audit_store(url.format(tmp=tmp_path), checkpoint_path=None)
 
     assert info.value.code == "audit_unavailable"
     assert info.value.fields["operation"] == "connect"
@@ -63,6 +64,9 @@ async def test_reads_fail_closed_too(audit_store: SqlAuditStore, migrated_url: s
         await audit_store.list_approvals()
 
 
+KEY = Ed25519PrivateKey.generate()
+
+
 async def test_checkpoint_directory_that_cannot_exist_is_audit_unavailable(
     migrated_url: str, tmp_path: Path
 ) -> None:
@@ -71,5 +75,5 @@ async def test_checkpoint_directory_that_cannot_exist_is_audit_unavailable(
 
     with pytest.raises(AuditUnavailable):
         await open_audit_store(
-            migrated_url, checkpoint_path=blocker / "sub" / "cp.json", checkpoint_key=b"k"
+            migrated_url, checkpoint_path=blocker / "sub" / "cp.json", checkpoint_key=KEY
         )

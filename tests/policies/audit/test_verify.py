@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from policies.audit import SqlAuditStore, open_audit_store
-from policies.audit.checkpoint import Checkpoint, encode_checkpoint, read_checkpoint
+from policies.audit.chain import GENESIS_HASH
+from policies.audit.checkpoint import Segment, encode_checkpoint, read_checkpoint
 from policies.audit.db_engine import create_engine
 from policies.audit.tables import audit_events
 from policies.ports import ExecOutcome, ExecStatus
@@ -55,7 +57,9 @@ async def _populate(store: SqlAuditStore) -> Story:
     return Story(audit_id, approval.approval_id, session.session_id, events=7)
 
 
-async def _store(url: str, path: Path | None, key: bytes = CHECKPOINT_KEY) -> SqlAuditStore:
+async def _store(
+    url: str, path: Path | None, key: Ed25519PrivateKey = CHECKPOINT_KEY
+) -> SqlAuditStore:
     return await open_audit_store(url, checkpoint_path=path, checkpoint_key=key)
 
 
@@ -241,7 +245,7 @@ async def test_forged_checkpoint_is_reported_and_kept(
     story = await _populate(audit_store)
     await audit_store.verify()
     doc = json.loads(checkpoint_path.read_text())
-    doc["rows"] = doc["seq"] = story.events - 1
+    doc["segments"][0][2] = story.events - 1
     checkpoint_path.write_text(json.dumps(doc))
 
     await audit_store.record_intent(INTENT)
@@ -257,7 +261,7 @@ async def test_checkpoint_signed_with_another_key_is_reported(
     await _populate(audit_store)
     await audit_store.aclose()
 
-    store = await _store(migrated_url, checkpoint_path, key=b"another key")
+    store = await _store(migrated_url, checkpoint_path, key=Ed25519PrivateKey.generate())
     try:
         report = await store.verify()
     finally:
@@ -271,8 +275,8 @@ async def test_checkpoint_claiming_more_events_than_exist_is_truncation(
 ) -> None:
     story = await _populate(audit_store)
     await audit_store.verify()
-    forged = Checkpoint(seq=story.events + 10, hash="a" * 64, rows=story.events + 10)
-    checkpoint_path.write_text(encode_checkpoint(forged, CHECKPOINT_KEY))
+    forged = Segment(1, GENESIS_HASH, story.events + 10, "a" * 64)
+    checkpoint_path.write_text(encode_checkpoint([forged], CHECKPOINT_KEY))
 
     report = await audit_store.verify()
 
@@ -308,10 +312,11 @@ async def test_checkpoint_holds_the_head_after_close(
     story = await _populate(audit_store)
     await audit_store.aclose()
 
-    checkpoint = read_checkpoint(checkpoint_path, CHECKPOINT_KEY)
+    checkpoint = read_checkpoint(checkpoint_path, CHECKPOINT_KEY.public_key())
 
     head = await scalar(migrated_url, "SELECT hash FROM audit_events WHERE seq = :s", {"s": 7})
-    assert checkpoint == Checkpoint(seq=story.events, hash=head, rows=story.events)
+    assert checkpoint is not None
+    assert checkpoint.segments == (Segment(1, GENESIS_HASH, story.events, head),)
 
 
 async def test_verify_walks_in_batches_and_finds_an_edit_in_a_later_batch(
