@@ -95,7 +95,8 @@ KEY_MATERIAL_LINE = re.compile(
 )
 # A secret key with its value on the next line (YAML "password:", JSON "password":).
 KEY_ALONE_LINE = re.compile(
-    rf"[ \t]*(?:[{{,][ \t]*)?(?:-[ \t]+)?(?P<kq>\\{{0,3}}[\"']?)(?P<key>{KEY})(?P=kq)[ \t]*:[ \t]*\r?"
+    rf"[ \t]*(?:[{{,][ \t]*)?(?:-[ \t]+)?(?P<kq>\\{{0,3}}[\"']?)(?P<key>{KEY})(?P=kq)"
+    r"[ \t]*:[ \t]*\r?"
 )
 SCALAR_LINE = re.compile(
     r"(?P<keep>[ \t]*)(?P<q>[\"']?)(?P<val>[^\n]+?)(?P=q)(?P<end>[,}\]]*[ \t]*\r?)"
