@@ -8,7 +8,15 @@ the next ones are read:
 * a private key's BEGIN line opens a block that is dropped up to its END line;
 * a Kubernetes env entry names the variable on one line and gives its value on the next;
 * a YAML block scalar under a secret key (``password: |``) holds its value on the
-  following, more indented lines: the first becomes the marker, the rest are dropped.
+  following, more indented lines: the first becomes the marker, the rest are dropped;
+* a secret key with nothing after its colon (YAML ``password:``, pretty-printed JSON
+  ``"password":``) has its value on the next line, which is scrubbed when it is a
+  plain or quoted scalar.
+
+Some lines need no context: a line that is one long run of base64 (with a count or
+line-number prefix such as ``uniq -c`` or ``grep -n`` print) is key material whether or
+not the BEGIN line that opened it is in the output (``tail -n 5 key.pem`` starts in the
+middle of the key; filters may drop or reorder lines).
 
 ``LineState`` carries that from line to line (and, in ``redact.StreamRedactor``, from
 chunk to chunk).
@@ -50,6 +58,10 @@ _TRIGGER = compile_scanner(TRIGGER)
 PEM_BEGIN = re.compile(
     r"-{4,5} ?BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)? ?-{4,5}|PuTTY-User-Key-File-[0-9]+:"
 )
+# Armour that is not a private key (certificates, public keys): its base64 body is
+# left alone, though a body line seen on its own would look like key material.
+ARMOUR_BEGIN = re.compile(r"-{4,5} ?BEGIN [A-Z0-9 ]+-{4,5}")
+ARMOUR_END = re.compile(r"-{4,5} ?END [A-Z0-9 ]+-{4,5}")
 PEM_END = re.compile(r"-{4,5} ?END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)? ?-{4,5}")
 PEM_BODY = re.compile(
     r"[ \t]*(?:[A-Za-z0-9+/=]+|(?:Proc-Type|DEK-Info|Version|Comment|Hash|Charset|Encryption"
@@ -74,6 +86,28 @@ YAML_BLOCK_KEY = re.compile(
     rf"(?P<indent>[ \t]*(?:-[ \t]+)?)(?P<kq>[\"']?)(?P<key>{KEY})(?P=kq)[ \t]*:[ \t]*"
     + BLOCK_INDICATOR.pattern
 )
+
+
+# A line that is only a long base64 run, after an optional count or line number: the
+# body of a PEM (64 characters a line) or OpenSSH (70) key seen without its BEGIN line.
+KEY_MATERIAL_LINE = re.compile(
+    r"(?P<prefix>[ \t]*(?:[0-9]+(?::|[ \t]+))?)(?P<run>[A-Za-z0-9+/]{40,}={0,2})[ \t]*\r?"
+)
+# A secret key with its value on the next line (YAML "password:", JSON "password":).
+KEY_ALONE_LINE = re.compile(
+    rf"[ \t]*(?:[{{,][ \t]*)?(?:-[ \t]+)?(?P<kq>\\{{0,3}}[\"']?)(?P<key>{KEY})(?P=kq)"
+    r"[ \t]*:[ \t]*\r?"
+)
+SCALAR_LINE = re.compile(
+    r"(?P<keep>[ \t]*)(?P<q>[\"']?)(?P<val>[^\n]+?)(?P=q)(?P<end>[,}\]]*[ \t]*\r?)"
+)
+
+
+def _looks_random(run: str) -> bool:
+    """Base64 of key material mixes cases and digits; long words and hex digests do not."""
+    upper = sum(c.isupper() for c in run)
+    digits = sum(c.isdigit() for c in run)
+    return upper >= 3 and digits >= 3 and len(run) - upper - digits >= 3
 
 
 def _after(flagged: list[int]) -> Callable[[int], int | None]:
@@ -101,13 +135,21 @@ class LineState:
     block_column: int | None = None
     block_kind: str = ""
     block_seen: bool = False
+    value_key: str | None = None
+    armour: bool = False
     # The previous line ended without a newline: the next one is its continuation
     # (a line longer than MAX_LINE reaches the redactor in pieces).
     open_line: bool = False
 
     @property
     def active(self) -> bool:
-        return self.pem or self.env_key is not None or self.block_column is not None
+        return (
+            self.pem
+            or self.env_key is not None
+            or self.block_column is not None
+            or self.value_key is not None
+            or self.armour
+        )
 
     def open_block(self, column: int, kind: str) -> None:
         self.block_column, self.block_kind, self.block_seen = column, kind, False
@@ -130,6 +172,13 @@ def _block_line(body: str, state: LineState, column: int) -> tuple[str | None, i
     if not is_secret_value(body.strip()):
         return body, 0
     return body[: _indent(body)] + marker(state.block_kind), 1
+
+
+def _opens_structure(value: str, *, quoted: bool) -> bool:
+    """Whether the line after ``key:`` starts a mapping, list or block, not a scalar."""
+    if quoted:
+        return False
+    return value[:1] in "{[-|>#&*!" or ": " in value or value.endswith(":")
 
 
 class Redactor:
@@ -215,6 +264,24 @@ class Redactor:
                 return None, 0
             # Not key material: the block ended without an END line.
             state.pem = False
+        if state.armour:
+            if ARMOUR_END.search(body) is not None:
+                state.armour = False
+                return body, 0
+            if PEM_BODY.fullmatch(body):
+                return body, 0
+            state.armour = False
+        if state.value_key is not None:
+            key, state.value_key = state.value_key, None
+            scalar = SCALAR_LINE.fullmatch(body)
+            if (
+                scalar is not None
+                and not _opens_structure(scalar["val"], quoted=bool(scalar["q"]))
+                and is_secret_value(scalar["val"])
+                and is_secret_key(key, scalar["val"])
+            ):
+                start, stop = scalar.span("val")
+                return body[:start] + marker(kind_for_key(key)) + body[stop:], 1
         if state.env_key is not None:
             key, state.env_key = state.env_key, None
             value = ENV_VALUE_LINE.fullmatch(body)
@@ -241,9 +308,20 @@ class Redactor:
                 return head + marker("private-key"), count + 1
             tail, more = self._plain(body[end.end() :], state)
             return head + marker("private-key") + tail, count + more + 1
+        armour = ARMOUR_BEGIN.search(body) if "BEGIN" in body else None
+        if armour is not None and ARMOUR_END.search(body, armour.end()) is None:
+            state.armour = True
+            return self._rules(body)
         block = YAML_BLOCK_KEY.fullmatch(body) if "|" in body or ">" in body else None
         if block is not None and is_secret_key(block["key"], bare=Bare.STRONG):
             state.open_block(len(block["indent"]), kind_for_key(block["key"]))
+            return body, 0
+        material = KEY_MATERIAL_LINE.fullmatch(body) if len(body) >= 40 else None
+        if material is not None and _looks_random(material["run"]):
+            return material["prefix"] + marker("private-key"), 1
+        alone = KEY_ALONE_LINE.fullmatch(body) if body.rstrip().endswith(":") else None
+        if alone is not None and is_secret_key(alone["key"], bare=Bare.STRONG):
+            state.value_key = alone["key"]
             return body, 0
         name = ENV_NAME_LINE.fullmatch(body) if "name" in body else None
         if name is not None and is_secret_key(name["key"]):

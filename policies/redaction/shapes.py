@@ -49,6 +49,8 @@ TRIGGER = "|".join(
         r"eyJ",
         r"AIza|[sr]k_(?:live|test)_|npm_|pypi-",
         r"-{4,5} ?BEGIN|PuTTY-User-Key-File",
+        # a line that is one long base64 run: key material without its BEGIN line
+        r"(?m:^[ \t]*(?:[0-9]+(?::|[ \t]+))?[A-Za-z0-9+/]{40,}={0,2}[ \t]*\r?$)",
     )
 )
 

@@ -38,6 +38,8 @@ import re
 from collections.abc import Sequence
 
 from policies.collect.protocol import COLLECT_VERB
+from policies.errors import CommandRejected
+from policies.filters import compile_stage
 from policies.rules.argtypes import Test, path_test
 from policies.rules.candidates import Candidate, Candidates
 from policies.rules.model import Policy, Rule
@@ -76,6 +78,9 @@ def evaluate(policy: Policy, *, principal: Principal, target: Target, stages: St
     if covering is None:
         return _refusal(context, request, views)
     rule, patterns = covering
+    unrunnable = _unrunnable_filter(rule, stages)
+    if unrunnable is not None:
+        return unrunnable
     matched = "; ".join(f"{_show(s)} matched {p}" for s, p in zip(stages, patterns, strict=True))
     prefix = "pipeline " if len(stages) > 1 else ""
     if rule.effect is Effect.APPROVE:
@@ -290,6 +295,22 @@ def _pipeline_hint(request: _Request, views: Sequence[Candidates]) -> str:
                     f"extra_stages of rule {rule.id}"
                 )
     return f"no rule with pipeline.allow matches stage 1 {_show(stages[0])}"
+
+
+def _unrunnable_filter(rule: Rule, stages: Stages) -> Decision | None:
+    """A pipeline's later stages run inside ExecGate over scrubbed output
+    (``policies.filters``): one it does not implement as asked is refused here."""
+    for index, stage in enumerate(stages[1:], 1):
+        try:
+            compile_stage(stage)
+        except CommandRejected as exc:
+            return _decide(
+                Effect.DENY,
+                rule,
+                stages,
+                f"stage {index + 1} {_show(stage)} cannot run: {exc.safe_message}",
+            )
+    return None
 
 
 def _decide(effect: Effect, rule: Rule, stages: Stages, reason: str) -> Decision:

@@ -47,6 +47,7 @@ from policies.service.approvals import ApprovalsMixin, request_hash
 from policies.service.collect import CollectMixin
 from policies.service.intents import STATUS_OF, intent_for
 from policies.service.output import CollectedOutput, OutputCollector
+from policies.service.pipeline_output import OutputPlan, plan_output
 from policies.service.results import DEFAULT_INLINE_LIMIT, ExecResult, Explanation, TextSink
 from policies.service.session_state import Builtin, parse_builtin, recorded_form, resolve_dir
 from policies.service.sessions import SessionsMixin
@@ -387,13 +388,19 @@ class ExecService(CollectMixin, ApprovalsMixin, SessionsMixin):
         approvers: tuple[str, ...],
         on_output: TextSink | None,
         inline_limit: int,
+        plan: OutputPlan | None = None,
     ) -> ExecResult:
         provider = self._providers[target.provider or self._default_provider]
         spill = self._spill_dir / audit_id if self._spill_dir is not None else None
-        collector = OutputCollector(
-            inline_limit=inline_limit,
+        if plan is None:  # pipeline filters and printenv values: pipeline_output.py
+            argv, plan = plan_output(argv)
+        collector = plan.collector(
+            OutputCollector(
+                inline_limit=inline_limit,
+                max_bytes=decision.limits.max_output_bytes,
+                spill_dir=spill,
+            ),
             max_bytes=decision.limits.max_output_bytes,
-            spill_dir=spill,
         )
 
         async def forward(stream: Stream, data: bytes) -> None:
@@ -440,6 +447,7 @@ class ExecService(CollectMixin, ApprovalsMixin, SessionsMixin):
             if on_output is not None and tail:
                 await on_output(stream, tail)
         duration_ms = int((time.perf_counter() - t0) * 1000)
+        run = dataclasses.replace(run, exit_code=collector.exit_code(run.exit_code))
         out: CollectedOutput = collector.finish()
         stored = await self._store_output(out, target, audit_id)
         timed_out = run.timed_out or run.idle_timed_out

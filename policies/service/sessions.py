@@ -23,6 +23,7 @@ from policies.errors import (
 )
 from policies.ports import AuditStore, ExecOutcome, ExecStatus, InstanceProvider, SessionRecord
 from policies.rules.engine import may_act_on
+from policies.service.pipeline_output import OutputPlan, plan_output
 from policies.service.results import ExecResult, TextSink
 from policies.service.session_state import (
     CD_SCRIPT,
@@ -62,6 +63,7 @@ class SessionsMixin:
             approvers: tuple[str, ...],
             on_output: TextSink | None,
             inline_limit: int,
+            plan: OutputPlan | None = None,
         ) -> ExecResult: ...
 
     async def session_start(
@@ -158,14 +160,16 @@ class SessionsMixin:
             await self._audit.update_session(session.session_id, env=env)
             await self._audit.record_outcome(base.audit_id, _builtin_outcome(self._clock()))
             return dataclasses.replace(base, status=ExecStatus.COMPLETED, exit_code=0)
+        plan = None
         if builtin is not None:  # cd: check the directory on the instance
             wanted = resolve_dir(session.cwd, builtin.value)
             argv = wrap_in_session(("/bin/sh", "-c", CD_SCRIPT, "sh", wanted), "", session.env)
         else:
-            argv = wrap_in_session(base.argv, session.cwd, session.env)
+            remote, plan = plan_output(base.argv)  # pipeline filters run in ExecGate
+            argv = wrap_in_session(remote, session.cwd, session.env)
         try:
             result = await self._run(
-                base, target, argv, decision, base.audit_id, (), on_output, inline_limit
+                base, target, argv, decision, base.audit_id, (), on_output, inline_limit, plan
             )
         except InstanceNotRunning:
             await self._audit.end_session(session.session_id, "instance released")

@@ -57,9 +57,10 @@ DIAG = """
   commands:
     - [ps, "{flags:oneof(aux,-ef)}"]
     - [cat, "{f:path(/code/**)}"]
+    - [head, -n, "{n:int(1..100)}"]
   pipeline:
     allow: true
-    extra_stages: [[grep, "{p:str}"], [wc, -l]]
+    extra_stages: [[grep, "{p:str}"], [wc, -l], [grep, -P, "{p:str}"]]
 """
 
 
@@ -136,7 +137,20 @@ def test_pipeline_of_allowed_stages_is_allowed() -> None:
 
 
 def test_later_stages_may_use_the_rules_own_commands() -> None:
-    assert decide(policy(DIAG), ("ps", "aux"), ("cat", "/code/x")).effect is Effect.ALLOW
+    assert decide(policy(DIAG), ("ps", "aux"), ("head", "-n", "5")).effect is Effect.ALLOW
+
+
+def test_a_later_stage_that_is_not_a_filter_execgate_runs_is_refused() -> None:
+    # Later stages run inside ExecGate over scrubbed output; `cat FILE` would read the
+    # instance, which only the first stage does.
+    decision = decide(policy(DIAG), ("ps", "aux"), ("cat", "/code/x"))
+    assert (decision.effect, decision.rule_id) == (Effect.DENY, "diag")
+
+
+def test_a_filter_option_execgate_does_not_implement_is_refused_at_decision_time() -> None:
+    decision = decide(policy(DIAG), ("ps", "aux"), ("grep", "-P", "x"))
+    assert (decision.effect, decision.rule_id) == (Effect.DENY, "diag")
+    assert decide(policy(DIAG), ("ps", "aux"), ("grep", "x")).effect is Effect.ALLOW
 
 
 def test_pipeline_with_an_unlisted_stage_is_denied_naming_the_stage() -> None:
