@@ -8,7 +8,7 @@ import json
 import re
 import sys
 
-from policies.errors import AuditIntegrityError, ProviderUnavailable, TargetError
+from policies.errors import AuditIntegrityError, ExecNotFound, ProviderUnavailable, TargetError
 from policies.ports import ApprovalState, AuditFilter
 from policies.rules.model import load_policy
 from policies.service.core import explain_request
@@ -122,7 +122,10 @@ async def cmd_instances(args: argparse.Namespace, settings: Settings) -> int:
         for function in functions:
             rows.extend(
                 await service.list_instances(
-                    function, provider=args.provider, qualifier=args.qualifier
+                    cli_principal(settings),
+                    function,
+                    provider=args.provider,
+                    qualifier=args.qualifier,
                 )
             )
     render.instances(rows, as_json=args.json)
@@ -132,7 +135,9 @@ async def cmd_instances(args: argparse.Namespace, settings: Settings) -> int:
 async def cmd_approvals(args: argparse.Namespace, settings: Settings) -> int:
     async with open_service(settings) as service:
         if args.approvals_cmd == "list":
-            records = await service.list_approvals(None if args.all else ApprovalState.PENDING)
+            records = await service.list_approvals(
+                cli_principal(settings), None if args.all else ApprovalState.PENDING
+            )
             render.approvals(records, as_json=args.json)
             return 0
         vote = await service.vote(
@@ -179,8 +184,8 @@ async def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
             return 0
         if args.audit_cmd == "show":
             try:
-                record = await service.audit_get(AuditId(args.audit_id))
-            except KeyError:
+                record = await service.audit_get(cli_principal(settings), AuditId(args.audit_id))
+            except ExecNotFound:
                 print(f"execgate: no audit record {args.audit_id}", file=sys.stderr)
                 return EXIT_CHECK_FAILED
             render.audit_record(record, as_json=args.json)
