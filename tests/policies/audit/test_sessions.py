@@ -50,7 +50,7 @@ async def test_ending_a_session_records_when_and_why_once(audit_store: SqlAuditS
     assert (await audit_store.verify()).rows_checked == 2
 
 
-async def test_unknown_session_is_a_key_error(audit_store: SqlAuditStore) -> None:
+async def test_unknown_session_is_session_not_found(audit_store: SqlAuditStore) -> None:
     missing = SessionId("se_missing")
 
     for call in (
