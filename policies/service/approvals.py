@@ -9,6 +9,7 @@ same rule, nothing runs.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 from policies.collect.protocol import check_path, collect_path_of
@@ -35,7 +36,7 @@ from policies.rules.model import Policy
 from policies.service.asking import request_hash
 from policies.service.collect import Collect, decide_collect
 from policies.service.decisions import AUDITOR_ROLE, decide
-from policies.service.pipeline import Pipeline
+from policies.service.pipeline import Pipeline, Recorded
 from policies.service.results import DEFAULT_INLINE_LIMIT, ExecResult, TextSink, VoteResult
 from policies.types import (
     ApprovalId,
@@ -128,16 +129,9 @@ class Approvals:
         else:
             decision, _ = decide_collect(policy, requester, target, check_path(path))
         with pipeline.scope(record.audit_id):
-            base = ExecResult(
-                effect=decision.effect,
-                rule=decision.rule_id,
-                reason=decision.reason,
-                audit_id=record.audit_id,
-                status=ExecStatus.RUNNING,
-                target=str(target),
-                argv=record.argv,
-                approval_id=record.approval_id,
-            )
+            recorded = Recorded(record.audit_id, decision, None)
+            base = recorded.result(target, record.argv, status=ExecStatus.RUNNING)
+            base = dataclasses.replace(base, approval_id=record.approval_id)
             changed = decision.effect is not Effect.APPROVE or decision.rule_id != record.rule_id
             if changed or (path is not None and self._collect.artifacts is None):
                 return await pipeline.refuse(

@@ -93,16 +93,8 @@ class Collect:
         recorded = await pipeline.record("collect", decision, build, error_code)
         decision = recorded.decision
         with pipeline.scope(recorded.audit_id):
-            base = CollectResult(
-                effect=decision.effect,
-                rule=decision.rule_id,
-                reason=decision.reason,
-                audit_id=recorded.audit_id,
-                status=recorded.status,
-                target=str(target),
-                path=shown,
-                max_bytes=None if decision.effect is Effect.DENY else _cap(decision),
-            )
+            cap = None if decision.effect is Effect.DENY else _cap(decision)
+            base = CollectResult.of(recorded.result(target, argv), shown, cap)
             if decision.effect is Effect.DENY:
                 return dataclasses.replace(
                     base,
@@ -134,17 +126,7 @@ class Collect:
     ) -> ExecResult:
         """Fetch the path of an approved collect (already checked against the policy)."""
         target = Target.parse(base.target)
-        collect_base = CollectResult(
-            effect=decision.effect,
-            rule=decision.rule_id,
-            reason=decision.reason,
-            audit_id=record.audit_id,
-            status=base.status,
-            target=base.target,
-            path=path,
-            approval_id=record.approval_id,
-            max_bytes=_cap(decision),
-        )
+        collect_base = CollectResult.of(base, path, _cap(decision))
         done = await self._run(
             collect_base, target, path, decision, policy, requester, record.approvals
         )

@@ -71,14 +71,17 @@ class Recorded:
     def status(self) -> ExecStatus:
         return STATUS_OF[self.decision.effect]
 
-    def result(self, target: Target, argv: tuple[str, ...]) -> ExecResult:
+    def result(
+        self, target: Target, argv: tuple[str, ...], *, status: ExecStatus | None = None
+    ) -> ExecResult:
+        """The result of this request so far (``status``: the recorded one by default)."""
         decision = self.decision
         return ExecResult(
             effect=decision.effect,
             rule=decision.rule_id,
             reason=decision.reason,
             audit_id=self.audit_id,
-            status=self.status,
+            status=status or self.status,
             target=str(target),
             argv=argv,
         )
