@@ -201,3 +201,19 @@ async def test_cd_through_a_symlink_is_decided_on_the_directory_it_leads_to(rig:
     assert inside.effect is Effect.ALLOW and inside.exit_code == 0
     current = await rig.service.session_get(session.session_id, local("alice"))
     assert current.cwd == "/tmp/work"
+
+
+async def test_a_session_directory_swapped_for_a_symlink_is_not_entered(rig: Rig) -> None:
+    work = rig.state_tmp() / "work"
+    work.mkdir()
+    session = await rig.service.session_start(local("alice"), rig.target)
+    await rig.service.exec(rig.request("cd /tmp/work", session_id=session.session_id))
+    inside = await rig.service.exec(rig.request("pwd -P", session_id=session.session_id))
+    assert inside.stdout.strip() == "/tmp/work"
+
+    work.rmdir()
+    work.symlink_to("/")
+    swapped = await rig.service.exec(rig.request("pwd -P", session_id=session.session_id))
+
+    assert swapped.exit_code != 0
+    assert swapped.stdout.strip() == ""
