@@ -40,7 +40,7 @@ from bot.runner import Runner
 from bot.tasks import TaskSet
 from bot.text import escape, inline_code, shown_command
 from bot.threads import ThreadSessions
-from policies.errors import ExecGateError, UnknownPrincipal
+from policies.errors import ExecGateError
 from policies.rules.model import Policy
 from policies.service.core import ExecService
 from policies.types import Effect, ExecRequest, Principal, Surface
@@ -222,9 +222,8 @@ class SlackBot:
                 place, *explanation_message(explanation, command=parsed.command)
             )
         elif isinstance(parsed, commands.Instances):
-            self._require_known(principal)
             found = await self.service.list_instances(
-                parsed.function, provider=parsed.provider, qualifier=parsed.qualifier
+                principal, parsed.function, provider=parsed.provider, qualifier=parsed.qualifier
             )
             await self.outbox.ephemeral(place, *instances_message(parsed.function, found))
         elif isinstance(parsed, commands.Audit):
@@ -232,8 +231,3 @@ class SlackBot:
             await self.outbox.ephemeral(place, *audit_message(records))
         elif isinstance(parsed, commands.Collect):
             await self.runner.collect(place, principal, parsed.target, parsed.path, parsed.reason)
-
-    def _require_known(self, principal: Principal) -> None:
-        """Look-ups that the service does not check by principal still need a known user."""
-        if not self._policy().roles_of(principal):
-            raise UnknownPrincipal()

@@ -136,7 +136,7 @@ class ApprovalDesk:
         except ApprovalNotFound:
             # The clicker may not read the outcome; the card shows the state alone.
             try:
-                record = await self._service.get_approval(approval_id)
+                record = await self._service.get_approval(approval_id, principal)
             except ApprovalNotFound:
                 return
         await self._outbox.update(channel, ts, *approval_card(record, result))

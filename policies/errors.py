@@ -23,6 +23,7 @@ together with the audit id, never into ``safe_message``.
     ├── SessionError
     │   ├── SessionNotFound
     │   └── SessionEnded            idle timeout, ended by its owner, instance released
+    ├── ExecNotFound                no exec record with that audit id (or not yours)
     ├── AuditUnavailable            the audit store cannot record: nothing runs
     ├── AuditIntegrityError         the audit chain failed verification
     ├── TargetError                 a target string could not be parsed
@@ -38,7 +39,24 @@ together with the audit id, never into ``safe_message``.
 
 from __future__ import annotations
 
+import enum
 from typing import Any
+
+
+class ErrorCode(enum.StrEnum):
+    """Codes of results that are not exceptions (``ExecResult.error_code``, an audit
+    outcome's ``error``) besides the codes of the exceptions below."""
+
+    DENIED = "denied"
+    RATE_LIMITED = "rate_limited"
+    UNKNOWN_PRINCIPAL = "unknown_principal"
+    DUPLICATE = "duplicate"
+    TIMEOUT = "timeout"
+    EXEC_ERROR = "exec_error"
+    INTERNAL = "internal"
+    CANCELLED = "cancelled"
+    POLICY_CHANGED = "policy_changed"
+    LINK_UNAVAILABLE = "link_unavailable"
 
 
 class ExecGateError(Exception):
@@ -155,6 +173,11 @@ class SessionNotFound(SessionError):
 class SessionEnded(SessionError):
     code = "session_ended"
     default_message = "the session has ended; start a new one"
+
+
+class ExecNotFound(ExecGateError):
+    code = "exec_not_found"
+    default_message = "no such audit record"
 
 
 class AuditUnavailable(ExecGateError):

@@ -76,6 +76,7 @@ class ExecStatus(enum.StrEnum):
     APPROVAL_EXPIRED = "approval_expired"
     FAILED = "failed"  # could not run (instance error, provider error)
     INTERRUPTED = "interrupted"  # the process died mid-exec; marked on next start
+    CANCELLED = "cancelled"  # the request was cancelled mid-exec; the command was stopped
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,8 +219,27 @@ class VerifyReport:
     unvouched: int = 0  # events no signed checkpoint covers
 
 
-class AuditStore(Protocol):
-    """The append-only, hash-chained audit log. Every method may raise AuditUnavailable."""
+@dataclass(frozen=True, slots=True)
+class ApprovalRequest:
+    """What an approval request is created from: the exec ``audit_id`` that asked, bound
+    to ``request_hash`` over (target, argv, requester)."""
+
+    audit_id: AuditId
+    request_hash: str
+    requester: str
+    target: str
+    argv: tuple[str, ...]
+    reason: str
+    rule_id: str
+    approver_roles: tuple[str, ...]
+    threshold: int
+    ttl_seconds: float
+    surface: str
+    context: dict[str, str] = field(default_factory=dict)
+
+
+class ExecLog(Protocol):
+    """The exec records of the audit log. Every method may raise AuditUnavailable."""
 
     async def record_intent(self, intent: ExecIntent) -> AuditId: ...
 
@@ -230,32 +250,29 @@ class AuditStore(Protocol):
         the refusal was written."""
         ...
 
-    async def record_outcome(self, audit_id: AuditId, outcome: ExecOutcome) -> None: ...
+    async def record_outcome(self, audit_id: AuditId, outcome: ExecOutcome) -> None:
+        """Raises: ExecNotFound."""
+        ...
 
     async def get_exec(self, audit_id: AuditId) -> ExecRecord:
-        """Raises: KeyError when no such exec exists."""
+        """Raises: ExecNotFound."""
         ...
 
     async def list_execs(self, flt: AuditFilter) -> list[ExecRecord]: ...
 
     async def find_by_request_key(self, request_key: str) -> AuditId | None: ...
 
-    async def create_approval(
-        self,
-        *,
-        audit_id: AuditId,
-        request_hash: str,
-        requester: str,
-        target: str,
-        argv: tuple[str, ...],
-        reason: str,
-        rule_id: str,
-        approver_roles: tuple[str, ...],
-        threshold: int,
-        ttl_seconds: float,
-        surface: str,
-        context: dict[str, str],
-    ) -> ApprovalRecord: ...
+    async def mark_interrupted(self) -> int:
+        """Mark RUNNING intents left by a dead process as INTERRUPTED; return how many."""
+        ...
+
+
+class ApprovalLog(Protocol):
+    """The approval requests and their votes. Every method may raise AuditUnavailable."""
+
+    async def create_approval(self, request: ApprovalRequest) -> ApprovalRecord:
+        """Raises: ExecNotFound, ValueError (threshold < 1, TTL <= 0)."""
+        ...
 
     async def get_approval(self, approval_id: ApprovalId) -> ApprovalRecord:
         """Raises: ApprovalNotFound."""
@@ -281,12 +298,16 @@ class AuditStore(Protocol):
 
     async def expire_approvals(self, now: dt.datetime | None = None) -> int: ...
 
+
+class SessionLog(Protocol):
+    """Conversational sessions. Every method may raise AuditUnavailable."""
+
     async def create_session(
         self, *, principal: str, target: str, reason: str, cwd: str
     ) -> SessionRecord: ...
 
     async def get_session(self, session_id: SessionId) -> SessionRecord:
-        """Raises: KeyError."""
+        """Raises: SessionNotFound."""
         ...
 
     async def update_session(
@@ -296,17 +317,22 @@ class AuditStore(Protocol):
         cwd: str | None = None,
         env: dict[str, str] | None = None,
         anchor: str | None = None,
-    ) -> SessionRecord: ...
+    ) -> SessionRecord:
+        """Raises: SessionNotFound."""
+        ...
 
     async def find_session(self, anchor: str) -> SessionRecord | None:
         """The newest session shown at ``anchor``, if any."""
         ...
 
-    async def end_session(self, session_id: SessionId, reason: str) -> SessionRecord: ...
-
-    async def mark_interrupted(self) -> int:
-        """Mark RUNNING intents left by a dead process as INTERRUPTED; return how many."""
+    async def end_session(self, session_id: SessionId, reason: str) -> SessionRecord:
+        """Raises: SessionNotFound."""
         ...
+
+
+class AuditStore(ExecLog, ApprovalLog, SessionLog, Protocol):
+    """The append-only, hash-chained audit log: execs, approvals and sessions in one
+    chain. Every method may raise AuditUnavailable."""
 
     async def verify(self) -> VerifyReport: ...
 

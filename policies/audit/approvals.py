@@ -22,10 +22,11 @@ from policies.errors import (
     ApprovalAlreadyDecided,
     ApprovalExpired,
     ApprovalNotFound,
+    ExecNotFound,
     SelfApprovalRefused,
 )
-from policies.ports import ApprovalRecord, ApprovalState, ExecStatus
-from policies.types import ApprovalId, AuditId
+from policies.ports import ApprovalRecord, ApprovalRequest, ApprovalState, ExecStatus
+from policies.types import ApprovalId
 
 # ``list_approvals`` returns at most this many, newest first.
 LIST_LIMIT = 1000
@@ -56,53 +57,39 @@ def _load(conn: Connection, approval_id: str) -> ApprovalRecord:
     return approval_record(row, _votes(conn, [approval_id])[approval_id])
 
 
-async def create_approval(
-    db: Db,
-    *,
-    audit_id: AuditId,
-    request_hash: str,
-    requester: str,
-    target: str,
-    argv: tuple[str, ...],
-    reason: str,
-    rule_id: str,
-    approver_roles: tuple[str, ...],
-    threshold: int,
-    ttl_seconds: float,
-    surface: str,
-    context: dict[str, str],
-) -> ApprovalRecord:
-    """Store a PENDING approval request for the exec ``audit_id``.
+async def create_approval(db: Db, request: ApprovalRequest) -> ApprovalRecord:
+    """Store a PENDING approval request for the exec ``request.audit_id``.
 
-    Raises: KeyError when there is no such exec; ValueError for a threshold below 1 or
-    a TTL that is not positive; AuditUnavailable.
+    Raises: ExecNotFound when there is no such exec; ValueError for a threshold below 1
+    or a TTL that is not positive; AuditUnavailable.
     """
-    if threshold < 1 or ttl_seconds <= 0:
+    if request.threshold < 1 or request.ttl_seconds <= 0:
         raise ValueError("an approval needs a threshold of at least 1 and a positive TTL")
     approval_id = new_id(APPROVAL_PREFIX)
 
     def body(tx: ChainTx) -> ApprovalRecord:
+        audit_id = request.audit_id
         exists = tx.conn.scalar(sa.select(exec_sessions.c.id).where(exec_sessions.c.id == audit_id))
         if exists is None:
-            raise KeyError(audit_id)
+            raise ExecNotFound(audit_id=audit_id)
         values: dict[str, Any] = {
             "id": approval_id,
             "audit_id": audit_id,
-            "request_hash": request_hash,
-            "requester": requester,
-            "target": target,
-            "argv": list(argv),
-            "reason": reason,
-            "rule_id": rule_id,
-            "approver_roles": list(approver_roles),
-            "threshold": threshold,
+            "request_hash": request.request_hash,
+            "requester": request.requester,
+            "target": request.target,
+            "argv": list(request.argv),
+            "reason": request.reason,
+            "rule_id": request.rule_id,
+            "approver_roles": list(request.approver_roles),
+            "threshold": request.threshold,
             "created_at": tx.now,
-            "expires_at": tx.now + dt.timedelta(seconds=ttl_seconds),
+            "expires_at": tx.now + dt.timedelta(seconds=request.ttl_seconds),
             "state": ApprovalState.PENDING.value,
             "denied_by": None,
             "decided_at": None,
-            "surface": surface,
-            "context": {str(k): str(v) for k, v in context.items()},
+            "surface": request.surface,
+            "context": {str(k): str(v) for k, v in request.context.items()},
         }
         tx.insert(approvals, values, "approval.created")
         return _load(tx.conn, approval_id)

@@ -13,6 +13,7 @@ from policies.audit.db import Db
 from policies.audit.ids import SESSION_PREFIX, new_id
 from policies.audit.records import session_record
 from policies.audit.tables import conv_sessions
+from policies.errors import SessionNotFound
 from policies.ports import SessionRecord
 from policies.types import SessionId
 
@@ -20,7 +21,7 @@ from policies.types import SessionId
 def _load(conn: Connection, session_id: str) -> SessionRecord:
     row = conn.execute(sa.select(conv_sessions).where(conv_sessions.c.id == session_id)).first()
     if row is None:
-        raise KeyError(session_id)
+        raise SessionNotFound(session_id=session_id)
     return session_record(row)
 
 
@@ -51,7 +52,7 @@ async def create_session(
 
 
 async def get_session(db: Db, session_id: SessionId) -> SessionRecord:
-    """Raises: KeyError when there is no such session; AuditUnavailable."""
+    """Raises: SessionNotFound when there is no such session; AuditUnavailable."""
     return await db.read("read session", lambda conn: _load(conn, session_id))
 
 
@@ -66,7 +67,7 @@ async def update_session(
     """Set cwd, env (replacing the whole mapping) and/or anchor, and mark the session
     used.
 
-    Raises: KeyError when there is no such session; AuditUnavailable.
+    Raises: SessionNotFound when there is no such session; AuditUnavailable.
     """
 
     def body(tx: ChainTx) -> SessionRecord:
@@ -78,7 +79,7 @@ async def update_session(
         if anchor is not None:
             values["anchor"] = anchor
         if not tx.update(conv_sessions, session_id, values, "session.updated"):
-            raise KeyError(session_id)
+            raise SessionNotFound(session_id=session_id)
         return _load(tx.conn, session_id)
 
     return await db.write("update session", body)
@@ -100,7 +101,7 @@ async def find_session(db: Db, anchor: str) -> SessionRecord | None:
 async def end_session(db: Db, session_id: SessionId, reason: str) -> SessionRecord:
     """End the session; ending an ended session returns it unchanged.
 
-    Raises: KeyError when there is no such session; AuditUnavailable.
+    Raises: SessionNotFound when there is no such session; AuditUnavailable.
     """
 
     def body(tx: ChainTx) -> SessionRecord:

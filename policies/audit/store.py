@@ -26,9 +26,10 @@ from policies.audit.records import exec_record, intent_values, outcome_values
 from policies.audit.revision import SCHEMA_HEAD
 from policies.audit.tables import RATE_COUNTED, exec_sessions
 from policies.audit.verify import verify_store
-from policies.errors import AuditUnavailable, ConfigError
+from policies.errors import AuditUnavailable, ConfigError, ExecNotFound
 from policies.ports import (
     ApprovalRecord,
+    ApprovalRequest,
     ApprovalState,
     AuditFilter,
     ExecIntent,
@@ -138,21 +139,21 @@ class SqlAuditStore:
         return AuditId(audit_id), limited
 
     async def record_outcome(self, audit_id: AuditId, outcome: ExecOutcome) -> None:
-        """Raises: KeyError when there is no such exec; AuditUnavailable."""
+        """Raises: ExecNotFound when there is no such exec; AuditUnavailable."""
 
         def body(tx: ChainTx) -> None:
             values = {"outcome_at": tx.now, **outcome_values(outcome)}
             if not tx.update(exec_sessions, audit_id, values, "exec.outcome"):
-                raise KeyError(audit_id)
+                raise ExecNotFound(audit_id=audit_id)
 
         await self._db.write("record outcome", body)
 
     async def get_exec(self, audit_id: AuditId) -> ExecRecord:
-        """Raises: KeyError when no such exec exists; AuditUnavailable."""
+        """Raises: ExecNotFound when no such exec exists; AuditUnavailable."""
         query = sa.select(exec_sessions).where(exec_sessions.c.id == audit_id)
         row = await self._db.read("read exec", lambda conn: conn.execute(query).first())
         if row is None:
-            raise KeyError(audit_id)
+            raise ExecNotFound(audit_id=audit_id)
         return exec_record(row)
 
     async def list_execs(self, flt: AuditFilter) -> list[ExecRecord]:
@@ -231,39 +232,10 @@ class SqlAuditStore:
 
     # ------------------------------------------------------------------ approvals
 
-    async def create_approval(
-        self,
-        *,
-        audit_id: AuditId,
-        request_hash: str,
-        requester: str,
-        target: str,
-        argv: tuple[str, ...],
-        reason: str,
-        rule_id: str,
-        approver_roles: tuple[str, ...],
-        threshold: int,
-        ttl_seconds: float,
-        surface: str,
-        context: dict[str, str],
-    ) -> ApprovalRecord:
-        """Raises: KeyError (no such exec), ValueError (threshold < 1, TTL <= 0),
+    async def create_approval(self, request: ApprovalRequest) -> ApprovalRecord:
+        """Raises: ExecNotFound (no such exec), ValueError (threshold < 1, TTL <= 0),
         AuditUnavailable."""
-        return await approval_ops.create_approval(
-            self._db,
-            audit_id=audit_id,
-            request_hash=request_hash,
-            requester=requester,
-            target=target,
-            argv=argv,
-            reason=reason,
-            rule_id=rule_id,
-            approver_roles=approver_roles,
-            threshold=threshold,
-            ttl_seconds=ttl_seconds,
-            surface=surface,
-            context=context,
-        )
+        return await approval_ops.create_approval(self._db, request)
 
     async def get_approval(self, approval_id: ApprovalId) -> ApprovalRecord:
         """Raises: ApprovalNotFound, AuditUnavailable."""
@@ -312,7 +284,7 @@ class SqlAuditStore:
         )
 
     async def get_session(self, session_id: SessionId) -> SessionRecord:
-        """Raises: KeyError, AuditUnavailable."""
+        """Raises: SessionNotFound, AuditUnavailable."""
         return await session_ops.get_session(self._db, session_id)
 
     async def update_session(
@@ -323,7 +295,7 @@ class SqlAuditStore:
         env: dict[str, str] | None = None,
         anchor: str | None = None,
     ) -> SessionRecord:
-        """Raises: KeyError, AuditUnavailable."""
+        """Raises: SessionNotFound, AuditUnavailable."""
         return await session_ops.update_session(
             self._db, session_id, cwd=cwd, env=env, anchor=anchor
         )
@@ -333,7 +305,7 @@ class SqlAuditStore:
         return await session_ops.find_session(self._db, anchor)
 
     async def end_session(self, session_id: SessionId, reason: str) -> SessionRecord:
-        """Raises: KeyError, AuditUnavailable."""
+        """Raises: SessionNotFound, AuditUnavailable."""
         return await session_ops.end_session(self._db, session_id, reason)
 
     # ------------------------------------------------------------------ integrity

@@ -1,4 +1,5 @@
-"""ExecService's approvals: an approver's vote, and the run once the threshold is met.
+"""ExecService's approvals: an approver's vote, the run once the threshold is met, and
+reading approval requests.
 
 An approval is bound to the exact (target, argv, requester); it counts only distinct
 approvers who hold an approver role, never the requester and never an MCP client. When
@@ -9,83 +10,61 @@ same rule, nothing runs.
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
-import hashlib
-import json
 import logging
-from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING
 
+from policies.collect.protocol import check_path, collect_path_of
 from policies.errors import (
     ApprovalExpired,
     ApprovalNotFound,
+    ErrorCode,
     NotAnApprover,
     PolicyError,
     SelfApprovalRefused,
+    UnknownPrincipal,
 )
-from policies.logctx import audit_id_var
 from policies.ports import (
+    ApprovalLog,
     ApprovalRecord,
     ApprovalState,
-    AuditStore,
+    ExecLog,
     ExecOutcome,
     ExecStatus,
 )
 from policies.rules.commands import parse_command_text
 from policies.rules.engine import is_approver
+from policies.rules.model import Policy
+from policies.service.asking import request_hash
+from policies.service.collect import Collect, decide_collect
+from policies.service.decisions import AUDITOR_ROLE, decide
+from policies.service.pipeline import Pipeline, Recorded
 from policies.service.results import DEFAULT_INLINE_LIMIT, ExecResult, TextSink, VoteResult
 from policies.types import (
     ApprovalId,
     ApprovalSpec,
-    Decision,
     Effect,
     Principal,
     PrincipalKind,
     Target,
 )
 
-if TYPE_CHECKING:
-    from policies.rules.holder import PolicyHolder
-    from policies.types import AuditId
-
 logger = logging.getLogger(__name__)
 
+POLICY_CHANGED = (
+    "the policy changed since the request; it no longer allows this under the approved "
+    "rule, so nothing ran"
+)
 
-def request_hash(target: str, argv: Sequence[str], requester: str) -> str:
-    """The digest an approval is bound to: exactly this command, here, for this person."""
-    canonical = json.dumps([target, list(argv), requester], separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
 
+class Approvals:
+    """Votes on approval requests, and who may read them."""
 
-class ApprovalsMixin:
-    """Approval methods of ExecService (kept apart to keep each module small)."""
-
-    _audit: AuditStore
-    _clock: Callable[[], dt.datetime]
-    _policies: PolicyHolder
-    _resolve: Callable[[Principal], Awaitable[Principal]]
-
-    if TYPE_CHECKING:
-
-        def resolve_target(self, target: Target) -> Target: ...
-
-        def _decide(
-            self, principal: Principal, target: Target, stages: tuple[tuple[str, ...], ...]
-        ) -> Decision: ...
-
-        async def _finish(self, audit_id: AuditId, outcome: ExecOutcome) -> None: ...
-
-        async def _run(
-            self,
-            base: ExecResult,
-            target: Target,
-            argv: tuple[str, ...],
-            decision: Decision,
-            audit_id: AuditId,
-            approvers: tuple[str, ...],
-            on_output: TextSink | None,
-            inline_limit: int,
-        ) -> ExecResult: ...
+    def __init__(
+        self, pipeline: Pipeline, approvals: ApprovalLog, execs: ExecLog, collect: Collect
+    ) -> None:
+        self._pipeline = pipeline
+        self._approvals = approvals
+        self._execs = execs
+        self._collect = collect
 
     async def vote(
         self,
@@ -101,113 +80,93 @@ class ApprovalsMixin:
         Raises: ApprovalNotFound, ApprovalExpired, ApprovalAlreadyDecided,
         SelfApprovalRefused, NotAnApprover, PolicyError, AuditUnavailable.
         """
-        record = await self._audit.get_approval(approval_id)
-        approver = await self._resolve(approver)
+        pipeline = self._pipeline
+        policy = pipeline.policy()
+        record = await self._approvals.get_approval(approval_id)
+        approver = await pipeline.principal(approver)
         if approver.kind is PrincipalKind.MCP:
             raise NotAnApprover("an AI assistant cannot approve commands; a human must")
         if str(approver) == record.requester:
             raise SelfApprovalRefused()
-        if record.state is ApprovalState.PENDING and record.expires_at <= self._clock():
-            await self._audit.expire_approvals(self._clock())
+        if record.state is ApprovalState.PENDING and record.expires_at <= pipeline.clock():
+            await self._approvals.expire_approvals(pipeline.clock())
             raise ApprovalExpired()
-        policy = self._policies.current()
-        spec = ApprovalSpec(record.approver_roles, record.threshold)
-        if not is_approver(policy, approver, spec):
+        if not is_approver(policy, approver, _spec(record)):
             raise NotAnApprover(
                 f"approving needs the role {' or '.join(record.approver_roles) or '(none)'}"
             )
-        self._check_binding(record)
-        updated = await self._audit.add_approval_vote(approval_id, str(approver), approve)
+        _check_binding(record)
+        updated = await self._approvals.add_approval_vote(approval_id, str(approver), approve)
         if updated.state is ApprovalState.DENIED:
-            await self._finish(
+            await pipeline.finish(
                 updated.audit_id,
-                ExecOutcome(status=ExecStatus.APPROVAL_DENIED, approvers=(str(approver),)),
+                _outcome(ExecStatus.APPROVAL_DENIED, (str(approver),)),
             )
             return VoteResult(updated)
         if updated.state is not ApprovalState.APPROVED:
             return VoteResult(updated)
-        claimed = await self._audit.claim_approved(approval_id)
+        claimed = await self._approvals.claim_approved(approval_id)
         if claimed is None:
             return VoteResult(updated)
-        result = await self._run_approved(claimed, on_output, inline_limit)
+        result = await self._run_approved(claimed, policy, on_output, inline_limit)
         return VoteResult(claimed, result)
 
-    def _check_binding(self, record: ApprovalRecord) -> None:
-        if request_hash(record.target, record.argv, record.requester) != record.request_hash:
-            logger.error("approval binding mismatch", extra={"audit_id": record.audit_id})
-            raise PolicyError("this approval request does not match its command; ask again")
-
     async def _run_approved(
-        self, record: ApprovalRecord, on_output: TextSink | None, inline_limit: int
+        self,
+        record: ApprovalRecord,
+        policy: Policy,
+        on_output: TextSink | None,
+        inline_limit: int,
     ) -> ExecResult:
-        target = self.resolve_target(Target.parse(record.target))
-        requester = await self._resolve(Principal.parse(record.requester))
-        stages = _stages_from_argv(record.argv)
+        pipeline = self._pipeline
+        target = pipeline.resolve_target(Target.parse(record.target))
+        requester = await pipeline.principal(Principal.parse(record.requester))
+        path = collect_path_of(record.argv)
         # The policy may have changed since the request: it must still ask for approval
         # under the same rule, or nothing runs.
-        decision = self._decide(requester, target, stages)
-        token = audit_id_var.set(record.audit_id)
-        try:
-            base = ExecResult(
-                effect=decision.effect,
-                rule=decision.rule_id,
-                reason=decision.reason,
-                audit_id=record.audit_id,
-                status=ExecStatus.RUNNING,
-                target=str(target),
-                argv=record.argv,
-                approval_id=record.approval_id,
-            )
-            if decision.effect is not Effect.APPROVE or decision.rule_id != record.rule_id:
-                await self._finish(
-                    record.audit_id,
-                    ExecOutcome(
-                        status=ExecStatus.DENIED,
-                        approvers=record.approvals,
-                        error="policy_changed",
-                    ),
+        if path is None:
+            decision = decide(policy, requester, target, _stages_from_argv(record.argv))
+        else:
+            decision, _ = decide_collect(policy, requester, target, check_path(path))
+        with pipeline.scope(record.audit_id):
+            recorded = Recorded(record.audit_id, decision, None)
+            base = recorded.result(target, record.argv, status=ExecStatus.RUNNING)
+            base = dataclasses.replace(base, approval_id=record.approval_id)
+            changed = decision.effect is not Effect.APPROVE or decision.rule_id != record.rule_id
+            if changed or (path is not None and self._collect.artifacts is None):
+                return await pipeline.refuse(
+                    base, record.approvals, ErrorCode.POLICY_CHANGED, POLICY_CHANGED
                 )
-                return dataclasses.replace(
-                    base,
-                    effect=Effect.DENY,
-                    status=ExecStatus.DENIED,
-                    error_code="policy_changed",
-                    error="the policy changed since the request; it no longer allows this "
-                    "command under the approved rule, so nothing ran",
+            if path is not None:
+                return await self._collect.run_approved(
+                    record, base, path, decision, policy, requester
                 )
-            return await self._run(
+            return await pipeline.run(
                 base,
                 target,
                 record.argv,
                 decision,
-                record.audit_id,
-                record.approvals,
-                on_output,
-                inline_limit,
+                approvers=record.approvals,
+                on_output=on_output,
+                inline_limit=inline_limit,
             )
-        finally:
-            audit_id_var.reset(token)
 
     async def approval_result(
         self, approval_id: ApprovalId, principal: Principal
     ) -> tuple[ApprovalRecord, ExecResult | None]:
-        """The approval and, once it ran (or was refused), its result as recorded.
+        """The approval and, once it ran (or was refused), its result as recorded, with
+        fresh links to what the run stored.
 
-        Only the requester or an approver of the request may read it.
+        Only the requester, an approver of the request or an auditor may read it.
 
         Raises: ApprovalNotFound.
         """
-        record = await self._audit.get_approval(approval_id)
-        principal = await self._resolve(principal)
-        spec = ApprovalSpec(record.approver_roles, record.threshold)
-        if str(principal) != record.requester and not is_approver(
-            self._policies.current(), principal, spec
-        ):
-            raise ApprovalNotFound()
-        if record.state is ApprovalState.PENDING and record.expires_at <= self._clock():
-            await self._audit.expire_approvals(self._clock())
-            record = await self._audit.get_approval(approval_id)
-        execution = await self._audit.get_exec(record.audit_id)
+        pipeline = self._pipeline
+        record = await self._readable(approval_id, principal, pipeline.policy())
+        if record.state is ApprovalState.PENDING and record.expires_at <= pipeline.clock():
+            await self._approvals.expire_approvals(pipeline.clock())
+            record = await self._approvals.get_approval(approval_id)
+        execution = await self._execs.get_exec(record.audit_id)
         outcome = execution.outcome
         if outcome is None or outcome.status is ExecStatus.RUNNING:
             return record, None
@@ -226,15 +185,68 @@ class ApprovalsMixin:
             stdout_bytes=outcome.stdout_bytes,
             stderr_bytes=outcome.stderr_bytes,
             approval_id=approval_id,
+            links=await pipeline.outputs.links_for(outcome),
             error_code=outcome.error,
         )
 
-    async def get_approval(self, approval_id: ApprovalId) -> ApprovalRecord:
-        return await self._audit.get_approval(approval_id)
+    async def get_approval(self, approval_id: ApprovalId, principal: Principal) -> ApprovalRecord:
+        """The request itself (what is asked, by whom, its state), as an approval card
+        shows it: for any known principal. Its output is ``approval_result``'s.
 
-    async def list_approvals(self, state: ApprovalState | None = None) -> list[ApprovalRecord]:
-        await self._audit.expire_approvals(self._clock())
-        return await self._audit.list_approvals(state)
+        Raises: UnknownPrincipal, ApprovalNotFound.
+        """
+        policy = self._pipeline.policy()
+        if not policy.roles_of(await self._pipeline.principal(principal)):
+            raise UnknownPrincipal()
+        return await self._approvals.get_approval(approval_id)
+
+    async def list_approvals(
+        self, principal: Principal, state: ApprovalState | None = None
+    ) -> list[ApprovalRecord]:
+        """The requests ``principal`` asked for or may approve (all for auditors).
+
+        Raises: UnknownPrincipal.
+        """
+        pipeline = self._pipeline
+        policy = pipeline.policy()
+        principal = await pipeline.principal(principal)
+        roles = policy.roles_of(principal)
+        if not roles:
+            raise UnknownPrincipal()
+        await self._approvals.expire_approvals(pipeline.clock())
+        records = await self._approvals.list_approvals(state)
+        if AUDITOR_ROLE in roles:
+            return records
+        return [r for r in records if _may_read(policy, principal, r)]
+
+    async def _readable(
+        self, approval_id: ApprovalId, principal: Principal, policy: Policy
+    ) -> ApprovalRecord:
+        record = await self._approvals.get_approval(approval_id)
+        principal = await self._pipeline.principal(principal)
+        if not _may_read(policy, principal, record) and (
+            AUDITOR_ROLE not in policy.roles_of(principal)
+        ):
+            raise ApprovalNotFound()
+        return record
+
+
+def _spec(record: ApprovalRecord) -> ApprovalSpec:
+    return ApprovalSpec(record.approver_roles, record.threshold)
+
+
+def _may_read(policy: Policy, principal: Principal, record: ApprovalRecord) -> bool:
+    return str(principal) == record.requester or is_approver(policy, principal, _spec(record))
+
+
+def _outcome(status: ExecStatus, approvers: tuple[str, ...]) -> ExecOutcome:
+    return ExecOutcome(status=status, approvers=approvers)
+
+
+def _check_binding(record: ApprovalRecord) -> None:
+    if request_hash(record.target, record.argv, record.requester) != record.request_hash:
+        logger.error("approval binding mismatch", extra={"audit_id": record.audit_id})
+        raise PolicyError("this approval request does not match its command; ask again")
 
 
 def _stages_from_argv(argv: tuple[str, ...]) -> tuple[tuple[str, ...], ...]:

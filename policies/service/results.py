@@ -132,6 +132,21 @@ class CollectResult:
     def ok(self) -> bool:
         return self.artifact is not None and self.link is not None
 
+    @classmethod
+    def of(cls, base: ExecResult, path: str, max_bytes: int | None) -> CollectResult:
+        """The collect of ``path`` recorded as ``base`` (decision, audit id, status)."""
+        return cls(
+            effect=base.effect,
+            rule=base.rule,
+            reason=base.reason,
+            audit_id=base.audit_id,
+            status=base.status,
+            target=base.target,
+            path=path,
+            max_bytes=max_bytes,
+            approval_id=base.approval_id,
+        )
+
     def to_exec_result(self, argv: tuple[str, ...]) -> ExecResult:
         """This collect as the ExecResult approvals hand back (``vote``,
         ``approval_result``): the link is ``links["artifact"]``, exit code 0 when stored."""

@@ -95,6 +95,11 @@ MAX_ENV_VARS = 32
 MAX_CWD = 1024
 
 CD_SCRIPT = 'cd -- "$1" && pwd -P'
+# Enter the session directory only where it was when cd checked it ($1, a real path).
+ENTER_SCRIPT = (
+    'cd -P -- "$1" && [ "$(pwd -P)" = "$1" ] || '
+    '{ echo "execgate: the session directory $1 moved; cd to it again" >&2; exit 126; }'
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +197,8 @@ def wrap_in_session(argv: tuple[str, ...], cwd: str, env: Mapping[str, str]) -> 
     if not cwd and not env:
         return argv
     exports = "".join(f"export {name}={shlex.quote(value)}; " for name, value in env.items())
-    change = 'cd -- "$1" || exit 1; ' if cwd else ""
+    # The directory was checked where it led when the session entered it; if it now
+    # leads elsewhere (swapped for a symlink), the command does not run there.
+    change = f"{ENTER_SCRIPT}; " if cwd else ""
     script = f'{exports}{change}shift; exec "$@"'
     return ("/bin/sh", "-c", script, "sh", cwd or "/", *argv)

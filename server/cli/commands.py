@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from policies.errors import ProviderUnavailable, TargetError
+from policies.errors import ExecNotFound, ProviderUnavailable, TargetError
 from policies.ports import ApprovalState, AuditFilter
 from policies.rules.model import load_policy
 from policies.service.core import explain_request
@@ -120,7 +120,10 @@ async def cmd_instances(args: argparse.Namespace, settings: Settings) -> int:
         for function in functions:
             rows.extend(
                 await service.list_instances(
-                    function, provider=args.provider, qualifier=args.qualifier
+                    cli_principal(settings),
+                    function,
+                    provider=args.provider,
+                    qualifier=args.qualifier,
                 )
             )
     render.instances(rows, as_json=args.json)
@@ -130,7 +133,9 @@ async def cmd_instances(args: argparse.Namespace, settings: Settings) -> int:
 async def cmd_approvals(args: argparse.Namespace, settings: Settings) -> int:
     async with open_service(settings) as service:
         if args.approvals_cmd == "list":
-            records = await service.list_approvals(None if args.all else ApprovalState.PENDING)
+            records = await service.list_approvals(
+                cli_principal(settings), None if args.all else ApprovalState.PENDING
+            )
             render.approvals(records, as_json=args.json)
             return 0
         vote = await service.vote(
@@ -156,8 +161,8 @@ async def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
     async with open_service(settings) as service:
         if args.audit_cmd == "show":
             try:
-                record = await service.audit_get(AuditId(args.audit_id))
-            except KeyError:
+                record = await service.audit_get(cli_principal(settings), AuditId(args.audit_id))
+            except ExecNotFound:
                 print(f"execgate: no audit record {args.audit_id}", file=sys.stderr)
                 return EXIT_CHECK_FAILED
             render.audit_record(record, as_json=args.json)

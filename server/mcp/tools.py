@@ -120,8 +120,9 @@ class Tools:
         """Live instances of a function, with status and age, as exec targets."""
 
         async def body() -> CallToolResult:
-            self._principal(ctx)  # only identified callers may look
-            infos = await self._service.list_instances(function, provider=provider)
+            infos = await self._service.list_instances(
+                self._principal(ctx), function, provider=provider
+            )
             now = dt.datetime.now(dt.UTC)
             out = InstancesOut(
                 provider=provider or (infos[0].provider if infos else None),

@@ -71,7 +71,7 @@ async def test_requester_cannot_approve_their_own_request(rig: Rig) -> None:
     await rig.click("UALICE", card, APPROVE_ACTION)
     await _ephemeral_to(rig, "UALICE", "self_approval")
     assert not (rig.state_tmp() / "capture.pcap").exists()
-    (pending,) = await rig.running.service.list_approvals(ApprovalState.PENDING)
+    (pending,) = await rig.running.service.audit.list_approvals(ApprovalState.PENDING)
     assert pending.approvals == ()
 
 
@@ -100,7 +100,7 @@ async def test_threshold_two_needs_two_distinct_approvers(rig: Rig) -> None:
     # The same approver again does not make two.
     await rig.click("UBOB", card, APPROVE_ACTION)
     await rig.fake.wait_for(lambda _: len(_updates(rig, card)) >= 2)
-    (pending,) = await rig.running.service.list_approvals(ApprovalState.PENDING)
+    (pending,) = await rig.running.service.audit.list_approvals(ApprovalState.PENDING)
     assert pending.approvals == ("slack:UBOB",)
 
     await rig.click("UCAROL", card, APPROVE_ACTION)

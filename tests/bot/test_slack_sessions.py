@@ -70,7 +70,7 @@ async def test_idle_session_ends_and_the_thread_says_so_on_next_use(
 ) -> None:
     anchor = await _open(rig)
     # Every session is idle past a zero timeout by its next command.
-    monkeypatch.setattr(rig.running.service, "_session_idle", 0.0)
+    monkeypatch.setattr(rig.running.service._sessions, "_idle", 0.0)
     await rig.message("UALICE", "pwd", thread_ts=anchor.ts)
     (ended,) = await rig.fake.wait_for(_in_thread(anchor))
     assert "code `session_ended`" in context_text(ended)

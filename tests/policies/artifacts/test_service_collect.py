@@ -138,7 +138,7 @@ async def test_an_approved_collect_runs_on_the_vote_and_links_the_file(
     )
     assert (asked.effect, asked.rule) == (Effect.APPROVE, "dumps")
     assert asked.approval_id is not None and asked.link is None
-    approval = await collect_rig.service.get_approval(asked.approval_id)
+    approval = await collect_rig.service.get_approval(asked.approval_id, ALICE)
     assert approval.argv == ("execgate-collect", "/tmp/heap.hprof")
     assert approval.context == {"channel": "C1"}
     vote = await collect_rig.service.vote(asked.approval_id, BOB, approve=True)

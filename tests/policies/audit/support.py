@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
-from collections.abc import Mapping
+import sys
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
+import anyio
 import sqlalchemy as sa
 
 from policies.audit.db_engine import create_engine
 from policies.ports import ExecIntent
+from policies.types import AuditId
 
 INTENT = ExecIntent(
     principal="local:alice",
@@ -50,3 +56,46 @@ async def scalar(url: str, sql: str, params: Mapping[str, Any] | None = None) ->
             return await conn.scalar(sa.text(sql), dict(params or {}))
     finally:
         await engine.dispose()
+
+
+REPO = Path(__file__).resolve().parents[3]
+
+# Records one intent, prints its id, then waits on stdin (to be killed or released).
+CHILD = """
+import asyncio, sys
+from policies.audit import open_audit_store
+from tests.policies.audit.support import INTENT, intent
+
+async def main() -> None:
+    store = await open_audit_store(sys.argv[1], checkpoint_path=None)
+    print(await store.record_intent(INTENT), flush=True)
+    await asyncio.to_thread(sys.stdin.readline)
+    await store.aclose()
+
+asyncio.run(main())
+"""
+
+
+@asynccontextmanager
+async def writer_process(url: str) -> AsyncIterator[tuple[asyncio.subprocess.Process, AuditId]]:
+    """A second process that recorded one running intent (its id given) and waits; it is
+    killed on the way out unless it ended."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        CHILD,
+        url,
+        cwd=REPO,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        with anyio.fail_after(60):
+            line = await proc.stdout.readline()
+        assert line, "the writer process exited before recording"
+        yield proc, AuditId(line.decode().strip())
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+        await proc.wait()

@@ -12,9 +12,10 @@ from policies.errors import (
     ApprovalAlreadyDecided,
     ApprovalExpired,
     ApprovalNotFound,
+    ExecNotFound,
     SelfApprovalRefused,
 )
-from policies.ports import ApprovalRecord, ApprovalState, ExecStatus
+from policies.ports import ApprovalRecord, ApprovalRequest, ApprovalState, ExecStatus
 from policies.types import ApprovalId, AuditId
 from tests.policies.audit.support import INTENT, intent
 
@@ -24,18 +25,20 @@ async def _request(
 ) -> ApprovalRecord:
     audit_id = await store.record_intent(intent(status=ExecStatus.PENDING_APPROVAL))
     return await store.create_approval(
-        audit_id=audit_id,
-        request_hash="ab" * 32,
-        requester=INTENT.principal,
-        target=INTENT.target,
-        argv=("tcpdump", "-c", "10"),
-        reason="capture",
-        rule_id="captures",
-        approver_roles=("sre", "lead"),
-        threshold=threshold,
-        ttl_seconds=ttl,
-        surface="slack",
-        context={"channel": "C123", "thread": "1.2"},
+        ApprovalRequest(
+            audit_id=audit_id,
+            request_hash="ab" * 32,
+            requester=INTENT.principal,
+            target=INTENT.target,
+            argv=("tcpdump", "-c", "10"),
+            reason="capture",
+            rule_id="captures",
+            approver_roles=("sre", "lead"),
+            threshold=threshold,
+            ttl_seconds=ttl,
+            surface="slack",
+            context={"channel": "C123", "thread": "1.2"},
+        )
     )
 
 
@@ -224,19 +227,21 @@ async def test_request_needs_a_threshold_and_a_ttl(
         await _request(audit_store, threshold=threshold, ttl=ttl)
 
 
-async def test_request_for_an_unknown_exec_is_a_key_error(audit_store: SqlAuditStore) -> None:
-    with pytest.raises(KeyError):
+async def test_request_for_an_unknown_exec_is_exec_not_found(audit_store: SqlAuditStore) -> None:
+    with pytest.raises(ExecNotFound):
         await audit_store.create_approval(
-            audit_id=AuditId("ex_missing"),
-            request_hash="",
-            requester="local:alice",
-            target=INTENT.target,
-            argv=(),
-            reason="",
-            rule_id="r",
-            approver_roles=(),
-            threshold=1,
-            ttl_seconds=60,
-            surface="cli",
-            context={},
+            ApprovalRequest(
+                audit_id=AuditId("ex_missing"),
+                request_hash="",
+                requester="local:alice",
+                target=INTENT.target,
+                argv=(),
+                reason="",
+                rule_id="r",
+                approver_roles=(),
+                threshold=1,
+                ttl_seconds=60,
+                surface="cli",
+                context={},
+            )
         )

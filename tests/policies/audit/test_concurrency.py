@@ -11,6 +11,7 @@ import anyio
 
 from policies.audit import SqlAuditStore, open_audit_store
 from policies.audit.checkpoint import read_checkpoint
+from policies.errors import ExecNotFound
 from policies.ports import AuditFilter, ExecOutcome, ExecStatus
 from policies.types import AuditId
 from tests.conftest import CHECKPOINT_KEY
@@ -119,7 +120,7 @@ async def test_a_failing_write_among_concurrent_ones_rolls_back_only_itself(
         return_exceptions=True,
     )
 
-    assert [type(r) for r in results].count(KeyError) == 2
+    assert [type(r) for r in results].count(ExecNotFound) == 2
     assert all(isinstance(r, str) for r in results[:10] + results[11:21])
     report = await audit_store.verify()
     assert (report.ok, report.rows_checked) == (True, 20)

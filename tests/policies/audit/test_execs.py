@@ -8,6 +8,7 @@ import pytest
 
 from policies.audit import SqlAuditStore
 from policies.audit.ids import new_id
+from policies.errors import ExecNotFound
 from policies.ports import AuditFilter, ExecOutcome, ExecStatus
 from policies.types import AuditId, SessionId
 from tests.policies.audit.support import INTENT, intent
@@ -75,10 +76,10 @@ async def test_unusual_argv_text_survives_the_round_trip(audit_store: SqlAuditSt
     assert (await audit_store.verify()).ok
 
 
-async def test_unknown_exec_is_a_key_error(audit_store: SqlAuditStore) -> None:
-    with pytest.raises(KeyError):
+async def test_unknown_exec_is_exec_not_found(audit_store: SqlAuditStore) -> None:
+    with pytest.raises(ExecNotFound):
         await audit_store.get_exec(AuditId("ex_missing"))
-    with pytest.raises(KeyError):
+    with pytest.raises(ExecNotFound):
         await audit_store.record_outcome(
             AuditId("ex_missing"), ExecOutcome(status=ExecStatus.FAILED)
         )

@@ -20,6 +20,7 @@ from policies.audit import SqlAuditStore, open_audit_store
 from policies.audit.backend import BUSY, SqliteBackend
 from policies.audit.db_engine import parse_url
 from policies.audit.migrate import upgrade
+from policies.errors import ExecNotFound
 from policies.ports import AuditFilter, ExecOutcome, ExecStatus, RateCheck
 from policies.types import AuditId
 from tests.conftest import CHECKPOINT_KEY
@@ -129,7 +130,7 @@ async def test_writes_wait_for_a_held_lock_without_blocking_the_loop_then_commit
             results = await asyncio.gather(*writes, return_exceptions=True)
 
         # The failing write rolled back only itself in the group.
-        assert [type(r) for r in results].count(KeyError) == 1
+        assert [type(r) for r in results].count(ExecNotFound) == 1
         assert all(isinstance(r, str) for r in results[:5] + results[6:])
         report = await store.verify()
         assert (report.ok, report.rows_checked) == (True, 10)

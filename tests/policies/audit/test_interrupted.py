@@ -3,60 +3,15 @@ INTERRUPTED, while the intents of live processes stay RUNNING."""
 
 from __future__ import annotations
 
-import asyncio
 import os
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
-
-import anyio
 
 from policies.audit import SqlAuditStore, open_audit_store
 from policies.audit.owner import hostname
 from policies.ports import ExecOutcome, ExecStatus
 from policies.types import AuditId
-from tests.policies.audit.support import INTENT, intent
-
-REPO = Path(__file__).resolve().parents[3]
-
-# Records one intent, prints its id, then waits on stdin (to be killed or released).
-CHILD = """
-import asyncio, sys
-from policies.audit import open_audit_store
-from tests.policies.audit.support import INTENT, intent
-
-async def main() -> None:
-    store = await open_audit_store(sys.argv[1], checkpoint_path=None)
-    print(await store.record_intent(INTENT), flush=True)
-    await asyncio.to_thread(sys.stdin.readline)
-    await store.aclose()
-
-asyncio.run(main())
-"""
-
-
-@asynccontextmanager
-async def _writer_process(url: str) -> AsyncIterator[tuple[asyncio.subprocess.Process, AuditId]]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        CHILD,
-        url,
-        cwd=REPO,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-    )
-    try:
-        assert proc.stdout is not None
-        with anyio.fail_after(60):
-            line = await proc.stdout.readline()
-        assert line, "the writer process exited before recording"
-        yield proc, AuditId(line.decode().strip())
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-        await proc.wait()
+from tests.policies.audit.support import INTENT, intent, writer_process
 
 
 async def _status(store: SqlAuditStore, audit_id: AuditId) -> ExecStatus:
@@ -66,7 +21,7 @@ async def _status(store: SqlAuditStore, audit_id: AuditId) -> ExecStatus:
 async def test_intent_of_a_killed_process_is_marked_interrupted(
     audit_store: SqlAuditStore, migrated_url: str
 ) -> None:
-    async with _writer_process(migrated_url) as (proc, audit_id):
+    async with writer_process(migrated_url) as (proc, audit_id):
         proc.kill()
         await proc.wait()
 
@@ -81,7 +36,7 @@ async def test_intent_of_a_killed_process_is_marked_interrupted(
 async def test_intent_of_a_live_process_stays_running(
     audit_store: SqlAuditStore, migrated_url: str
 ) -> None:
-    async with _writer_process(migrated_url) as (_proc, audit_id):
+    async with writer_process(migrated_url) as (_proc, audit_id):
         assert await audit_store.mark_interrupted() == 0
         assert await _status(audit_store, audit_id) is ExecStatus.RUNNING
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from policies.audit import SqlAuditStore
+from policies.errors import SessionNotFound
 from policies.types import SessionId
 
 
@@ -49,7 +50,7 @@ async def test_ending_a_session_records_when_and_why_once(audit_store: SqlAuditS
     assert (await audit_store.verify()).rows_checked == 2
 
 
-async def test_unknown_session_is_a_key_error(audit_store: SqlAuditStore) -> None:
+async def test_unknown_session_is_session_not_found(audit_store: SqlAuditStore) -> None:
     missing = SessionId("se_missing")
 
     for call in (
@@ -57,5 +58,5 @@ async def test_unknown_session_is_a_key_error(audit_store: SqlAuditStore) -> Non
         audit_store.update_session(missing, cwd="/"),
         audit_store.end_session(missing, "x"),
     ):
-        with pytest.raises(KeyError):
+        with pytest.raises(SessionNotFound):
             await call

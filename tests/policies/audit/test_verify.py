@@ -16,7 +16,7 @@ from policies.audit.chain import GENESIS_HASH
 from policies.audit.checkpoint import Segment, encode_checkpoint, read_checkpoint
 from policies.audit.db_engine import create_engine
 from policies.audit.tables import audit_events
-from policies.ports import ExecOutcome, ExecStatus
+from policies.ports import ApprovalRequest, ExecOutcome, ExecStatus
 from policies.types import ApprovalId, AuditId, SessionId
 from tests.conftest import CHECKPOINT_KEY
 from tests.policies.audit.support import INTENT, execute, scalar
@@ -36,18 +36,20 @@ async def _populate(store: SqlAuditStore) -> Story:
     await store.record_outcome(audit_id, ExecOutcome(status=ExecStatus.COMPLETED, exit_code=3))
     pending = await store.record_intent(INTENT)
     approval = await store.create_approval(
-        audit_id=pending,
-        request_hash="0" * 64,
-        requester="local:alice",
-        target=INTENT.target,
-        argv=INTENT.argv,
-        reason="capture",
-        rule_id="captures",
-        approver_roles=("sre",),
-        threshold=2,
-        ttl_seconds=600,
-        surface="cli",
-        context={"channel": "C1"},
+        ApprovalRequest(
+            audit_id=pending,
+            request_hash="0" * 64,
+            requester="local:alice",
+            target=INTENT.target,
+            argv=INTENT.argv,
+            reason="capture",
+            rule_id="captures",
+            approver_roles=("sre",),
+            threshold=2,
+            ttl_seconds=600,
+            surface="cli",
+            context={"channel": "C1"},
+        )
     )
     await store.add_approval_vote(approval.approval_id, "local:bob", True)
     session = await store.create_session(

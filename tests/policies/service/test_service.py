@@ -26,7 +26,7 @@ async def test_allowed_command_runs_and_records_intent_and_outcome(rig: Rig) -> 
     assert result.exit_code == 0
     assert "APP_ENV=test" in result.stdout
     assert result.audit_id is not None
-    record = await rig.service.audit_get(result.audit_id)
+    record = await rig.store.get_exec(result.audit_id)
     assert record.intent.argv == ("env",)
     assert record.outcome is not None
     assert record.outcome.status is ExecStatus.COMPLETED
@@ -64,7 +64,7 @@ async def test_shell_syntax_is_denied_recorded_and_never_run(rig: Rig) -> None:
     assert result.error_code == "command_rejected"
     assert not (rig.state_tmp() / "ran").exists()
     assert result.audit_id is not None
-    record = await rig.service.audit_get(result.audit_id)
+    record = await rig.store.get_exec(result.audit_id)
     assert record.intent.status is ExecStatus.DENIED
 
 
@@ -182,7 +182,7 @@ async def test_denied_approval_is_recorded_and_nothing_runs(rig: Rig) -> None:
     vote = await rig.service.vote(ApprovalId(asked.approval_id), local("bob"), approve=False)
     assert vote.result is None
     assert vote.approval.state is ApprovalState.DENIED
-    record = await rig.service.audit_get(asked.audit_id)
+    record = await rig.store.get_exec(asked.audit_id)
     assert record.outcome is not None
     assert record.outcome.status is ExecStatus.APPROVAL_DENIED
 

@@ -19,7 +19,7 @@ async def test_session_keeps_the_working_directory_between_commands(rig: Rig) ->
     assert cd.exit_code == 0
     pwd = await rig.service.exec(rig.request("pwd", session_id=session.session_id))
     assert pwd.stdout.strip() == "/tmp/work"
-    record = await rig.service.audit_get(pwd.audit_id)  # type: ignore[arg-type]
+    record = await rig.store.get_exec(pwd.audit_id)  # type: ignore[arg-type]
     assert record.intent.session_id == session.session_id
 
 
@@ -140,7 +140,7 @@ async def test_a_secret_exported_into_a_session_is_refused_and_not_recorded(
 
     assert result.effect is Effect.DENY
     assert result.audit_id is not None
-    record = await rig.service.audit_get(result.audit_id)
+    record = await rig.store.get_exec(result.audit_id)
     assert value not in " ".join(record.intent.argv)
     assert value not in (record.intent.command_text or "")
     assert value not in " ".join(result.argv)
@@ -154,7 +154,7 @@ async def test_a_plain_value_exported_into_a_session_is_recorded_as_typed(rig: R
         rig.request("export TRACE_ID=abc123", session_id=session.session_id)
     )
     assert result.audit_id is not None
-    record = await rig.service.audit_get(result.audit_id)
+    record = await rig.store.get_exec(result.audit_id)
     assert record.intent.command_text == "export TRACE_ID=abc123"
 
 
@@ -178,3 +178,42 @@ async def test_only_the_owner_may_anchor_a_session(rig: Rig) -> None:
     with pytest.raises(SessionNotFound):
         await rig.service.session_anchor(session.session_id, local("bob"), "slack:C1:1.2")
     assert await rig.service.session_at("slack:C1:1.2") is None
+
+
+async def test_cd_through_a_symlink_is_decided_on_the_directory_it_leads_to(rig: Rig) -> None:
+    # /tmp/work is a real directory the principal may list; /tmp/up leads to / (not).
+    (rig.state_tmp() / "work").mkdir()
+    (rig.state_tmp() / "up").symlink_to("/")
+    (rig.state_tmp() / "in").symlink_to("/tmp/work")
+    session = await rig.service.session_start(local("alice"), rig.target)
+
+    escaped = await rig.service.exec(rig.request("cd /tmp/up", session_id=session.session_id))
+
+    assert escaped.effect is Effect.DENY
+    assert escaped.error_code == "denied"
+    current = await rig.service.session_get(session.session_id, local("alice"))
+    assert current.cwd == ""
+    assert escaped.audit_id is not None
+    record = await rig.store.get_exec(escaped.audit_id)
+    assert record.outcome is not None and record.outcome.error == "denied"
+    # The same set-up lets a symlink into an allowed directory through.
+    inside = await rig.service.exec(rig.request("cd /tmp/in", session_id=session.session_id))
+    assert inside.effect is Effect.ALLOW and inside.exit_code == 0
+    current = await rig.service.session_get(session.session_id, local("alice"))
+    assert current.cwd == "/tmp/work"
+
+
+async def test_a_session_directory_swapped_for_a_symlink_is_not_entered(rig: Rig) -> None:
+    work = rig.state_tmp() / "work"
+    work.mkdir()
+    session = await rig.service.session_start(local("alice"), rig.target)
+    await rig.service.exec(rig.request("cd /tmp/work", session_id=session.session_id))
+    inside = await rig.service.exec(rig.request("pwd -P", session_id=session.session_id))
+    assert inside.stdout.strip() == "/tmp/work"
+
+    work.rmdir()
+    work.symlink_to("/")
+    swapped = await rig.service.exec(rig.request("pwd -P", session_id=session.session_id))
+
+    assert swapped.exit_code != 0
+    assert swapped.stdout.strip() == ""
