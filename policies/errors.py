@@ -185,12 +185,18 @@ class UnknownProvider(InstanceError):
 class InstanceNotRunning(InstanceError):
     code = "instance_not_running"
 
-    def __init__(self, instance: str, function: str, **fields: Any) -> None:
+    def __init__(
+        self, instance: str, function: str, *, provider: str | None = None, **fields: Any
+    ) -> None:
+        # The provider, when known, is named in the hint: the instance may live on a
+        # provider other than the default one.
+        where = f" --provider {provider}" if provider else ""
         super().__init__(
             f"instance {instance} is not running (released or never existed); "
-            f"list live instances with `execgate instances list {function}`",
+            f"list live instances with `execgate instances list {function}{where}`",
             instance=instance,
             function=function,
+            **({"provider": provider} if provider else {}),
             **fields,
         )
 
