@@ -34,6 +34,8 @@ together with the audit id, never into ``safe_message``.
     │   └── ProviderUnavailable     network / protocol failure talking to the provider
     ├── ExecTimeout                 the command hit its timeout or idle timeout
     └── ArtifactError               the artifact store failed or a link is bad/expired
+        ├── ArtifactNotFound        no such artifact, or not one the caller may read
+        └── ArtifactTooLarge        larger than a surface may read inline
 """
 
 from __future__ import annotations
@@ -224,3 +226,13 @@ class ExecTimeout(ExecGateError):
 class ArtifactError(ExecGateError):
     code = "artifact_error"
     default_message = "the artifact store could not complete the request"
+
+
+class ArtifactNotFound(ArtifactError):
+    code = "artifact_not_found"
+    default_message = "no such artifact (or not one of yours)"
+
+
+class ArtifactTooLarge(ArtifactError):
+    code = "artifact_too_large"
+    default_message = "the artifact is too large to read here; fetch it with its link"

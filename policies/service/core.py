@@ -44,6 +44,7 @@ from policies.rules.engine import evaluate
 from policies.rules.holder import PolicyHolder
 from policies.rules.model import Policy
 from policies.service.approvals import ApprovalsMixin, request_hash
+from policies.service.artifact_reads import ArtifactReads
 from policies.service.collect import CollectMixin
 from policies.service.intents import STATUS_OF, intent_for
 from policies.service.output import CollectedOutput, OutputCollector
@@ -116,6 +117,15 @@ class ExecService(CollectMixin, ApprovalsMixin, SessionsMixin):
         self._artifact_prefix = artifact_prefix
         self._resolve = resolve_principal
         self._clock = clock
+        # Stored artifacts read back by the exec's principal or an auditor.
+        self.artifact_reads = ArtifactReads(
+            audit=audit,
+            artifacts=artifacts,
+            resolve=resolve_principal,
+            roles_of=self.roles_of,
+            auditor_role=AUDITOR_ROLE,
+            link_ttl_seconds=link_ttl_seconds,
+        )
 
     def current_policy(self) -> Policy:
         """The policy in force now (reloaded when its file changes)."""
@@ -493,6 +503,8 @@ class ExecService(CollectMixin, ApprovalsMixin, SessionsMixin):
             stderr_omitted=out.stderr_omitted,
             stdout_bytes=out.stdout_bytes,
             stderr_bytes=out.stderr_bytes,
+            stdout_binary=out.stdout_binary,
+            stderr_binary=out.stderr_binary,
             duration_ms=duration_ms,
             links=stored.links,
             error_code=error_code,
