@@ -52,7 +52,7 @@ async def test_json_result_marks_a_stream_that_printed_bytes_that_are_not_text(
     )
     assert (blob.code, text.code) == (0, 0), blob.stderr + text.stderr
     assert blob.json()["binary"] == {"stdout": True, "stderr": False}
-    assert "tail" in blob.json()["stdout"]
+    assert "tail" in str(blob.json()["stdout"])
     assert text.json()["binary"] == {"stdout": False, "stderr": False}
     assert text.json()["stdout"] == "plain ✓\n"
 
