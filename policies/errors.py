@@ -35,6 +35,8 @@ together with the audit id, never into ``safe_message``.
     │   └── ProviderUnavailable     network / protocol failure talking to the provider
     ├── ExecTimeout                 the command hit its timeout or idle timeout
     └── ArtifactError               the artifact store failed or a link is bad/expired
+        ├── ArtifactNotFound        no such artifact, or not one the caller may read
+        └── ArtifactTooLarge        larger than a surface may read inline
 """
 
 from __future__ import annotations
@@ -208,12 +210,18 @@ class UnknownProvider(InstanceError):
 class InstanceNotRunning(InstanceError):
     code = "instance_not_running"
 
-    def __init__(self, instance: str, function: str, **fields: Any) -> None:
+    def __init__(
+        self, instance: str, function: str, *, provider: str | None = None, **fields: Any
+    ) -> None:
+        # The provider, when known, is named in the hint: the instance may live on a
+        # provider other than the default one.
+        where = f" --provider {provider}" if provider else ""
         super().__init__(
             f"instance {instance} is not running (released or never existed); "
-            f"list live instances with `execgate instances list {function}`",
+            f"list live instances with `execgate instances list {function}{where}`",
             instance=instance,
             function=function,
+            **({"provider": provider} if provider else {}),
             **fields,
         )
 
@@ -241,3 +249,13 @@ class ExecTimeout(ExecGateError):
 class ArtifactError(ExecGateError):
     code = "artifact_error"
     default_message = "the artifact store could not complete the request"
+
+
+class ArtifactNotFound(ArtifactError):
+    code = "artifact_not_found"
+    default_message = "no such artifact (or not one of yours)"
+
+
+class ArtifactTooLarge(ArtifactError):
+    code = "artifact_too_large"
+    default_message = "the artifact is too large to read here; fetch it with its link"

@@ -203,6 +203,9 @@ class SlackSettings(_Model):
 class McpToken(_Model):
     client: str  # the MCP client name the policy refers to
     sha256: str  # hex sha256 of the bearer token; the token itself is never stored
+    # Only the tools that change nothing: list_instances, explain, approval_status,
+    # audit_search.
+    read_only: bool = False
 
     @field_validator("sha256")
     @classmethod

@@ -38,9 +38,10 @@ from policies.ports import (
 from policies.rules.holder import PolicyHolder
 from policies.rules.model import Policy
 from policies.service.approvals import Approvals
+from policies.service.artifact_reads import ArtifactReads
 from policies.service.asking import ApprovalAsker, ApprovalListener
 from policies.service.collect import Collect
-from policies.service.decisions import explain_request
+from policies.service.decisions import AUDITOR_ROLE, explain_request
 from policies.service.execs import Execs
 from policies.service.lookups import Lookups
 from policies.service.outputs import Outputs
@@ -113,6 +114,15 @@ class ExecService:
         self._collect = Collect(pipeline, self._asker)
         self._approvals = Approvals(pipeline, audit, audit, self._collect)
         self._lookups = Lookups(pipeline, audit)
+        # Stored artifacts read back by the exec's principal or an auditor.
+        self.artifact_reads = ArtifactReads(
+            audit=audit,
+            artifacts=artifacts,
+            resolve=resolve_principal,
+            roles_of=self.roles_of,
+            auditor_role=AUDITOR_ROLE,
+            link_ttl_seconds=link_ttl_seconds,
+        )
 
     # ------------------------------------------------------------------ configuration
 

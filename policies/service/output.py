@@ -13,6 +13,7 @@ in memory.
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import os
 from collections import deque
@@ -111,7 +112,9 @@ class CollectedOutput:
     ``*_omitted`` count scrubbed characters the inline view leaves out;
     ``*_sha256`` are hex digests of each stream's full scrubbed output (UTF-8), i.e.
     exactly the bytes of its spill file; ``output_sha256`` is the hex SHA-256 of the
-    32-byte stdout digest followed by the 32-byte stderr digest.
+    32-byte stdout digest followed by the 32-byte stderr digest; ``*_binary`` are set
+    when a stream printed bytes that are not text (a NUL, or bytes that are not UTF-8),
+    which its text view cannot show as they were.
     """
 
     stdout: str
@@ -127,6 +130,27 @@ class CollectedOutput:
     redactions: int
     capped: bool
     spill_files: dict[str, Path] = field(default_factory=dict)
+    stdout_binary: bool = False
+    stderr_binary: bool = False
+
+
+class _BinarySniffer:
+    """Notices the first NUL byte or invalid UTF-8 sequence in a stream of chunks."""
+
+    def __init__(self) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")("strict")
+        self.binary = False
+
+    def feed(self, data: bytes, *, final: bool = False) -> None:
+        if self.binary:
+            return
+        if b"\x00" in data:
+            self.binary = True
+            return
+        try:
+            self._decoder.decode(data, final=final)
+        except UnicodeDecodeError:
+            self.binary = True
 
 
 class _StreamBuffer:
@@ -135,6 +159,7 @@ class _StreamBuffer:
     def __init__(self, name: Stream, head_cap: int, tail_cap: int) -> None:
         self.name = name
         self.redactor = StreamRedactor(prepare=strip_controls)
+        self.sniffer = _BinarySniffer()
         self.raw_bytes = 0
         self.chars = 0
         self.digest = hashlib.sha256()
@@ -264,6 +289,7 @@ class OutputCollector:
         if not data:
             return ""
         self._processed += len(data)
+        buffer.sniffer.feed(data)
         text, encoded = buffer.redactor.feed_encoded(data)
         buffer.store(text, encoded, self._spill_dir)
         return text
@@ -277,6 +303,7 @@ class OutputCollector:
         """
         buffer = self._buffer(stream)
         buffer.ended = True
+        buffer.sniffer.feed(b"", final=True)  # a cut-off multi-byte sequence at the end
         text = buffer.redactor.flush()
         buffer.store(text, text.encode(), self._spill_dir)
         buffer.close_spill()
@@ -315,6 +342,8 @@ class OutputCollector:
                 for buffer in self._streams.values()
                 if buffer.spill_path is not None
             },
+            stdout_binary=out.sniffer.binary,
+            stderr_binary=err.sniffer.binary,
         )
         return self._result
 

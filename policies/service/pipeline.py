@@ -369,6 +369,8 @@ class Pipeline:
             stderr_omitted=out.stderr_omitted,
             stdout_bytes=out.stdout_bytes,
             stderr_bytes=out.stderr_bytes,
+            stdout_binary=out.stdout_binary,
+            stderr_binary=out.stderr_binary,
             duration_ms=duration_ms,
             links=stored.links,
             error_code=error_code,

@@ -61,6 +61,10 @@ class ExecResult:
     links: dict[str, str] = field(default_factory=dict)
     error_code: str | None = None
     error: str | None = None  # a safe message
+    # Set for a stream that printed bytes that are not text (NUL, invalid UTF-8): its
+    # text view replaced or dropped them.
+    stdout_binary: bool = False
+    stderr_binary: bool = False
 
     @property
     def ran(self) -> bool:
@@ -80,6 +84,7 @@ class ExecResult:
             "truncated": self.truncated,
             "omitted": {"stdout": self.stdout_omitted, "stderr": self.stderr_omitted},
             "bytes": {"stdout": self.stdout_bytes, "stderr": self.stderr_bytes},
+            "binary": {"stdout": self.stdout_binary, "stderr": self.stderr_binary},
             "duration_ms": self.duration_ms,
             "audit_id": self.audit_id,
             "approval_id": self.approval_id,

@@ -10,7 +10,7 @@ upgrades included):
 Errors are FC 3.0 JSON bodies ``{"Code","Message","RequestId"}``; a refused WebSocket
 gets the same body as an HTTP response instead of the upgrade (the ASGI
 ``websocket.http.response`` extension, which uvicorn's websockets implementations
-provide).
+provide), and so does an upgrade to a path the host does not serve.
 """
 
 from __future__ import annotations
@@ -160,6 +160,13 @@ async def _deny(websocket: WebSocket, response: Response) -> None:
         await websocket.close(code=1008)
 
 
+async def _websocket_not_supported(websocket: WebSocket) -> None:
+    # Starlette refuses an upgrade no route matches with a bare 403; FC answers an
+    # unknown path (an FC 2.0 path here, say) with its JSON error, upgrade or not.
+    path = websocket.url.path
+    await _deny(websocket, fc_error(404, "PathNotSupported", f"'GET' against '{path}'"))
+
+
 async def _not_supported(request: Request, exc: Exception) -> Response:
     status = exc.status_code if isinstance(exc, HTTPException) else 500
     return fc_error(status, "PathNotSupported", f"'{request.method}' against '{request.url.path}'")
@@ -186,6 +193,7 @@ def build_fc_host_app(
             Route(f"{base}/instances", host.list_instances, methods=["GET"]),
             Route(f"{base}/invocations", host.invoke, methods=["POST"]),
             WebSocketRoute(f"{base}/instances/{{instance}}/exec", host.exec),
+            WebSocketRoute("/{path:path}", _websocket_not_supported),
         ],
         exception_handlers={404: _not_supported, 405: _not_supported},
     )

@@ -56,18 +56,24 @@ def stdio_principal(settings: Settings) -> Principal:
     return _client_principal(settings.mcp.stdio_client or getpass.getuser(), "mcp.stdio_client")
 
 
-def match_token(token: str, tokens: Sequence[McpToken]) -> str | None:
-    """The client whose configured digest matches ``token``, or None.
+def match_entry(token: str, tokens: Sequence[McpToken]) -> McpToken | None:
+    """The configured token whose digest matches ``token``, or None.
 
     Every configured digest is compared in constant time, so the answer's timing does
     not say which digest came close.
     """
     digest = token_sha256(token).encode()
-    found: str | None = None
+    found: McpToken | None = None
     for entry in tokens:
         if hmac.compare_digest(digest, entry.sha256.encode()):
-            found = entry.client
+            found = entry
     return found
+
+
+def match_token(token: str, tokens: Sequence[McpToken]) -> str | None:
+    """The client whose configured digest matches ``token``, or None."""
+    entry = match_entry(token, tokens)
+    return entry.client if entry is not None else None
 
 
 def principal_of_request(request: Any) -> Principal:
@@ -83,10 +89,17 @@ def principal_of_request(request: Any) -> Principal:
 
 
 class BearerAuth:
-    """ASGI middleware: a valid bearer token, or 401 with a JSON body."""
+    """ASGI middleware: a valid bearer token, or 401 with a JSON body.
 
-    def __init__(self, app: ASGIApp, tokens: Sequence[McpToken]) -> None:
+    A token configured ``read_only`` is served by ``read_only_app`` (a server that only
+    has the tools that change nothing); without one, such a token is refused.
+    """
+
+    def __init__(
+        self, app: ASGIApp, tokens: Sequence[McpToken], read_only_app: ASGIApp | None = None
+    ) -> None:
         self._app = app
+        self._read_only_app = read_only_app
         self._tokens = tuple(tokens)
         for entry in self._tokens:
             _client_principal(entry.client, "mcp.tokens")
@@ -106,8 +119,8 @@ class BearerAuth:
                 "for an MCP token",
             )
             return
-        client = match_token(token, self._tokens)
-        if client is None:
+        entry = match_entry(token, self._tokens)
+        if entry is None:
             logger.warning("MCP request with an unknown bearer token refused")
             await _unauthorized(
                 send,
@@ -116,8 +129,14 @@ class BearerAuth:
                 "ExecGate admin for a new one",
             )
             return
-        scope[SCOPE_KEY] = Principal(PrincipalKind.MCP, client)
-        await self._app(scope, receive, send)
+        app = self._app
+        if entry.read_only:
+            if self._read_only_app is None:  # fail closed: never the full server
+                await _unauthorized(send, "invalid_token", "this token cannot be served here")
+                return
+            app = self._read_only_app
+        scope[SCOPE_KEY] = Principal(PrincipalKind.MCP, entry.client)
+        await app(scope, receive, send)
 
 
 async def _unauthorized(send: Send, code: str, message: str) -> None:

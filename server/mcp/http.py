@@ -1,6 +1,7 @@
 """Streamable HTTP mount of the MCP server at /mcp.
 
-Requests pass the bearer-token check first (``server.mcp.auth``), then the SDK's
+Requests pass the bearer-token check first (``server.mcp.auth``; a read-only token is
+served by a second server that has only the read-only tools), then the SDK's
 transport, whose DNS-rebinding protection accepts only the Host (and Origin) names this
 server is reached by: the listen address, ``server.public_url`` and
 ``mcp.allowed_hosts``.
@@ -8,7 +9,9 @@ server is reached by: the listen address, ``server.public_url`` and
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
+from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
 from mcp.server.transport_security import TransportSecuritySettings
@@ -67,13 +70,27 @@ def mcp_mount(settings: Settings, service: ExecService) -> Mounted | None:
 
     Raises: ConfigError for a token whose client name ExecGate cannot use.
     """
-    server = build_server(service, settings, principal_of_request)
-    app = server.streamable_http_app(
-        streamable_http_path=MCP_PATH,
-        transport_security=transport_security(settings),
-        host=settings.server.host,
+    servers = [
+        build_server(service, settings, principal_of_request, read_only=read_only)
+        for read_only in (False, True)
+    ]
+    full, read_only = (
+        server.streamable_http_app(
+            streamable_http_path=MCP_PATH,
+            transport_security=transport_security(settings),
+            host=settings.server.host,
+        )
+        for server in servers
     )
-    # The SDK app routes on the full path itself; its own lifespan is not run by a
-    # Route, so the session manager runs in the host app's lifespan instead.
-    guarded = BearerAuth(app, settings.mcp.tokens)
-    return Mounted(routes=[Route(MCP_PATH, guarded)], lifespan=server.session_manager.run)
+
+    @contextlib.asynccontextmanager
+    async def lifespan() -> AsyncIterator[None]:
+        # The SDK apps route on the full path themselves; their own lifespans are not
+        # run by a Route, so their session managers run in the host app's lifespan.
+        async with contextlib.AsyncExitStack() as stack:
+            for server in servers:
+                await stack.enter_async_context(server.session_manager.run())
+            yield
+
+    guarded = BearerAuth(full, settings.mcp.tokens, read_only_app=read_only)
+    return Mounted(routes=[Route(MCP_PATH, guarded)], lifespan=lifespan)

@@ -24,8 +24,14 @@ class ErrorOut(_Out):
     """Why a call was refused or failed; the message is safe to show."""
 
     code: str = Field(description="stable machine-readable code, e.g. denied, session_ended")
-    message: str = Field(description="what happened and what to do next")
+    message: str = Field(description="what happened")
     audit_id: str | None = Field(default=None, description="the audit record of the attempt")
+    next_step: str | None = Field(
+        default=None, description="which tool to call next, when one would help"
+    )
+    fields: dict[str, str] = Field(
+        default_factory=dict, description="rejected arguments: name -> what is wrong"
+    )
 
 
 class _Result(_Out):
@@ -37,6 +43,11 @@ class _Result(_Out):
 class Counts(_Out):
     stdout: int = 0
     stderr: int = 0
+
+
+class Streams(_Out):
+    stdout: bool = False
+    stderr: bool = False
 
 
 class ExecOut(_Result):
@@ -60,8 +71,17 @@ class ExecOut(_Result):
     omitted_chars: Counts = Field(default_factory=Counts, description="characters left out")
     output_bytes: Counts = Field(default_factory=Counts, description="bytes the command printed")
     duration_ms: int | None = None
+    binary: Streams = Field(
+        default_factory=Streams,
+        description="streams that printed bytes that are not text (NUL, invalid UTF-8); "
+        "their text view replaces those bytes",
+    )
     links: dict[str, str] = Field(
         default_factory=dict, description="expiring links to the full output or collected files"
+    )
+    resources: dict[str, str] = Field(
+        default_factory=dict,
+        description="the same files as MCP resources: name -> URI for resources/read",
     )
     audit_id: str | None = None
     approval_id: str | None = Field(default=None, description="pass to approval_status")
@@ -99,6 +119,16 @@ class SessionOut(_Result):
     end_reason: str | None = None
 
 
+class ArtifactOut(_Out):
+    key: str
+    size: int
+    sha256: str
+    content_type: str
+    name: str | None = Field(default=None, description="the file's name")
+    link: str | None = Field(default=None, description="expiring link to the file")
+    resource_uri: str | None = Field(default=None, description="read it with resources/read")
+
+
 class ApprovalOut(_Result):
     approval_id: str | None = None
     state: str | None = Field(
@@ -114,6 +144,9 @@ class ApprovalOut(_Result):
     denied_by: str | None = None
     expires_at: str | None = None
     result: ExecOut | None = Field(default=None, description="the outcome once it ran or ended")
+    artifact: ArtifactOut | None = Field(
+        default=None, description="the file an approved collect stored"
+    )
     next_step: str | None = None
 
 
@@ -124,13 +157,6 @@ class ExplainOut(_Result):
     target: str = ""
     stages: list[list[str]] = Field(default_factory=list, description="the parsed command")
     code: str | None = Field(default=None, description="set when the command text was refused")
-
-
-class ArtifactOut(_Out):
-    key: str
-    size: int
-    sha256: str
-    content_type: str
 
 
 class CollectOut(_Result):

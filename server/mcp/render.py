@@ -11,17 +11,20 @@ from __future__ import annotations
 import datetime as dt
 import json
 import secrets
+from collections.abc import Sequence
 
-from mcp_types import CallToolResult, TextContent
+from mcp_types import CallToolResult, ContentBlock, ResourceLink, TextContent
 from pydantic import BaseModel
 
-from policies.ports import ApprovalRecord, ApprovalState, ExecRecord, SessionRecord
+from policies.ports import ApprovalRecord, ApprovalState, ExecRecord, ExecStatus, SessionRecord
+from policies.service.artifact_reads import ArtifactView, artifact_name
 from policies.service.output import truncate_head_tail
 from policies.service.results import CollectResult, ExecResult, Explanation
 from policies.types import Effect, InstanceInfo
 from server.mcp.models import (
     UNTRUSTED_NOTICE,
     ApprovalOut,
+    ArtifactOut,
     AuditRecordOut,
     CollectOut,
     Counts,
@@ -30,12 +33,48 @@ from server.mcp.models import (
     ExplainOut,
     InstanceOut,
     SessionOut,
+    Streams,
 )
 
+TEXT_TYPE = "text/plain; charset=utf-8"
+OUTPUT_NAMES = ("stdout.txt", "stderr.txt")
+
 APPROVE_HINT = (
-    "a human approver must approve it, e.g. `execgate approvals approve {id}`; call "
-    "approval_status with approval_id {id} to follow it (an assistant cannot approve)"
+    "a human approver must approve it (an assistant cannot); call approval_status with "
+    "approval_id {id} and wait_seconds up to 300 to follow it"
 )
+RESOURCE_SCHEME = "execgate"
+RESOURCE_TEMPLATE = "execgate://artifacts/{audit_id}/{name}"
+# What a recorded failure means when only its code was recorded (an approved command
+# that failed after the requester's call returned).
+RECORDED_FAILURES = {
+    "not_found": "the file does not exist on the instance",
+    "special_file": "the file is on a kernel file system (/proc, /sys, /dev)",
+    "not_regular": "the path is not a regular file",
+    "unreadable": "the file cannot be read on the instance",
+    "too_large": "the file is larger than the rule lets you collect",
+    "changed": "the file changed while it was being collected",
+    "transfer_failed": "the file could not be transferred from the instance",
+    "symlink_escape": "the path leads through a symlink to a place the rule does not allow",
+    "timeout": "the command hit its timeout and was stopped",
+    "instance_not_running": "the instance is not running any more",
+    "provider_unavailable": "the provider could not be reached",
+    "exec_error": "the instance reported an error running the command",
+    "internal": "ExecGate failed internally; the details are in its server log",
+}
+
+
+def resource_uri(audit_id: str, name: str) -> str:
+    """The MCP resource URI of artifact ``name`` stored by exec ``audit_id``."""
+    return RESOURCE_TEMPLATE.format(audit_id=audit_id, name=name)
+
+
+def _stream_resources(result: ExecResult) -> dict[str, str]:
+    """Full-output artifacts (and a collected file) of a result as resource URIs."""
+    if not result.audit_id:
+        return {}
+    names = {stream: f"{stream}.txt" for stream in ("stdout", "stderr") if stream in result.links}
+    return {key: resource_uri(result.audit_id, name) for key, name in names.items()}
 
 
 def _iso(when: dt.datetime | None) -> str | None:
@@ -54,9 +93,10 @@ def exec_out(result: ExecResult, *, inline_limit: int, session_id: str | None = 
     """The structured view of a service result."""
     stdout, out_omitted, out_cut = _bounded(result.stdout, inline_limit, result.stdout_omitted)
     stderr, err_omitted, err_cut = _bounded(result.stderr, inline_limit, result.stderr_omitted)
-    error = _error(result.error_code, result.error or result.reason, result.audit_id)
+    message = result.error or RECORDED_FAILURES.get(result.error_code or "", result.reason)
+    error = _error(result.error_code, message, result.audit_id)
     next_step = None
-    if result.effect is Effect.APPROVE and result.approval_id and result.exit_code is None:
+    if result.approval_id and result.status is ExecStatus.PENDING_APPROVAL:
         next_step = APPROVE_HINT.format(id=result.approval_id)
     return ExecOut(
         error=error,
@@ -72,8 +112,10 @@ def exec_out(result: ExecResult, *, inline_limit: int, session_id: str | None = 
         truncated=result.truncated or out_cut or err_cut,
         omitted_chars=Counts(stdout=out_omitted, stderr=err_omitted),
         output_bytes=Counts(stdout=result.stdout_bytes, stderr=result.stderr_bytes),
+        binary=Streams(stdout=result.stdout_binary, stderr=result.stderr_binary),
         duration_ms=result.duration_ms,
         links=dict(result.links),
+        resources=_stream_resources(result),
         audit_id=result.audit_id,
         approval_id=result.approval_id,
         approval_expires_at=result.approval_expires_at,
@@ -113,6 +155,22 @@ def exec_text(out: ExecOut) -> str:
             )
             + "."
         )
+    if out.resources:
+        lines.append(
+            "Full output as MCP resources (resources/read): "
+            + ", ".join(f"{name} {uri}" for name, uri in out.resources.items())
+            + "."
+        )
+    binary = [
+        name
+        for name, flag in (("stdout", out.binary.stdout), ("stderr", out.binary.stderr))
+        if flag
+    ]
+    if binary:
+        lines.append(
+            f"Binary output on {' and '.join(binary)}: bytes that are not text were "
+            "replaced or dropped in the text below."
+        )
     if out.stdout or out.stderr:
         nonce = secrets.token_hex(8)
         lines.append(f"{UNTRUSTED_NOTICE} It is fenced between markers carrying {nonce}.")
@@ -124,26 +182,48 @@ def exec_text(out: ExecOut) -> str:
 
 
 def tool_result(
-    out: BaseModel, text: str | None = None, *, is_error: bool = False
+    out: BaseModel,
+    text: str | None = None,
+    *,
+    is_error: bool = False,
+    links: Sequence[ResourceLink] = (),
 ) -> CallToolResult:
-    """A tool result carrying ``out`` as structured content."""
+    """A tool result carrying ``out`` as structured content, and ``links`` to resources."""
     data = out.model_dump(mode="json")
     body = text if text is not None else json.dumps(data, indent=2)
-    return CallToolResult(
-        content=[TextContent(type="text", text=body)],
-        structured_content=data,
-        is_error=is_error,
-    )
+    content: list[ContentBlock] = [TextContent(type="text", text=body), *links]
+    return CallToolResult(content=content, structured_content=data, is_error=is_error)
+
+
+def resource_link(uri: str, name: str, *, mime_type: str, size: int | None = None) -> ResourceLink:
+    return ResourceLink(type="resource_link", uri=uri, name=name, mime_type=mime_type, size=size)
+
+
+def _output_links(out: ExecOut) -> list[ResourceLink]:
+    return [
+        resource_link(uri, f"{stream}.txt", mime_type=TEXT_TYPE)
+        for stream, uri in out.resources.items()
+        if stream in ("stdout", "stderr")
+    ]
 
 
 def exec_result(out: ExecOut) -> CallToolResult:
     """A policy denial is a refusal (an error result); anything else is a result."""
-    return tool_result(out, exec_text(out), is_error=out.effect == Effect.DENY.value)
+    return tool_result(
+        out,
+        exec_text(out),
+        is_error=out.effect == Effect.DENY.value,
+        links=_output_links(out),
+    )
 
 
 def error_result(error: ErrorOut) -> CallToolResult:
     """A refusal or failure: only the error, which every output schema allows."""
     text = f"Error ({error.code}): {error.message}"
+    if error.fields:
+        text += "\n" + "\n".join(f"- {name}: {problem}" for name, problem in error.fields.items())
+    if error.next_step:
+        text += f"\nNext: {error.next_step}"
     if error.audit_id:
         text += f"\nAudit id: {error.audit_id}"
     return CallToolResult(
@@ -154,12 +234,59 @@ def error_result(error: ErrorOut) -> CallToolResult:
 
 
 def collect_out(result: CollectResult) -> CollectOut:
-    """The structured view of a collect; the file itself stays behind the link."""
+    """The structured view of a collect; the file itself stays behind the link (and a
+    resource URI)."""
     fields = result.to_dict()
     fields["error"] = _error(result.error_code, result.error or result.reason, result.audit_id)
-    if result.effect is Effect.APPROVE and result.approval_id and not result.ok:
+    if result.approval_id and result.status is ExecStatus.PENDING_APPROVAL:
         fields["next_step"] = APPROVE_HINT.format(id=result.approval_id)
+    if result.artifact is not None and result.audit_id:
+        name = artifact_name(result.artifact.key)
+        fields["artifact"] |= {
+            "name": name,
+            "link": result.link,
+            "resource_uri": resource_uri(result.audit_id, name),
+        }
     return CollectOut.model_validate(fields)
+
+
+def _label(name: str) -> str:
+    """``stdout``/``stderr`` for full output, ``artifact`` for a collected file."""
+    return name.removesuffix(".txt") if name in OUTPUT_NAMES else "artifact"
+
+
+def artifact_out(view: ArtifactView) -> ArtifactOut:
+    info = view.info
+    return ArtifactOut(
+        key=info.key,
+        size=info.size,
+        sha256=info.sha256,
+        content_type=info.content_type,
+        name=view.name,
+        link=view.link,
+        resource_uri=resource_uri(view.audit_id, view.name),
+    )
+
+
+def _artifact_link(artifact: ArtifactOut | None) -> list[ResourceLink]:
+    if artifact is None or artifact.resource_uri is None:
+        return []
+    return [
+        resource_link(
+            artifact.resource_uri,
+            artifact.name or "artifact",
+            mime_type=artifact.content_type,
+            size=artifact.size,
+        )
+    ]
+
+
+def _artifact_line(artifact: ArtifactOut, path: str) -> str:
+    return (
+        f"Stored {path} ({artifact.size} bytes, {artifact.content_type}, sha256 "
+        f"{artifact.sha256}); link: {artifact.link or '-'}; MCP resource: "
+        f"{artifact.resource_uri}"
+    )
 
 
 def collect_result(out: CollectOut) -> CallToolResult:
@@ -172,15 +299,14 @@ def collect_result(out: CollectOut) -> CallToolResult:
         lines.append(f"Error ({out.error.code}): {out.error.message}")
     if out.artifact is not None and out.link:
         lines.append(
-            f"Stored {out.path} ({out.artifact.size} bytes, sha256 {out.artifact.sha256}); "
-            f"link (expires {out.link_expires_at}): {out.link}"
+            _artifact_line(out.artifact, out.path) + f" (link expires {out.link_expires_at})"
         )
     if out.audit_id:
         lines.append(f"Audit id: {out.audit_id}")
     if out.next_step:
         lines.append(f"Next: {out.next_step}")
     refused = out.effect == Effect.DENY.value or (out.error is not None and out.link is None)
-    return tool_result(out, "\n".join(lines), is_error=refused)
+    return tool_result(out, "\n".join(lines), is_error=refused, links=_artifact_link(out.artifact))
 
 
 def _error(code: str | None, message: str, audit_id: str | None) -> ErrorOut | None:
@@ -222,11 +348,27 @@ def session_out(record: SessionRecord) -> SessionOut:
 
 
 def approval_out(
-    record: ApprovalRecord, result: ExecResult | None, *, inline_limit: int
+    record: ApprovalRecord,
+    result: ExecResult | None,
+    *,
+    inline_limit: int,
+    artifacts: Sequence[ArtifactView] = (),
 ) -> ApprovalOut:
+    """An approval and its outcome; ``artifacts`` are what its exec stored: the full
+    output of a command, or the file of a collect (``artifact``)."""
     next_step = None
     if record.state is ApprovalState.PENDING:
         next_step = APPROVE_HINT.format(id=record.approval_id)
+    files = [artifact_out(view) for view in artifacts if view.name not in OUTPUT_NAMES]
+    executed = exec_out(result, inline_limit=inline_limit) if result is not None else None
+    if executed is not None and artifacts:
+        # The recorded result carries no links: give fresh ones, and resource URIs.
+        executed = executed.model_copy(
+            update={
+                "links": {_label(v.name): v.link for v in artifacts if v.link},
+                "resources": {_label(v.name): resource_uri(v.audit_id, v.name) for v in artifacts},
+            }
+        )
     return ApprovalOut(
         approval_id=record.approval_id,
         state=record.state.value,
@@ -239,7 +381,8 @@ def approval_out(
         threshold=record.threshold,
         denied_by=record.denied_by,
         expires_at=_iso(record.expires_at),
-        result=exec_out(result, inline_limit=inline_limit) if result is not None else None,
+        result=executed,
+        artifact=files[0] if files else None,
         next_step=next_step,
     )
 
@@ -251,9 +394,19 @@ def approval_text(out: ApprovalOut) -> str:
     ]
     if out.next_step:
         lines.append(f"Next: {out.next_step}")
+    if out.artifact is not None:
+        path = out.argv[-1] if out.argv else out.artifact.name or "the file"
+        lines.append(_artifact_line(out.artifact, path) + ".")
     if out.result is not None:
         lines.append(exec_text(out.result))
     return "\n".join(lines)
+
+
+def approval_result(out: ApprovalOut) -> CallToolResult:
+    links = _artifact_link(out.artifact)
+    if out.result is not None:
+        links += _output_links(out.result)
+    return tool_result(out, approval_text(out), links=links)
 
 
 def explain_out(explanation: Explanation) -> ExplainOut:

@@ -16,15 +16,27 @@ from typing import Annotated, Any
 
 import anyio
 from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 from mcp_types import CallToolResult
 from pydantic import Field
 
-from policies.errors import ExecGateError
-from policies.ports import ApprovalState, AuditFilter
+from policies.errors import ArtifactNotFound, ArtifactTooLarge, ExecGateError
+from policies.ports import ApprovalState, AuditFilter, ExecStatus
+from policies.service.artifact_reads import ArtifactView
 from policies.service.core import ExecService
-from policies.types import ApprovalId, ExecRequest, Principal, SessionId, Surface, Target
+from policies.types import (
+    ApprovalId,
+    AuditId,
+    Effect,
+    ExecRequest,
+    Principal,
+    SessionId,
+    Surface,
+    Target,
+)
 from server.mcp import render
 from server.mcp.auth import Identify
+from server.mcp.errors import InvalidArguments, error_out
 from server.mcp.models import (
     ApprovalOut,
     AuditOut,
@@ -41,7 +53,13 @@ from server.settings import Settings
 logger = logging.getLogger(__name__)
 
 AnyContext = Context[Any, Any]
+EFFECTS = tuple(effect.value for effect in Effect)
+STATUSES = tuple(status.value for status in ExecStatus)
 APPROVAL_POLL_SECONDS = 1.0
+# What resources/read hands a model at most: full output as text, collected binaries
+# as base64 blobs (a third larger on the wire).
+MAX_TEXT_BYTES = 1024 * 1024
+MAX_BLOB_BYTES = 256 * 1024
 MAX_APPROVAL_WAIT = 300.0
 
 TargetArg = Annotated[
@@ -66,9 +84,7 @@ async def guarded(call: Awaitable[CallToolResult]) -> CallToolResult:
     try:
         return await call
     except ExecGateError as exc:
-        return render.error_result(
-            ErrorOut(code=exc.code, message=exc.safe_message, audit_id=exc.audit_id)
-        )
+        return render.error_result(error_out(exc))
     except Exception:
         error_id = f"err_{secrets.token_hex(6)}"
         logger.exception("MCP tool failed", extra={"error_id": error_id})
@@ -108,6 +124,36 @@ class Tools:
             command_text=command,
             reason=reason,
         )
+
+    async def _artifacts_of(self, principal: Principal, audit_id: AuditId) -> list[ArtifactView]:
+        try:
+            return await self._service.artifact_reads.describe(principal, audit_id)
+        except ArtifactNotFound:  # an approver reads the outcome, not the requester's files
+            return []
+
+    async def read_artifact(self, audit_id: str, name: str, ctx: AnyContext) -> str | bytes:
+        """A stored artifact of one of your execs (its full output, or a collected file):
+        text for logs, the bytes of a small binary file.
+
+        Raises: ResourceNotFoundError (no such artifact, or not yours); ResourceError
+        with the safe message of anything else that went wrong.
+        """
+        try:
+            content = await self._service.artifact_reads.read(
+                self._principal(ctx), AuditId(audit_id), name, max_bytes=MAX_TEXT_BYTES
+            )
+            if content.is_text:
+                return content.data.decode("utf-8", errors="replace")
+            if len(content.data) > MAX_BLOB_BYTES:
+                raise ArtifactTooLarge(
+                    f"{name} is {len(content.data)} bytes; binary files larger than "
+                    f"{MAX_BLOB_BYTES} bytes are not sent as resources: fetch it with its link"
+                )
+            return content.data
+        except ArtifactNotFound as exc:
+            raise ResourceNotFoundError(exc.safe_message) from exc
+        except ExecGateError as exc:
+            raise ResourceError(f"{exc.code}: {exc.safe_message}") from exc
 
     async def list_instances(
         self,
@@ -242,8 +288,9 @@ class Tools:
             ),
         ] = 0,
     ) -> Annotated[CallToolResult, ApprovalOut]:
-        """The state of a command held for approval, and its result once it ran. You
-        cannot approve: a human approver does, e.g. with `execgate approvals approve`."""
+        """The state of a command held for approval, and its result once it ran (for an
+        approved collect_artifact: the stored file's link, size, sha256 and resource).
+        You cannot approve: a human approver does."""
 
         async def body() -> CallToolResult:
             principal = self._principal(ctx)
@@ -262,18 +309,24 @@ class Tools:
                     waited, wait_seconds, f"approval {approval_id} is {record.state.value}"
                 )
                 await anyio.sleep(min(APPROVAL_POLL_SECONDS, wait_seconds - waited))
-            out = render.approval_out(record, result, inline_limit=self._limit)
-            return render.tool_result(out, render.approval_text(out))
+            artifacts = await self._artifacts_of(principal, record.audit_id) if result else []
+            out = render.approval_out(record, result, inline_limit=self._limit, artifacts=artifacts)
+            return render.approval_result(out)
 
         return await guarded(body())
 
     async def audit_search(
         self,
         ctx: AnyContext,
-        target: Annotated[str | None, Field(description="exact target")] = None,
+        target: Annotated[
+            str | None,
+            Field(
+                description="a target as exec takes it, e.g. demo-api/c-123 or local:demo-api/c-123"
+            ),
+        ] = None,
         function: Annotated[str | None, Field(description="function name")] = None,
         effect: Annotated[str | None, Field(description="allow, deny or approve")] = None,
-        status: Annotated[str | None, Field(description="e.g. completed, denied")] = None,
+        status: Annotated[str | None, Field(description=f"one of {', '.join(STATUSES)}")] = None,
         session_id: Annotated[str | None, Field(description="commands of one session")] = None,
         since: Annotated[dt.datetime | None, Field(description="ISO 8601 time")] = None,
         until: Annotated[dt.datetime | None, Field(description="ISO 8601 time")] = None,
@@ -282,8 +335,14 @@ class Tools:
         """Search the audit log, newest first: your own commands (auditors see everyone's)."""
 
         async def body() -> CallToolResult:
+            _check_choice("effect", effect, EFFECTS)
+            _check_choice("status", status, STATUSES)
+            wanted = target
+            if target is not None:
+                # Stored targets name their provider: fill in the default, as exec does.
+                wanted = str(self._service.resolve_target(Target.parse(target)))
             flt = AuditFilter(
-                target=target,
+                target=wanted,
                 function=function,
                 effect=effect,
                 status=status,
@@ -317,6 +376,12 @@ class Tools:
             return render.collect_result(render.collect_out(result))
 
         return await guarded(body())
+
+
+def _check_choice(name: str, value: str | None, choices: tuple[str, ...]) -> None:
+    """Raises: InvalidArguments when ``value`` is given and not one of ``choices``."""
+    if value is not None and value not in choices:
+        raise InvalidArguments({name: f"must be one of {', '.join(choices)}"})
 
 
 def _aware(when: dt.datetime | None) -> dt.datetime | None:

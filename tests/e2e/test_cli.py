@@ -39,6 +39,24 @@ async def test_json_result_carries_the_documented_fields(served: Served) -> None
     assert str(data["audit_id"]).startswith("ex_")
 
 
+async def test_json_result_marks_a_stream_that_printed_bytes_that_are_not_text(
+    served: Served,
+) -> None:
+    served.state_tmp().joinpath("blob.bin").write_bytes(b"head\x00\xff\xfe tail\n")
+    served.state_tmp().joinpath("text.log").write_text("plain ✓\n")
+    blob = await served.cli(
+        "exec", "--json", served.instance, "--", "head", "-n", "5", "/tmp/blob.bin"
+    )
+    text = await served.cli(
+        "exec", "--json", served.instance, "--", "head", "-n", "5", "/tmp/text.log"
+    )
+    assert (blob.code, text.code) == (0, 0), blob.stderr + text.stderr
+    assert blob.json()["binary"] == {"stdout": True, "stderr": False}
+    assert "tail" in str(blob.json()["stdout"])
+    assert text.json()["binary"] == {"stdout": False, "stderr": False}
+    assert text.json()["stdout"] == "plain ✓\n"
+
+
 async def test_shell_syntax_is_refused_and_nothing_starts(served: Served) -> None:
     result = await served.cli("exec", "--json", served.instance, "cat /etc/passwd; id")
     assert result.code == EXIT_DENIED

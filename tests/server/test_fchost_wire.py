@@ -190,6 +190,28 @@ async def test_a_tty_session_is_refused_as_an_invalid_argument(fc: LocalFc) -> N
     assert (status, body["Code"]) == (400, "InvalidArgument")
 
 
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/2016-08-15/services/svc/functions/demo/instances/c-1/exec",
+        "/2023-03-30/functions/demo/instances/c-1/exec/more",
+        "/2023-03-30/nothing-here",
+    ],
+    ids=["fc2-exec-path", "longer-fc3-path", "unknown-path"],
+)
+async def test_an_upgrade_to_an_unknown_path_gets_the_fc_json_error_plain_http_gets(
+    fc: LocalFc, path: str
+) -> None:
+    target = RequestTarget(path, [("command", "true")])
+    async with httpx.AsyncClient(trust_env=False) as http:
+        with anyio.fail_after(BOUND):
+            plain = await http.get(fc.base_url + path, headers=_headers(target))
+            status, body = await _refusal(fc, target, _headers(target))
+    assert (plain.status_code, plain.json()["Code"]) == (404, "PathNotSupported")
+    assert (status, body["Code"]) == (404, "PathNotSupported")
+    assert path in body["Message"]
+
+
 async def test_http_routes_check_the_signature_and_unknown_paths_get_fc_errors(
     fc: LocalFc,
 ) -> None:

@@ -211,6 +211,7 @@ class FcClient:
                 function=function,
                 instance=instance,
                 request_id_header=exc.response.headers.get(HEADER_REQUEST_ID),
+                provider=self._provider_name,
             ) from exc
         except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as exc:
             logger.warning("Function Compute exec connection failed: %s", type(exc).__name__)

@@ -104,11 +104,13 @@ def classify_error(
     function: str,
     instance: str | None = None,
     request_id_header: str | None = None,
+    provider: str | None = None,
 ) -> InstanceError:
     """Turn a non-success FC response into the ExecGate error it means.
 
     ``instance`` is set for exec requests: an unknown instance then means the instance
-    is not running (released on-demand instances are simply gone).
+    is not running (released on-demand instances are simply gone); ``provider`` names
+    the configured provider in its hint.
     """
     err = parse_error_body(body, request_id_header)
     code = (err.code or "").lower()
@@ -119,7 +121,7 @@ def classify_error(
     if instance is not None and (
         code in INSTANCE_GONE_CODES or (status == 404 and "instance" in code)
     ):
-        return InstanceNotRunning(instance, function, **fields)
+        return InstanceNotRunning(instance, function, provider=provider, **fields)
     if code in AUTH_CODES or (status == 401 and not code):
         return ProviderAuthError(
             "the provider rejected ExecGate's credentials" + _suffix(err), **fields
@@ -142,6 +144,13 @@ def _int_or_none(value: object) -> int | None:
 
 def _str_or_none(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
+
+
+def _version_id(value: object) -> str | None:
+    """FC 3.0 sends ``versionId`` as a string, FC 2.0 as a number: both become text."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return _str_or_none(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,7 +189,7 @@ def parse_instances(
                 provider=provider,
                 status=_str_or_none(item.get("status")) or "Running",
                 qualifier=_str_or_none(item.get("qualifier")) or qualifier,
-                version_id=_str_or_none(item.get("versionId")),
+                version_id=_version_id(item.get("versionId")),
                 created_ms=_int_or_none(item.get("createdTimeMs")),
                 sandboxed=sandboxed if isinstance(sandboxed, bool) else True,
             )

@@ -15,15 +15,19 @@ import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
+from mcp_types import ResourceLink, TextResourceContents
 
 from server.mcp.auth import token_sha256
 from server.serve import running_server
 from server.settings import load_settings
 from tests.e2e.conftest import Served, write_config
+from tests.server.mcp.conftest import data, error_code
 from tests.server.mcp.story import troubleshooting_story
 
 TOKEN = "test-token-for-the-http-assistant"
 OTHER_TOKEN = "test-token-for-another-assistant"
+READ_ONLY_TOKEN = "test-token-for-a-read-only-assistant"
+READ_ONLY_TOOLS = {"list_instances", "explain", "audit_search", "approval_status"}
 PING = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
 
 
@@ -38,6 +42,10 @@ async def http_server(tmp_path: Path, database_url: str) -> AsyncIterator[HttpSe
     extra = "".join(
         f'[[mcp.tokens]]\nclient = "{client}"\nsha256 = "{token_sha256(token)}"\n'
         for client, token in (("http-assistant", TOKEN), ("other-assistant", OTHER_TOKEN))
+    )
+    extra += (
+        f'[[mcp.tokens]]\nclient = "http-assistant"\nsha256 = "{token_sha256(READ_ONLY_TOKEN)}"'
+        "\nread_only = true\n"
     )
     config, data_dir = write_config(tmp_path, database_url, extra=extra)
     settings = load_settings(config, environ={})
@@ -113,3 +121,66 @@ async def test_unknown_host_header_is_refused_by_dns_rebinding_protection(
     async with http_server(tmp_path, database_url) as server, httpx2.AsyncClient() as http:
         response = await http.post(server.url, json=PING, headers=headers)
     assert response.status_code == 421
+
+
+async def test_read_only_token_is_offered_and_can_call_only_the_read_only_tools(
+    tmp_path: Path, database_url: str
+) -> None:
+    async with http_server(tmp_path, database_url) as server:
+        async with mcp_client(server.url, TOKEN) as full:
+            everything = {tool.name for tool in (await full.list_tools()).tools}
+            ran = await full.call_tool(
+                "exec", {"target": server.served.instance, "argv": ["uptime"], "reason": "x"}
+            )
+        async with mcp_client(server.url, READ_ONLY_TOKEN) as reader:
+            offered = {tool.name for tool in (await reader.list_tools()).tools}
+            refused = await reader.call_tool(
+                "exec", {"target": server.served.instance, "argv": ["uptime"], "reason": "x"}
+            )
+            records = await reader.call_tool("audit_search", {})
+    assert {"exec", "session_exec", "collect_artifact"} <= everything
+    assert not ran.is_error
+    assert offered == READ_ONLY_TOOLS
+    assert error_code(refused) == "unknown_tool"
+    # The same client reads its records: one exec, the one the full token ran.
+    assert [r["argv"] for r in data(records)["records"]] == [["uptime"]]
+
+
+async def test_bad_arguments_over_http_are_a_structured_error(
+    tmp_path: Path, database_url: str
+) -> None:
+    async with http_server(tmp_path, database_url) as server:
+        async with mcp_client(server.url, TOKEN) as client:
+            result = await client.call_tool("exec", {"target": server.served.instance})
+    assert error_code(result) == "invalid_arguments"
+    assert result.structured_content is not None
+    assert set(result.structured_content["error"]["fields"]) == {"reason"}
+
+
+async def test_full_output_is_read_as_a_resource_over_http(
+    tmp_path: Path, database_url: str
+) -> None:
+    lines = "".join(f"line {i:05d}\n" for i in range(5000))  # past the 16 KB inline view
+    async with http_server(tmp_path, database_url) as server:
+        served = server.served
+        tmp = served.data_dir / "instances" / "demo-api" / served.instance_id / "tmp"
+        tmp.joinpath("big.log").write_text(lines)
+        async with mcp_client(server.url, TOKEN) as client:
+            result = await client.call_tool(
+                "exec",
+                {
+                    "target": served.instance,
+                    "argv": ["head", "-n", "9999", "/tmp/big.log"],
+                    "reason": "x",
+                },
+            )
+            (link,) = [block for block in result.content if isinstance(block, ResourceLink)]
+            read = await client.read_resource(link.uri)
+        async with mcp_client(server.url, OTHER_TOKEN) as other:
+            with pytest.raises(MCPError):
+                await other.read_resource(link.uri)
+    assert data(result)["truncated"] is True
+    assert data(result)["resources"]["stdout"] == str(link.uri)
+    (content,) = read.contents
+    assert isinstance(content, TextResourceContents)
+    assert content.text == lines

@@ -54,7 +54,7 @@ async def inspector(served: Served, *args: str) -> dict[str, Any]:
     return answer
 
 
-async def test_inspector_lists_the_tools_and_runs_exec_on_a_demo_instance(
+async def test_inspector_lists_the_tools_runs_exec_and_gets_structured_argument_errors(
     tmp_path: Path, database_url: str
 ) -> None:
     config, data_dir = write_config(
@@ -75,6 +75,20 @@ async def test_inspector_lists_the_tools_and_runs_exec_on_a_demo_instance(
             "--tool-arg",
             "reason=inspector check",
         )
+        rejected = await inspector(
+            served,
+            "--method",
+            "tools/call",
+            "--tool-name",
+            "approval_status",
+            "--tool-arg",
+            "approval_id=ap_1",
+            "--tool-arg",
+            "wait_seconds=100000",
+        )
+    assert rejected["isError"] is True
+    assert rejected["structuredContent"]["error"]["code"] == "invalid_arguments"
+    assert list(rejected["structuredContent"]["error"]["fields"]) == ["wait_seconds"]
     tools = {tool["name"]: tool for tool in listed["tools"]}
     assert {"exec", "session_exec", "list_instances", "audit_search"} <= set(tools)
     assert tools["exec"]["annotations"]["destructiveHint"] is True

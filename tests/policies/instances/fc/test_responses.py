@@ -150,3 +150,27 @@ def test_fc2_instance_lists_become_instance_infos() -> None:
 def test_an_unreadable_instance_list_is_a_provider_error(body: bytes) -> None:
     with pytest.raises(ProviderUnavailable):
         parse_instances(body, function="fn", provider="p", qualifier=None)
+
+
+@pytest.mark.parametrize(
+    ("version", "shown"),
+    [(1, "1"), (12, "12"), ("7", "7"), (True, None), (1.5, None), (None, None)],
+    ids=["fc2-number", "fc2-larger-number", "fc3-string", "bool", "float", "missing"],
+)
+def test_a_numeric_fc2_version_id_is_kept_as_its_decimal_text(
+    version: object, shown: str | None
+) -> None:
+    body = json.dumps({"instances": [{"instanceId": "c-1", "versionId": version}]}).encode()
+    page = parse_instances(body, function="fn", provider="p", qualifier="LATEST")
+    assert [i.version_id for i in page.instances] == [shown]
+
+
+def test_an_unknown_instance_of_a_named_provider_says_how_to_list_that_providers_instances() -> (
+    None
+):
+    err = classify_error(
+        404, _fc3("InstanceNotFound"), function="demo-api", instance="c-9", provider="cloud"
+    )
+    assert isinstance(err, InstanceNotRunning)
+    assert err.fields["provider"] == "cloud"
+    assert "`execgate instances list demo-api --provider cloud`" in err.safe_message
