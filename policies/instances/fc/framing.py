@@ -10,9 +10,12 @@ Client -> server stdin: raw BINARY frames (what the official CLI sends), or TEXT
 empty frame (zero bytes of stdin, a no-op to a server that does not know it) and the
 local host closes the command's stdin on it.
 
-The protocol reports no exit code. ``wrap_argv`` runs argv under ``/bin/sh`` which then
-prints ``"\\n<nonce>:<rc>"`` to stderr; ``TrailerStripper`` removes that trailer and reads
-the code, accepting it only at the very end of stderr and only with this exec's nonce.
+The protocol reports no exit code, and closing the socket does not stop the command.
+``wrap_argv`` runs argv under ``/bin/sh`` in its own process group, enforces the timeout
+on the instance, and then prints ``"\\n<nonce>:<rc>"`` (or ``"\\n<nonce>:timeout"``) to
+stderr; ``TrailerStripper`` removes that trailer and reads it, accepting it only at the
+very end of stderr and only with this exec's nonce. ``stop_argv`` is the second exec that
+stops a wrapped command whose client gave up on it.
 """
 
 from __future__ import annotations
