@@ -5,7 +5,12 @@ behind channel bytes 1 and 2 (BINARY with the same prefix for chunks that are no
 see ``policies.instances.fc.framing``), stdin is accepted both as raw BINARY frames and as
 ``\\x00``-prefixed TEXT, and the socket closes with code 1000 when the command ends or
 after ``idleTimeout`` seconds without output or stdin. The protocol carries no exit code.
-If the client goes away, the command's whole process tree is killed.
+
+Like Function Compute, the host does NOT stop the command when the socket closes (the
+client went away, or the idle timeout closed it): the command runs on, its output
+dropped, until it ends by itself or the host shuts down. Stopping a command is the
+client's job (ExecGate's wrapper enforces the timeout on the instance, and a second exec
+stops a command whose client gave up), so tests against this host see what FC does.
 """
 
 from __future__ import annotations
@@ -112,24 +117,51 @@ class HostExecSession:
         self._send_lock = asyncio.Lock()
         self._stdin: asyncio.Queue[bytes | None] = asyncio.Queue(_STDIN_QUEUE)
         self._stdin_closed = False
+        self._gone = False  # the socket is closed: output is dropped from now on
+        self._loop = asyncio.get_running_loop()
+        self._last_activity = self._loop.time()
 
     async def run(self) -> None:
         command = asyncio.create_task(self._run_command())
         client = asyncio.create_task(self._read_client())
+        idle = asyncio.create_task(self._watch_idle())
         try:
-            await asyncio.wait({command, client}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            client.cancel()
+            await asyncio.wait({command, client, idle}, return_when=asyncio.FIRST_COMPLETED)
             if not command.done():
-                # The client went away: cancelling the exec kills the process tree.
-                command.cancel()
-            await asyncio.gather(command, client, return_exceptions=True)
+                # The client left or went idle: as on FC, the command runs on, unheard.
+                self._gone = True
+                self._end_stdin()
+                await self._close(CLOSE_NORMAL, "idle timeout" if idle.done() else "")
+                await asyncio.wait({command})
+        finally:
+            for task in (command, client, idle):
+                task.cancel()
+            await asyncio.gather(command, client, idle, return_exceptions=True)
+
+    async def _watch_idle(self) -> None:
+        limit = float(self._params.idle_timeout)
+        while True:
+            left = self._last_activity + limit - self._loop.time()
+            if left <= 0:
+                return
+            await asyncio.sleep(left)
+
+    def _end_stdin(self) -> None:
+        if self._params.stdin and not self._stdin_closed:
+            self._stdin_closed = True
+            with contextlib.suppress(asyncio.QueueFull):
+                self._stdin.put_nowait(None)
+
+    async def _close(self, code: int, reason: str) -> None:
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
+            await self._ws.close(code, reason)
 
     async def _run_command(self) -> None:
-        # The host streams all output, as FC does: output limits are the client's.
+        # The host streams all output, as FC does: output limits are the client's. Its
+        # idle timeout closes the socket (``_watch_idle``) but does not stop the command.
         limits = Limits(
             timeout=MAX_SESSION_SECONDS,
-            idle_timeout=float(self._params.idle_timeout),
+            idle_timeout=MAX_SESSION_SECONDS,
             max_output_bytes=UNLIMITED_OUTPUT,
         )
         try:
@@ -151,21 +183,25 @@ class HostExecSession:
             logger.exception("exec session on %s failed", self._instance)
             await self._fail("the local instance host failed to run the command")
             return
-        reason = "idle timeout" if result.idle_timed_out else ""
+        if result.idle_timed_out or result.timed_out:
+            logger.info("exec on %s outlived the host's session limit", self._instance)
         with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
             for stream, framer in self._framers.items():
                 if self._wanted[stream]:
                     for frame in framer.flush():
                         await self._send(frame)
-            await self._ws.close(CLOSE_NORMAL, reason)
+        await self._close(CLOSE_NORMAL, "")
 
     async def _fail(self, message: str) -> None:
+        if self._gone:
+            return
         with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
             await self._send(server_error_message(message))
             await self._ws.close(CLOSE_INTERNAL_ERROR)
 
     async def _on_output(self, stream: Stream, data: bytes) -> None:
-        if not self._wanted[stream]:
+        self._last_activity = self._loop.time()
+        if not self._wanted[stream] or self._gone:
             return
         for frame in self._framers[stream].feed(data):
             await self._send(frame)
@@ -173,10 +209,16 @@ class HostExecSession:
     async def _send(self, frame: Message) -> None:
         # stdout and stderr are read by separate tasks: one frame on the wire at a time.
         async with self._send_lock:
-            if isinstance(frame, str):
-                await self._ws.send_text(frame)
-            else:
-                await self._ws.send_bytes(frame)
+            if self._gone:
+                return
+            try:
+                if isinstance(frame, str):
+                    await self._ws.send_text(frame)
+                else:
+                    await self._ws.send_bytes(frame)
+            except (WebSocketDisconnect, RuntimeError, OSError):
+                # The client is gone; the command is not stopped for it (see above).
+                self._gone = True
 
     async def _stdin_chunks(self) -> AsyncIterator[bytes]:
         while (chunk := await self._stdin.get()) is not None:
@@ -191,6 +233,7 @@ class HostExecSession:
             data: Message | None = message.get("bytes")
             if data is None:
                 data = message.get("text") or ""
+            self._last_activity = self._loop.time()
             event = parse_client_message(data)
             if not self._params.stdin or self._stdin_closed:
                 continue

@@ -13,9 +13,11 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass
+from typing import Any
 
+import anyio
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import (
@@ -26,10 +28,11 @@ from websockets.exceptions import (
     InvalidURI,
 )
 
-from policies.errors import CommandRejected, ProviderUnavailable
+from policies.errors import CommandRejected, ExecGateError, ProviderUnavailable
 from policies.instances.fc.credentials import Credentials
 from policies.instances.fc.endpoint import FcEndpoint, RequestTarget
 from policies.instances.fc.framing import (
+    ExitStatus,
     FramingError,
     OutputChunk,
     ServerError,
@@ -39,6 +42,7 @@ from policies.instances.fc.framing import (
     UnknownChannel,
     new_nonce,
     parse_server_message,
+    stop_argv,
     wrap_argv,
 )
 from policies.instances.fc.responses import InstancePage, classify_error, parse_instances
@@ -51,13 +55,35 @@ logger = logging.getLogger(__name__)
 USER_AGENT = "execgate-fc-client"
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 MAX_LIST_PAGES = 50
-# The server-side idle timeout is a backstop for a client that vanished: it is set a
-# little past the client's own, so the client normally decides and reports idleness.
-SERVER_IDLE_GRACE_SECONDS = 1
+# The wrapper ends the command at its deadline and reports it; the client's own deadline
+# is a backstop this much later, for a wrapper that could not report.
+CLIENT_DEADLINE_SLACK_SECONDS = 3.0
+# A socket closed without a trailer after at least the server idle timeout minus this
+# much silence was closed by the server's idle timeout.
+SERVER_IDLE_TOLERANCE_SECONDS = 0.5
+# The exec that stops a command waits for the wrapper this much longer than the grace.
+STOP_EXTRA_SECONDS = 3
 _HTTP_TIMEOUT = httpx.Timeout(30.0)
 _CLOSE_TIMEOUT = 5.0
 
 NO_EXIT_STATUS = "the exec session ended before the command reported its exit status"
+
+
+def wrapper_timeout(limits: Limits) -> int:
+    """The deadline the wrapper enforces on the instance: the rule's timeout, whole seconds."""
+    return max(1, math.ceil(limits.timeout))
+
+
+def server_idle_timeout(limits: Limits, grace: int) -> int:
+    """The ``idleTimeout`` sent on the exec URL, in whole seconds.
+
+    It is the server's backstop for a client that vanished (FC keeps the instance active
+    while the socket is open): never longer than the rule's idle timeout, and never
+    longer than the command can run (the wrapper's deadline plus the kill grace, plus a
+    second for the watchdog's tick). At least one second.
+    """
+    cap = wrapper_timeout(limits) + grace + 1
+    return max(1, min(math.floor(limits.idle_timeout), cap))
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,22 +209,43 @@ class FcClient:
         if not argv:
             raise CommandRejected("the command is empty", kind="empty")
         nonce = new_nonce()
+        grace = self.endpoint.kill_grace
+        idle = server_idle_timeout(limits, grace)
+        wrapped = wrap_argv(argv, nonce, timeout=wrapper_timeout(limits), grace=grace)
         target = self.endpoint.exec(
-            function,
-            qualifier,
-            instance,
-            wrap_argv(argv, nonce),
-            stdin=stdin is not None,
-            idle_timeout=math.ceil(limits.idle_timeout) + SERVER_IDLE_GRACE_SECONDS,
+            function, qualifier, instance, wrapped, stdin=stdin is not None, idle_timeout=idle
         )
+        ws = await self._open(target, function, instance, min(limits.timeout, 30.0))
+        encoder = StdinEncoder(self.endpoint.stdin_mode)
+        deadline = wrapper_timeout(limits) + grace + CLIENT_DEADLINE_SLACK_SECONDS
+        session = _ExecSession(
+            ws, TrailerStripper(nonce), encoder, limits, on_output, stdin, deadline, idle
+        )
+        try:
+            try:
+                result, reported = await session.run()
+            finally:
+                await ws.close()
+        except BaseException:
+            # Cancelled, or on_output / stdin failed: closing the socket does not stop
+            # the command on FC, so a second exec does, whatever happens meanwhile.
+            await _uncancellable(self._stop(function, qualifier, instance, nonce))
+            raise
+        if not reported:
+            await _uncancellable(self._stop(function, qualifier, instance, nonce))
+        return result
+
+    async def _open(
+        self, target: RequestTarget, function: str, instance: str, open_timeout: float
+    ) -> ClientConnection:
         headers = self._headers("GET", target)
         try:
-            ws = await connect(
+            return await connect(
                 self.endpoint.ws_url(target),
                 additional_headers=headers,
                 user_agent_header=USER_AGENT,
                 proxy=None,
-                open_timeout=min(limits.timeout, 30.0),
+                open_timeout=open_timeout,
                 ping_interval=self.endpoint.ping_interval,
                 ping_timeout=self.endpoint.ping_interval,
                 close_timeout=_CLOSE_TIMEOUT,
@@ -218,12 +265,27 @@ class FcClient:
             raise ProviderUnavailable(
                 f"the provider {self._provider_name} could not open an exec session"
             ) from exc
-        encoder = StdinEncoder(self.endpoint.stdin_mode)
-        session = _ExecSession(ws, TrailerStripper(nonce), encoder, limits, on_output, stdin)
+
+    async def _stop(self, function: str, qualifier: str | None, instance: str, nonce: str) -> None:
+        """Stop exec ``nonce``'s command with a second, short exec; failures are logged."""
+        grace = self.endpoint.kill_grace
+        budget = grace + STOP_EXTRA_SECONDS
+        argv = stop_argv(nonce, wait=grace + 2)
+        target = self.endpoint.exec(
+            function, qualifier, instance, argv, stdin=False, idle_timeout=budget
+        )
         try:
-            return await session.run()
-        finally:
-            await ws.close()
+            async with asyncio.timeout(budget + 2):
+                ws = await self._open(target, function, instance, float(budget))
+                try:
+                    async for _ in ws:
+                        pass  # the stop exec prints nothing; its end is the socket's close
+                finally:
+                    await ws.close()
+        except (ExecGateError, ConnectionClosed, TimeoutError, OSError) as exc:
+            logger.warning(
+                "could not stop the command on instance %s: %s", instance, type(exc).__name__
+            )
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -240,8 +302,12 @@ class _ExecSession:
         limits: Limits,
         on_output: OutputCallback,
         stdin: AsyncIterator[bytes] | None,
+        deadline: float,
+        server_idle: int,
     ) -> None:
         self._ws = ws
+        self._deadline = deadline
+        self._server_idle = server_idle
         self._stripper = stripper
         self._encoder = encoder
         self._limits = limits
@@ -256,12 +322,13 @@ class _ExecSession:
     def _touch(self) -> None:
         self._last_activity = self._loop.time()
 
-    async def run(self) -> RunResult:
+    async def run(self) -> tuple[RunResult, bool]:
+        """The result, and whether the wrapper reported how the command ended."""
         helpers = [asyncio.create_task(self._watch_idle())]
         if self._stdin is not None:
             helpers.append(asyncio.create_task(self._pump_stdin(self._stdin)))
         timed_out = False
-        deadline = asyncio.timeout(self._limits.timeout)
+        deadline = asyncio.timeout(self._deadline)
         try:
             async with deadline:
                 await self._receive()
@@ -273,19 +340,20 @@ class _ExecSession:
             for task in helpers:
                 task.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)
-        rest, code = self._stripper.finish()
+        rest, status = self._stripper.finish()
         if rest:
             await self._on_output("stderr", rest)
-        return self._result(code, timed_out)
+        return self._result(status, timed_out), status is not None
 
-    def _result(self, code: int | None, timed_out: bool) -> RunResult:
+    def _result(self, status: ExitStatus | None, timed_out: bool) -> RunResult:
         if self._stdin_failure is not None:
             raise self._stdin_failure
-        if code is not None:  # the command finished, even if a limit fired just then
-            return RunResult(exit_code=code)
+        if status is not None:  # the wrapper reported, even if a limit fired just then
+            return RunResult(exit_code=status.code, timed_out=status.timed_out)
         if timed_out:
             return RunResult(exit_code=None, timed_out=True)
-        if self._idle:
+        silent = self._loop.time() - self._last_activity
+        if self._idle or silent >= self._server_idle - SERVER_IDLE_TOLERANCE_SECONDS:
             return RunResult(exit_code=None, idle_timed_out=True)
         extra = " (the provider reported an error)" if self._server_errors else ""
         return RunResult(exit_code=None, error=NO_EXIT_STATUS + extra)
@@ -342,3 +410,19 @@ class _ExecSession:
         except Exception as exc:  # the caller's stdin iterator failed: end the session
             self._stdin_failure = exc
             await self._ws.close()
+
+
+async def _uncancellable(coro: Coroutine[Any, Any, None]) -> None:
+    """Run ``coro`` to its end even if the caller is cancelled meanwhile (natively or by
+    an anyio cancel scope), then let the cancellation through. ``coro`` bounds itself.
+    """
+    task = asyncio.create_task(coro)
+    cancelled: asyncio.CancelledError | None = None
+    with anyio.CancelScope(shield=True):
+        while not task.done():
+            try:
+                await asyncio.shield(task)
+            except asyncio.CancelledError as exc:
+                cancelled = exc
+    if cancelled is not None:
+        raise cancelled

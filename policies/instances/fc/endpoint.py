@@ -13,6 +13,7 @@ from typing import Literal
 from urllib.parse import quote, urlencode, urlsplit
 
 from policies.errors import ConfigError
+from policies.instances.fc.framing import DEFAULT_KILL_GRACE
 
 ApiVersion = Literal["2023-03-30", "2016-08-15"]
 StdinMode = Literal["binary", "text"]
@@ -46,6 +47,8 @@ class FcEndpoint:
 
     ``endpoint`` overrides the base URL (e.g. ``http://127.0.0.1:PORT`` for the local
     instance host or a VPC endpoint); ``internal`` selects the ``-internal`` host name.
+    ``kill_grace`` is how many seconds a command has between TERM and KILL when its
+    timeout fires or it is stopped.
 
     Raises: ConfigError when FC 2.0 is chosen without a service, or the override is
     not an http(s) URL.
@@ -59,6 +62,7 @@ class FcEndpoint:
     service: str | None = None
     stdin_mode: StdinMode = "binary"
     ping_interval: float = 20.0
+    kill_grace: int = DEFAULT_KILL_GRACE
 
     def __post_init__(self) -> None:
         if not self.account_id or not self.region:
@@ -71,6 +75,8 @@ class FcEndpoint:
             parts = urlsplit(self.endpoint)
             if parts.scheme not in ("http", "https") or not parts.netloc:
                 raise ConfigError("the Function Compute endpoint must be an http(s) URL")
+        if self.kill_grace < 1:
+            raise ConfigError("kill_grace must be at least one second")
         if self.stdin_mode not in ("binary", "text"):
             raise ConfigError("stdin_mode must be 'binary' or 'text'")
 

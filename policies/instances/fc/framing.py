@@ -10,9 +10,12 @@ Client -> server stdin: raw BINARY frames (what the official CLI sends), or TEXT
 empty frame (zero bytes of stdin, a no-op to a server that does not know it) and the
 local host closes the command's stdin on it.
 
-The protocol reports no exit code. ``wrap_argv`` runs argv under ``/bin/sh`` which then
-prints ``"\\n<nonce>:<rc>"`` to stderr; ``TrailerStripper`` removes that trailer and reads
-the code, accepting it only at the very end of stderr and only with this exec's nonce.
+The protocol reports no exit code, and closing the socket does not stop the command.
+``wrap_argv`` runs argv under ``/bin/sh`` in its own process group, enforces the timeout
+on the instance, and then prints ``"\\n<nonce>:<rc>"`` (or ``"\\n<nonce>:timeout"``) to
+stderr; ``TrailerStripper`` removes that trailer and reads it, accepting it only at the
+very end of stderr and only with this exec's nonce. ``stop_argv`` is the second exec that
+stops a wrapped command whose client gave up on it.
 """
 
 from __future__ import annotations
@@ -244,6 +247,19 @@ def parse_client_message(message: Message) -> ClientEvent:
 
 _NONCE_RE = re.compile(r"^[0-9a-f]{16,64}$")
 _MAX_DIGITS = 3
+TIMEOUT_WORD = b"timeout"
+EXIT_TIMEOUT = 124
+"""What the wrapper exits with when it ended the command at its deadline (as timeout(1))."""
+DEFAULT_KILL_GRACE = 5
+"""Seconds between the TERM and the KILL sent to a command's process group."""
+
+
+@dataclass(frozen=True, slots=True)
+class ExitStatus:
+    """What the trailer said: the command's exit code, or that the wrapper timed it out."""
+
+    code: int | None
+    timed_out: bool = False
 
 
 def new_nonce() -> str:
@@ -251,41 +267,126 @@ def new_nonce() -> str:
     return secrets.token_hex(16)
 
 
-def wrap_argv(argv: Sequence[str], nonce: str) -> list[str]:
-    """argv run under ``/bin/sh`` that reports its exit status as a stderr trailer.
+def _check_nonce(nonce: str) -> None:
+    if not _NONCE_RE.match(nonce):
+        raise ValueError("the nonce must be 16-64 lower-case hex digits")
 
-    The argv elements are passed as positional parameters (``"$@"``), never spliced
-    into the script, so no quoting is involved.
 
-    Raises: ValueError for an empty argv or a nonce that is not lower-case hex.
+# The watchdog, run by the wrapper in its own process group (when setsid exists) with
+# $1 = the wrapper's pid, $2 = the command's kill target ("-PGID", or "PID" without
+# setsid), $3 = the timeout, $4 = the grace, $5 = the run file (empty: not stoppable).
+# It counts whole seconds so that it can also notice, each second, that another exec
+# renamed the run file away (``stop_argv``); then it tells the wrapper (USR1), TERMs the
+# command's group, and KILLs it after the grace unless the group is gone by then.
+_WATCHDOG = (
+    "i=0; while [ $i -lt $3 ]; do sleep 1; i=$((i+1));"
+    ' if [ -n "$5" ] && [ ! -e "$5" ]; then break; fi; done;'
+    " kill -USR1 $1; kill -TERM $2;"
+    " i=0; while [ $i -lt $4 ] && kill -0 $2; do sleep 1; i=$((i+1)); done;"
+    " kill -KILL $2"
+)
+
+
+def wrap_argv(
+    argv: Sequence[str],
+    nonce: str,
+    *,
+    timeout: int = 600,
+    grace: int = DEFAULT_KILL_GRACE,
+) -> list[str]:
+    """argv run under ``/bin/sh`` that enforces ``timeout`` and reports how it ended.
+
+    On the instance, with POSIX sh and ``setsid``/``kill``/``sleep``/``mv`` (busybox is
+    enough), the wrapper:
+
+    - starts argv in its own session and process group (``setsid``), stdin passed on;
+    - runs a watchdog that, after ``timeout`` seconds or when another exec asks it to
+      stop (``stop_argv``), sends TERM to the group and KILL ``grace`` seconds later;
+    - when argv's main process ends, KILLs what is left of its group (background
+      children), stops the watchdog, and prints the trailer ``"\\n<nonce>:<rc>"``, or
+      ``"\\n<nonce>:timeout"`` (exit 124) when the watchdog fired.
+
+    Without ``setsid`` the watchdog can only signal argv's main process: when it fires,
+    the wrapper says so on stderr before the trailer. The argv elements are passed as
+    positional parameters (``"$@"``), never spliced into the script, so no quoting is
+    involved; the nonce and the numbers are checked before they are.
+
+    Raises: ValueError for an empty argv, a nonce that is not lower-case hex, or a
+    timeout or grace below one second.
     """
     if not argv:
         raise ValueError("argv must not be empty")
-    if not _NONCE_RE.match(nonce):
-        raise ValueError("the nonce must be 16-64 lower-case hex digits")
-    script = f'"$@"; rc=$?; printf "\\n{nonce}:%d" "$rc" >&2; exit $rc'
+    _check_nonce(nonce)
+    if timeout < 1 or grace < 1:
+        raise ValueError("the timeout and the grace must be at least one second")
+    script = (
+        f"n={nonce}; d=${{TMPDIR:-/tmp}}; r=$d/.execgate-$n.run; s=$d/.execgate-$n.stop;"
+        # The run file lets a second exec stop this one (``stop_argv``) by renaming it.
+        ' : >"$r" 2>/dev/null || r=;'
+        " to=; trap 'to=1' USR1;"
+        " if command -v setsid >/dev/null 2>&1; then S=setsid; g=-; else S=; g=; fi;"
+        # An asynchronous command's stdin is /dev/null unless given explicitly: fd 3.
+        ' exec 3<&0; $S "$@" <&3 3<&- & c=$!; exec 3<&-;'
+        f" $S /bin/sh -c '{_WATCHDOG}' sh $$ $g$c {timeout} {grace} \"$r\""
+        " </dev/null >/dev/null 2>&1 & w=$!;"
+        # USR1 from the watchdog interrupts wait: wait again until the command is gone.
+        # The shell's own job notices ("Killed ...") go to /dev/null, not the output.
+        ' { wait $c; rc=$?; while [ -n "$to" ] && kill -0 $c; do wait $c; rc=$?; done;'
+        # The watchdog by pid too: it may not have reached its own setsid yet.
+        ' [ -n "$g" ] && kill -KILL -$c -$w; kill -KILL $w; wait $w; } 2>/dev/null;'
+        ' [ -n "$r" ] && rm -f "$r" "$s";'
+        ' if [ -n "$to" ]; then [ -n "$g" ] || echo "execgate: setsid is missing on this'
+        " instance: the timeout stopped the command's main process only\" >&2;"
+        f' printf "\\n{nonce}:timeout" >&2; exit {EXIT_TIMEOUT}; fi;'
+        f' printf "\\n{nonce}:%d" "$rc" >&2; exit $rc'
+    )
     return ["/bin/sh", "-c", script, "sh", *argv]
 
 
+def stop_argv(nonce: str, *, wait: int = DEFAULT_KILL_GRACE + 2) -> list[str]:
+    """argv for a second exec that stops the wrapped command of exec ``nonce``.
+
+    It renames the wrapper's run file; the watchdog notices within a second and TERMs
+    then KILLs the command's group, and the wrapper removes the renamed file as it ends.
+    This exec waits for that, up to ``wait`` seconds: exit 0 when the command is
+    stopped or had already ended, 1 when it still runs. Only the shared ``/tmp`` (or
+    ``$TMPDIR``) is needed, not a shared process namespace.
+
+    Raises: ValueError for a nonce that is not lower-case hex or a wait below zero.
+    """
+    _check_nonce(nonce)
+    if wait < 0:
+        raise ValueError("the wait must not be negative")
+    script = (
+        f"n={nonce}; d=${{TMPDIR:-/tmp}}; r=$d/.execgate-$n.run; s=$d/.execgate-$n.stop;"
+        ' mv -f "$r" "$s" 2>/dev/null || exit 0;'
+        f' i=0; while [ -e "$s" ] && [ $i -lt {wait} ]; do sleep 1; i=$((i+1)); done;'
+        ' [ ! -e "$s" ]'
+    )
+    return ["/bin/sh", "-c", script]
+
+
 class TrailerStripper:
-    """Streams stderr through, removing the ``"\\n<nonce>:<rc>"`` trailer at its end.
+    """Streams stderr through, removing the ``"\\n<nonce>:<rc|timeout>"`` trailer at its end.
 
     Only a suffix that could still become the trailer is held back (at most
-    ``len(nonce) + 5`` bytes), so output flows with a bounded delay. A trailer printed
+    ``len(nonce) + 9`` bytes), so output flows with a bounded delay. A trailer printed
     by the command itself is never at the very end, since the wrapper's own trailer
     follows it, so it passes through as ordinary output.
     """
 
     def __init__(self, nonce: str) -> None:
         self._marker = f"\n{nonce}:".encode("ascii")
-        self._window = len(self._marker) + _MAX_DIGITS
+        self._window = len(self._marker) + max(_MAX_DIGITS, len(TIMEOUT_WORD))
         self._held = b""
 
     def _could_be_trailer(self, tail: bytes) -> bool:
         if len(tail) <= len(self._marker):
             return self._marker.startswith(tail)
-        digits = tail[len(self._marker) :]
-        return tail.startswith(self._marker) and len(digits) <= _MAX_DIGITS and digits.isdigit()
+        if not tail.startswith(self._marker):
+            return False
+        rest = tail[len(self._marker) :]
+        return (len(rest) <= _MAX_DIGITS and rest.isdigit()) or TIMEOUT_WORD.startswith(rest)
 
     def feed(self, data: bytes) -> bytes:
         """Return the bytes that are certainly output; keep a possible trailer prefix."""
@@ -299,10 +400,13 @@ class TrailerStripper:
         self._held = b""
         return buf
 
-    def finish(self) -> tuple[bytes, int | None]:
-        """At end of stderr: (remaining output, exit code or None without a trailer)."""
+    def finish(self) -> tuple[bytes, ExitStatus | None]:
+        """At end of stderr: (remaining output, the status or None without a trailer)."""
         held, self._held = self._held, b""
-        digits = held[len(self._marker) :]
-        if held.startswith(self._marker) and digits.isdigit() and int(digits) <= 255:
-            return b"", int(digits)
+        if held.startswith(self._marker):
+            rest = held[len(self._marker) :]
+            if rest == TIMEOUT_WORD:
+                return b"", ExitStatus(None, timed_out=True)
+            if rest.isdigit() and int(rest) <= 255:
+                return b"", ExitStatus(int(rest))
         return held, None

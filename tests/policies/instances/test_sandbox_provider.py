@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -14,7 +15,14 @@ from policies.instances.sandbox import SandboxRunner
 from policies.instances.sandbox_provider import SandboxProvider
 from policies.ports import InstanceProvider
 from policies.types import Limits, Target
-from tests.policies.instances.sandbox_helpers import Output, env_of
+from tests.policies.instances.sandbox_helpers import (
+    Output,
+    env_of,
+    open_pidfds,
+    pids_with,
+    unique_sleep_seconds,
+    wait_exited,
+)
 
 LIMITS = Limits(timeout=30.0, idle_timeout=30.0)
 
@@ -65,3 +73,30 @@ async def test_closing_the_provider_leaves_the_manager_running(manager: Instance
     await provider.aclose()
     assert len(await provider.list_instances("demo-api")) == 1
     assert await manager.invoke("demo-api")
+
+
+async def test_cancelling_an_exec_kills_the_command_and_its_children(
+    manager: InstanceManager,
+) -> None:
+    # What a vanished MCP client or Slack worker does: the service task is cancelled.
+    provider = SandboxProvider("sandbox", manager)
+    [info] = await provider.list_instances("demo-api")
+    seconds = unique_sleep_seconds()
+    out = Output(wait_for=b"started")
+    with anyio.fail_after(30):
+        task = asyncio.create_task(
+            provider.exec(
+                Target("demo-api", info.instance_id),
+                ["sh", "-c", f"sleep {seconds} & echo started; sleep {seconds}"],
+                limits=LIMITS,
+                on_output=out,
+            )
+        )
+        await out.seen.wait()
+        pidfds = open_pidfds(pids_with(seconds))
+        assert len(pidfds) >= 2
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await wait_exited(pidfds)
+    assert pids_with(seconds) == []

@@ -24,6 +24,7 @@ from policies.instances.fc.framing import (
     new_nonce,
     parse_client_message,
     parse_server_message,
+    stop_argv,
     wrap_argv,
 )
 
@@ -175,37 +176,53 @@ def test_the_host_accepts_both_stdin_forms(message: Message, event: object) -> N
 
 
 def test_the_wrapper_passes_argv_as_positional_parameters() -> None:
-    wrapped = wrap_argv(["echo", "a b", "$HOME"], NONCE)
-    assert wrapped == [
-        "/bin/sh",
-        "-c",
-        f'"$@"; rc=$?; printf "\\n{NONCE}:%d" "$rc" >&2; exit $rc',
-        "sh",
-        "echo",
-        "a b",
-        "$HOME",
-    ]
+    wrapped = wrap_argv(["echo", "a b", "$HOME"], NONCE, timeout=7, grace=2)
+    assert wrapped[:2] == ["/bin/sh", "-c"]
+    assert wrapped[3:] == ["sh", "echo", "a b", "$HOME"]
+    assert "$HOME" not in wrapped[2] and "a b" not in wrapped[2]
 
 
 @pytest.mark.parametrize(
-    ("argv", "nonce"),
-    [([], NONCE), (["true"], "not-hex!"), (["true"], "abc")],
-    ids=["empty-argv", "bad-nonce", "short-nonce"],
+    ("argv", "nonce", "timeout", "grace"),
+    [
+        ([], NONCE, 1, 1),
+        (["true"], "not-hex!", 1, 1),
+        (["true"], "abc", 1, 1),
+        (["true"], NONCE, 0, 1),
+        (["true"], NONCE, 1, 0),
+    ],
+    ids=["empty-argv", "bad-nonce", "short-nonce", "no-timeout", "no-grace"],
 )
-def test_the_wrapper_refuses_bad_input(argv: list[str], nonce: str) -> None:
+def test_the_wrapper_refuses_bad_input(
+    argv: list[str], nonce: str, timeout: int, grace: int
+) -> None:
     with pytest.raises(ValueError):
-        wrap_argv(argv, nonce)
+        wrap_argv(argv, nonce, timeout=timeout, grace=grace)
+
+
+def test_the_stop_exec_refuses_a_nonce_that_is_not_hex() -> None:
+    with pytest.raises(ValueError):
+        stop_argv("$(reboot)")
 
 
 def test_every_exec_gets_a_fresh_nonce() -> None:
     assert len({new_nonce() for _ in range(100)}) == 100
 
 
-def _strip(chunks: list[bytes], nonce: str = NONCE) -> tuple[bytes, int | None]:
+def _strip(chunks: list[bytes], nonce: str = NONCE) -> tuple[bytes, int | str | None]:
+    """(output, exit code, "timeout", or None without a trailer)."""
     stripper = TrailerStripper(nonce)
     out = b"".join(stripper.feed(chunk) for chunk in chunks)
-    rest, code = stripper.finish()
-    return out + rest, code
+    rest, status = stripper.finish()
+    if status is None:
+        return out + rest, None
+    return out + rest, "timeout" if status.timed_out else status.code
+
+
+def test_a_timeout_trailer_is_stripped_and_read_wherever_the_frames_split_it() -> None:
+    data = b"partial\n" + TRAILER + b"timeout"
+    for cut in range(len(data) + 1):
+        assert _strip([data[:cut], data[cut:]]) == (b"partial\n", "timeout"), cut
 
 
 def test_the_trailer_and_its_leading_newline_are_stripped() -> None:
@@ -241,9 +258,20 @@ def test_a_forged_trailer_right_before_the_real_one_passes_through() -> None:
         TRAILER + b"1234",
         TRAILER + b"256",
         TRAILER + b"1x",
+        TRAILER + b"time",
+        TRAILER + b"timeouts",
         b"plain end",
     ],
-    ids=["wrong-nonce", "no-digits", "four-digits", "out-of-range", "not-digits", "none"],
+    ids=[
+        "wrong-nonce",
+        "no-digits",
+        "four-digits",
+        "out-of-range",
+        "not-digits",
+        "cut-timeout",
+        "longer-than-timeout",
+        "none",
+    ],
 )
 def test_without_a_valid_trailer_at_the_end_there_is_no_exit_status(tail: bytes) -> None:
     out, code = _strip([b"err", tail])
@@ -278,5 +306,5 @@ async def test_the_wrapper_under_a_real_shell_reports_the_exit_status(
     stripper = TrailerStripper(nonce)
     out = stripper.feed(err)
     rest, reported = stripper.finish()
-    assert reported == code
+    assert reported is not None and reported.code == code
     assert nonce.encode() not in out + rest
