@@ -188,6 +188,9 @@ class ExecService:
             approval_id, approver, approve=approve, on_output=on_output, inline_limit=inline_limit
         )
 
+    async def withdraw(self, approval_id: ApprovalId, requester: Principal) -> ApprovalRecord:
+        return await self._approvals.withdraw(approval_id, requester)
+
     async def approval_result(
         self, approval_id: ApprovalId, principal: Principal
     ) -> tuple[ApprovalRecord, ExecResult | None]:
