@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from policies.ports import ApprovalRecord, ArtifactInfo, ExecStatus
+from policies.ports import ApprovalRecord, ArtifactInfo, ExecRecord, ExecStatus
 from policies.types import ApprovalId, AuditId, Decision, Effect, Stream
 
 # Where a surface wants scrubbed output streamed while a command runs.
@@ -93,6 +93,16 @@ class ExecResult:
             "links": dict(self.links),
             "error": {"code": self.error_code, "message": self.error} if self.error_code else None,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class AuditSearch:
+    """An audit search as the service ran it: ``narrowed_to`` is the principal the
+    filter was narrowed to, when the asker may see only their own records and asked
+    for more (someone else's, or everyone's); None when it ran as asked."""
+
+    records: list[ExecRecord]
+    narrowed_to: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
