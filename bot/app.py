@@ -13,6 +13,7 @@ that calls the ExecService and posts what came of it. The app runs behind HTTP
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import logging
 from collections.abc import Callable, Mapping
@@ -95,6 +96,7 @@ class SlackBot:
     async def aclose(self) -> None:
         """Let work in flight finish (bounded), then stop."""
         await self.tasks.aclose()
+        await self.threads.aclose()
 
     # ------------------------------------------------------------------ listeners
 
@@ -227,7 +229,15 @@ class SlackBot:
             )
             await self.outbox.ephemeral(place, *instances_message(parsed.function, found))
         elif isinstance(parsed, commands.Audit):
-            records = await self.service.audit_search(principal, parsed.filter)
-            await self.outbox.ephemeral(place, *audit_message(records))
+            flt = parsed.filter
+            if parsed.user_name is not None:
+                user_id = await self.directory.user_id_by_name(parsed.user_name)
+                if user_id is None:
+                    raise commands.usage(f"no Slack user is named @{parsed.user_name}")
+                flt = dataclasses.replace(flt, principal=f"slack:{user_id}")
+            search = await self.service.search_audit(principal, flt)
+            await self.outbox.ephemeral(
+                place, *audit_message(search.records, narrowed_to=search.narrowed_to)
+            )
         elif isinstance(parsed, commands.Collect):
             await self.runner.collect(place, principal, parsed.target, parsed.path, parsed.reason)

@@ -24,6 +24,7 @@ from policies.errors import (
     ApprovalExpired,
     ApprovalNotFound,
     ExecGateError,
+    SelfApprovalRefused,
 )
 from policies.ports import ApprovalRecord, ApprovalState
 from policies.types import ApprovalId, Principal, join_argv
@@ -85,6 +86,13 @@ class ApprovalDesk:
             await self._outbox.ephemeral(clicker, *error_message(exc))
             await self._refresh_card(approval_id, principal, channel, card_ts)
             return
+        except SelfApprovalRefused as exc:
+            if approve:
+                await self._outbox.ephemeral(clicker, *error_message(exc))
+            else:
+                # The requester's own Deny takes the request back.
+                await self._withdraw(approval_id, principal, clicker, card_ts)
+            return
         except ExecGateError as exc:
             # Self-approval, not an approver, unknown user, unknown request, ...
             await self._outbox.ephemeral(clicker, *error_message(exc))
@@ -123,6 +131,27 @@ class ApprovalDesk:
             command=join_argv(record.argv),
             capture=capture,
         )
+
+    async def _withdraw(
+        self, approval_id: ApprovalId, principal: Principal, clicker: Place, card_ts: str
+    ) -> None:
+        try:
+            record = await self._service.withdraw(approval_id, principal)
+        except (ApprovalExpired, ApprovalAlreadyDecided) as exc:
+            await self._outbox.ephemeral(clicker, *error_message(exc))
+            await self._refresh_card(approval_id, principal, clicker.channel, card_ts)
+            return
+        except ExecGateError as exc:
+            await self._outbox.ephemeral(clicker, *error_message(exc))
+            return
+        if card_ts:
+            await self._outbox.update(clicker.channel, card_ts, *approval_card(record))
+        command = inline_code(shown_command(join_argv(record.argv)))
+        text = (
+            f":leftwards_arrow_with_hook: You withdrew your request to run {command} on "
+            f"{inline_code(record.target)}. Nothing ran."
+        )
+        await self._outbox.ephemeral(clicker, *notice(text))
 
     async def _refresh_card(
         self, approval_id: ApprovalId, principal: Principal, channel: str, ts: str

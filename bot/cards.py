@@ -49,6 +49,8 @@ def _state_line(record: ApprovalRecord, result: ExecResult | None) -> str:
         return f":no_entry: Denied by {by}. Nothing ran."
     if record.state is ApprovalState.EXPIRED:
         return ":alarm_clock: Expired before enough approvals. Nothing ran."
+    if record.state is ApprovalState.WITHDRAWN:
+        return f":leftwards_arrow_with_hook: Withdrawn by {mention(record.requester)}. Nothing ran."
     line = f":white_check_mark: Approved by {approvers or 'approvers'}."
     if result is not None and result.ran:
         code = result.exit_code if result.exit_code is not None else "none"
@@ -56,6 +58,24 @@ def _state_line(record: ApprovalRecord, result: ExecResult | None) -> str:
     elif result is not None:
         line += f" Did not run: {escape(result.error or result.status.value)}."
     return line
+
+
+# The header of a decided card: what became of the request, at a glance.
+_DECIDED_HEADERS = {
+    ApprovalState.APPROVED: ":white_check_mark: *Approved*",
+    ApprovalState.EXECUTED: ":white_check_mark: *Approved*",
+    ApprovalState.DENIED: ":no_entry: *Denied*",
+    ApprovalState.WITHDRAWN: ":leftwards_arrow_with_hook: *Withdrawn*",
+    ApprovalState.EXPIRED: ":alarm_clock: *Expired*",
+}
+
+
+def _header(record: ApprovalRecord) -> str:
+    roles = escape(" or ".join(record.approver_roles))
+    decided = _DECIDED_HEADERS.get(record.state)
+    if decided is None:
+        return f":raised_hand: *Approval needed* from {roles}"
+    return f"{decided} (approval was needed from {roles})"
 
 
 def approval_card(record: ApprovalRecord, result: ExecResult | None = None) -> Message:
@@ -68,9 +88,7 @@ def approval_card(record: ApprovalRecord, result: ExecResult | None = None) -> M
         f"*Expires*\n{slack_date(record.expires_at)}",
     ]
     blocks: Blocks = [
-        section(
-            f":raised_hand: *Approval needed* from {escape(' or '.join(record.approver_roles))}"
-        ),
+        section(_header(record)),
         {"type": "section", "fields": [{"type": "mrkdwn", "text": f} for f in fields]},
         section(f"*Command*\n{code_block(command, 2900)}"),
         section(f"*Reason*\n{escape(record.reason) if record.reason else '_none given_'}"),
@@ -84,5 +102,8 @@ def approval_card(record: ApprovalRecord, result: ExecResult | None = None) -> M
     ]
     if record.state is ApprovalState.PENDING:
         blocks.append(_buttons(record))
-    text = f"Approval needed: {record.requester} wants to run {command} on {record.target}"
+    verb = "Approval needed" if record.state is ApprovalState.PENDING else record.state.value
+    if record.state is ApprovalState.EXECUTED:
+        verb = "approved"
+    text = f"{verb.capitalize()}: {record.requester} wants to run {command} on {record.target}"
     return text[:300], blocks

@@ -31,6 +31,8 @@ _FUNCTION_RE = re.compile(
     r"(?:@(?P<qualifier>[A-Za-z0-9][\w.\-]*))?$"
 )
 _MENTION_RE = re.compile(r"^<@([A-Z0-9]+)(?:\|[^>]*)?>$")
+# A Slack user name (or display name) as typed after @, unescaped by Slack.
+_NAME_RE = re.compile(r"^@([^\s<>@|]{1,80}(?: [^\s<>@|]{1,80}){0,3})$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +69,8 @@ class Session:
 @dataclass(frozen=True, slots=True)
 class Audit:
     filter: AuditFilter
+    # ``user=@name`` as Slack delivers it unescaped: the bot resolves the name.
+    user_name: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +81,11 @@ class Collect:
 
 
 Command = Help | Instances | Exec | Explain | Session | Audit | Collect
+
+
+def usage(message: str) -> CommandRejected:
+    """A usage error: ``message`` and a pointer to the help."""
+    return _usage(message)
 
 
 def _usage(message: str) -> CommandRejected:
@@ -122,7 +131,16 @@ def _when(value: str, now: dt.datetime) -> dt.datetime:
 
 
 def parse_audit_filter(text: str, user_id: str, now: dt.datetime) -> AuditFilter:
-    """``key=value`` words as an AuditFilter.
+    """``key=value`` words as an AuditFilter (``user=@name`` is not resolved here).
+
+    Raises: CommandRejected (kind "usage") for unknown keys or bad values.
+    """
+    return parse_audit(text, user_id, now).filter
+
+
+def parse_audit(text: str, user_id: str, now: dt.datetime) -> Audit:
+    """``audit`` and its ``key=value`` filters. ``user=@name`` (what Slack delivers
+    for a mention it did not escape) is kept as ``user_name`` for the bot to resolve.
 
     Raises: CommandRejected (kind "usage") for unknown keys or bad values.
     """
@@ -133,12 +151,19 @@ def parse_audit_filter(text: str, user_id: str, now: dt.datetime) -> AuditFilter
     text_fields: dict[str, str] = {}
     times: dict[str, dt.datetime] = {}
     limit = AUDIT_DEFAULT_LIMIT
+    user_name: str | None = None
     for word in words:
         key, sep, value = word.partition("=")
         if not sep or not value:
             raise _usage(f"audit filters are key=value, got {word!r}")
         if key in ("user", "principal"):
-            text_fields["principal"] = _principal(value, user_id)
+            name = _NAME_RE.match(value)
+            if name:
+                user_name = name[1]
+                text_fields.pop("principal", None)
+            else:
+                user_name = None
+                text_fields["principal"] = _principal(value, user_id)
         elif key in ("target", "function", "effect", "status", "session"):
             text_fields[key] = value
         elif key in ("since", "until"):
@@ -149,7 +174,7 @@ def parse_audit_filter(text: str, user_id: str, now: dt.datetime) -> AuditFilter
             limit = int(value)
         else:
             raise _usage(f"unknown audit filter {key!r}")
-    return AuditFilter(
+    flt = AuditFilter(
         principal=text_fields.get("principal"),
         target=text_fields.get("target"),
         function=text_fields.get("function"),
@@ -160,6 +185,7 @@ def parse_audit_filter(text: str, user_id: str, now: dt.datetime) -> AuditFilter
         until=times.get("until"),
         limit=limit,
     )
+    return Audit(flt, user_name)
 
 
 def _principal(value: str, user_id: str) -> str:
@@ -193,7 +219,7 @@ def parse(text: str, *, user_id: str, now: dt.datetime) -> Command:
             raise _usage("give a command to explain")
         return Explain(target, command)
     if verb == "audit":
-        return Audit(parse_audit_filter(rest, user_id, now))
+        return parse_audit(rest, user_id, now)
     if verb == "session":
         reason, rest = _take_reason(rest)
         target, more = _target_and_rest(rest, "a session")

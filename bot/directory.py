@@ -25,6 +25,8 @@ from policies.types import Principal, PrincipalKind
 logger = logging.getLogger(__name__)
 
 _FAILURES = (SlackApiError, ClientError, TimeoutError)
+# users.list pages read (of 200 members each) when resolving a name.
+_USERS_LIST_PAGES = 50
 
 
 def policy_group_ids(policy: Policy) -> frozenset[str]:
@@ -55,6 +57,7 @@ class Directory:
         self._clock = clock
         self._users: dict[str, tuple[float, str | None]] = {}
         self._groups: dict[str, tuple[float, frozenset[str]]] = {}
+        self._name_cache: tuple[float, dict[str, str]] | None = None
 
     async def principal(self, user_id: str) -> Principal:
         """The principal for ``user_id``, groups resolved.
@@ -75,6 +78,41 @@ class Directory:
                 g for g, users in zip(sorted(wanted), members, strict=True) if user_id in users
             }
         return Principal(PrincipalKind.SLACK, user_id, frozenset(groups))
+
+    async def user_id_by_name(self, name: str) -> str | None:
+        """The id of the active user whose Slack name or display name is ``name``
+        (case-insensitive), from ``users.list`` (cached for the TTL); None when no one
+        (or more than one person) has it, or Slack cannot be asked.
+        """
+        names = await self._names()
+        return names.get(name.casefold())
+
+    async def _names(self) -> dict[str, str]:
+        now = self._clock()
+        if self._name_cache is not None and self._name_cache[0] > now:
+            return self._name_cache[1]
+        found: dict[str, set[str]] = {}
+        cursor: str | None = None
+        try:
+            for _ in range(_USERS_LIST_PAGES):
+                response = await self._client.users_list(cursor=cursor, limit=200)
+                for member in response.get("members") or ():
+                    if member.get("deleted") or member.get("is_bot"):
+                        continue
+                    profile = member.get("profile") or {}
+                    for value in (member.get("name"), profile.get("display_name")):
+                        if value:
+                            found.setdefault(str(value).casefold(), set()).add(str(member["id"]))
+                cursor = (response.get("response_metadata") or {}).get("next_cursor") or None
+                if cursor is None:
+                    break
+        except _FAILURES:
+            logger.warning("users.list failed", exc_info=True)
+            return {}  # not cached: ask again next time
+        # A name two people share names no one.
+        names = {name: next(iter(ids)) for name, ids in found.items() if len(ids) == 1}
+        self._name_cache = (now + self._ttl, names)
+        return names
 
     async def _refusal(self, user_id: str) -> str | None:
         now = self._clock()

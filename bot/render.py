@@ -72,6 +72,8 @@ def result_message(result: ExecResult, *, who: str, command: str) -> Message:
     facts += [_rule(result.rule), _audit(result.audit_id)]
     if result.approval_id:
         facts.append(f"approval `{escape(result.approval_id)}`")
+    if result.approvers:
+        facts.append("approved by " + ", ".join(mention(p) for p in result.approvers))
     blocks.append(context(*facts))
     if result.error:
         blocks.append(section(f":warning: {escape(result.error)}"))
@@ -90,11 +92,19 @@ def result_message(result: ExecResult, *, who: str, command: str) -> Message:
     if not result.stdout and not result.stderr and result.status is ExecStatus.COMPLETED:
         blocks.append(context("(no output)"))
     notes = [f"{count:,} characters of {name} omitted" for name, count in omitted.items() if count]
+    if result.dropped_bytes:
+        notes.append(dropped_note(result.dropped_bytes))
     links = [f"<{url}|{escape(name)}>" for name, url in sorted(result.links.items())]
     if notes or links:
         blocks.append(context(*notes, *(["links: " + ", ".join(links)] if links else [])))
     text = f"{mention(who)} ran {escape(command)} on {escape(result.target)}: {status.strip('*')}"
     return text, blocks
+
+
+def dropped_note(dropped: int) -> str:
+    """What was lost past the rule's output limit: never kept, so not in any link."""
+    noun = "byte" if dropped == 1 else "bytes"
+    return f"{dropped:,} {noun} past the rule's max_output were not kept"
 
 
 def refusal_message(result: ExecResult | CollectResult) -> Message:
@@ -234,9 +244,17 @@ def _fit(lines: Sequence[str]) -> str:
     return "\n".join(out)
 
 
-def audit_message(records: Sequence[ExecRecord]) -> Message:
+def audit_message(records: Sequence[ExecRecord], *, narrowed_to: str | None = None) -> Message:
+    """Audit records; ``narrowed_to``: the search was narrowed to the asker's own."""
+    narrowed = (
+        f":information_source: You may see only your own records, so the search was "
+        f"narrowed to {mention(narrowed_to)}."
+        if narrowed_to
+        else ""
+    )
     if not records:
-        return notice("No audit records match.")
+        text, empty = notice("No audit records match.")
+        return text, ([context(narrowed)] if narrowed else []) + empty
     lines = []
     for record in records:
         intent, outcome = record.intent, record.outcome
@@ -250,6 +268,8 @@ def audit_message(records: Sequence[ExecRecord]) -> Message:
             f"{escape(intent.effect)} · {escape(state)} · `{escape(record.audit_id)}`"
         )
     blocks: Blocks = [section(f"*{len(records)} audit record(s)*"), section(_fit(lines))]
+    if narrowed:
+        blocks.insert(0, context(narrowed))
     return f"{len(records)} audit record(s)", blocks
 
 

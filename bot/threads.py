@@ -8,6 +8,8 @@ when a session ends. Other people's replies are conversation and are left alone.
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,11 +22,14 @@ from bot.runner import Runner
 from bot.text import escape, from_slack, inline_code, mention, unwrap_code
 from policies.errors import ExecGateError, SessionError
 from policies.ports import SessionRecord
+from policies.service.sessions import IDLE_TIMEOUT
 from policies.types import ExecRequest, Principal, PrincipalKind, SessionId, Surface, Target
 
 logger = logging.getLogger(__name__)
 
 END_WORDS = frozenset({"end", "exit", "quit", "logout"})
+# Checked this long after a session's idle deadline, so the check finds it past.
+_IDLE_MARGIN = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +43,14 @@ class ThreadSession:
 
 def _anchor_of(channel: str, thread_ts: str) -> str:
     return f"slack:{channel}:{thread_ts}"
+
+
+def idle_time(seconds: float) -> str:
+    """A configured idle time as people say it: "10 minutes", "90 seconds"."""
+    if seconds >= 60 and seconds % 60 == 0:
+        minutes = int(seconds // 60)
+        return f"{minutes} minute{'s' if minutes != 1 else ''}"
+    return f"{seconds:g} second{'s' if seconds != 1 else ''}"
 
 
 def _anchor(record: SessionRecord, owner: str, idle_hint: str) -> tuple[str, list[dict[str, Any]]]:
@@ -58,15 +71,27 @@ def _anchor(record: SessionRecord, owner: str, idle_hint: str) -> tuple[str, lis
 class ThreadSessions:
     """Slack threads bound to ExecGate sessions."""
 
-    def __init__(
-        self, runner: Runner, outbox: Outbox, directory: Directory, idle_hint: str = ""
-    ) -> None:
+    def __init__(self, runner: Runner, outbox: Outbox, directory: Directory) -> None:
         self._runner = runner
         self._directory = directory
         self._service = runner.service
         self._outbox = outbox
-        self._idle_hint = idle_hint or "ends after 10 minutes without commands"
         self._threads: dict[tuple[str, str], ThreadSession] = {}
+        # One idle watch per thread this process knows; replies in flight per thread.
+        self._watches: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._busy: dict[tuple[str, str], int] = {}
+
+    @property
+    def _idle_hint(self) -> str:
+        return f"ends after {idle_time(self._service.session_idle_seconds)} without commands"
+
+    async def aclose(self) -> None:
+        """Stop watching for idle sessions (the sessions themselves stay)."""
+        watches = list(self._watches.values())
+        self._watches.clear()
+        for task in watches:
+            task.cancel()
+        await asyncio.gather(*watches, return_exceptions=True)
 
     async def get(self, channel: str, thread_ts: str) -> ThreadSession | None:
         """The session of a thread: known to this process, or recorded with the session
@@ -81,7 +106,7 @@ class ThreadSessions:
         if owner.kind is not PrincipalKind.SLACK:
             return None
         session = ThreadSession(record.session_id, owner.id, channel, thread_ts, record.target)
-        self._threads[(channel, thread_ts)] = session
+        self._remember(session)
         return session
 
     async def start(self, place: Place, principal: Principal, target: Target, reason: str) -> None:
@@ -105,8 +130,8 @@ class ThreadSessions:
                 ),
             )
             return
-        self._threads[(place.channel, ts)] = ThreadSession(
-            record.session_id, principal.id, place.channel, ts, record.target
+        self._remember(
+            ThreadSession(record.session_id, principal.id, place.channel, ts, record.target)
         )
         try:
             await self._service.session_anchor(
@@ -140,8 +165,8 @@ class ThreadSessions:
         try:
             principal = await self._directory.principal(session.owner)
             if text.lower() in END_WORDS:
+                self._forget(session)  # first: its idle watch must not also say it ended
                 await self._service.session_end(session.session_id, principal)
-                self._forget(session)
                 await self._outbox.public(
                     place, *notice(f":checkered_flag: Session ended by {mention(str(principal))}.")
                 )
@@ -155,7 +180,14 @@ class ThreadSessions:
                 request_key=request_key,
                 context=place.to_context(),
             )
-            await self._runner.execute(place, request, command=text)
+            key = (session.channel, session.thread_ts)
+            self._busy[key] = self._busy.get(key, 0) + 1
+            try:
+                await self._runner.execute(place, request, command=text)
+            finally:
+                self._busy[key] -= 1
+                if not self._busy[key]:
+                    del self._busy[key]
         except SessionError as exc:
             self._forget(session)
             # Said in the thread, for everyone following it.
@@ -163,5 +195,58 @@ class ThreadSessions:
         except ExecGateError as exc:
             await self._outbox.ephemeral(place, *error_message(exc))
 
+    def _remember(self, session: ThreadSession) -> None:
+        key = (session.channel, session.thread_ts)
+        self._threads[key] = session
+        if key not in self._watches:
+            task = asyncio.create_task(
+                self._watch_idle(session), name=f"slack-session-idle-{session.session_id}"
+            )
+            self._watches[key] = task
+            task.add_done_callback(lambda done: self._watch_done(key, done))
+
+    def _watch_done(self, key: tuple[str, str], task: asyncio.Task[None]) -> None:
+        if self._watches.get(key) is task:
+            del self._watches[key]
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("session idle watch failed", exc_info=task.exception())
+
     def _forget(self, session: ThreadSession) -> None:
-        self._threads.pop((session.channel, session.thread_ts), None)
+        key = (session.channel, session.thread_ts)
+        self._threads.pop(key, None)
+        watch = self._watches.pop(key, None)
+        if watch is not None and watch is not asyncio.current_task():
+            watch.cancel()
+
+    async def _watch_idle(self, session: ThreadSession) -> None:
+        """End the session when the service says it has gone idle, and say so in its
+        thread when it happens (not only at the next reply)."""
+        key = (session.channel, session.thread_ts)
+        owner = Principal(PrincipalKind.SLACK, session.owner)
+        while True:
+            idle = self._service.session_idle_seconds
+            if self._busy.get(key):
+                # A command is running in the session: it is not idle.
+                await asyncio.sleep(idle)
+                continue
+            try:
+                record = await self._service.session_end_if_idle(session.session_id, owner)
+            except SessionError:
+                return
+            except ExecGateError:
+                logger.warning("could not check whether a session is idle", exc_info=True)
+                await asyncio.sleep(idle)
+                continue
+            if record.ended_at is not None:
+                break
+            used = (dt.datetime.now(dt.UTC) - record.last_used_at).total_seconds()
+            await asyncio.sleep(max(idle - used, 0.0) + _IDLE_MARGIN)
+        if self._threads.get(key) is not session:
+            return  # the thread already said how it ended
+        self._forget(session)
+        place = Place(session.channel, session.owner, thread_ts=session.thread_ts)
+        if record.end_reason == IDLE_TIMEOUT:
+            text = f":zzz: Session ended after {idle_time(idle)} idle. Start a new one to go on."
+        else:
+            text = f":checkered_flag: Session ended ({escape(record.end_reason or 'ended')})."
+        await self._outbox.public(place, *notice(text))

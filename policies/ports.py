@@ -74,6 +74,7 @@ class ExecStatus(enum.StrEnum):
     PENDING_APPROVAL = "pending_approval"
     APPROVAL_DENIED = "approval_denied"
     APPROVAL_EXPIRED = "approval_expired"
+    APPROVAL_WITHDRAWN = "approval_withdrawn"  # the requester withdrew it; nothing ran
     FAILED = "failed"  # could not run (instance error, provider error)
     INTERRUPTED = "interrupted"  # the process died mid-exec; marked on next start
     CANCELLED = "cancelled"  # the request was cancelled mid-exec; the command was stopped
@@ -157,6 +158,7 @@ class ApprovalState(enum.StrEnum):
     DENIED = "denied"
     EXPIRED = "expired"
     EXECUTED = "executed"
+    WITHDRAWN = "withdrawn"  # by its requester, while pending
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,6 +296,14 @@ class ApprovalLog(Protocol):
 
     async def claim_approved(self, approval_id: ApprovalId) -> ApprovalRecord | None:
         """Atomically move APPROVED -> EXECUTED; None when someone else claimed it."""
+        ...
+
+    async def withdraw_approval(self, approval_id: ApprovalId, requester: str) -> ApprovalRecord:
+        """Atomically move PENDING -> WITHDRAWN for its requester.
+
+        Raises: ApprovalNotFound (also for anyone but the requester),
+        ApprovalAlreadyDecided, ApprovalExpired.
+        """
         ...
 
     async def expire_approvals(self, now: dt.datetime | None = None) -> int: ...

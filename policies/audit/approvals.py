@@ -31,6 +31,8 @@ from policies.types import ApprovalId
 # ``list_approvals`` returns at most this many, newest first.
 LIST_LIMIT = 1000
 _PENDING = approvals.c.state == ApprovalState.PENDING.value
+# How a decided state reads in "already decided (...)".
+_DECIDED = {ApprovalState.EXECUTED: "approved", ApprovalState.WITHDRAWN: "withdrawn"}
 
 
 def _votes(conn: Connection, ids: list[str]) -> dict[str, list[Row]]:
@@ -133,7 +135,11 @@ def _refuse_if_closed(row: Row) -> None:
     if state is ApprovalState.EXPIRED:
         raise ApprovalExpired(approval_id=row.id)
     if state is not ApprovalState.PENDING:
-        raise ApprovalAlreadyDecided(approval_id=row.id, state=state.value)
+        raise ApprovalAlreadyDecided(
+            f"this request was already decided ({_DECIDED.get(state, state.value)})",
+            approval_id=row.id,
+            state=state.value,
+        )
 
 
 def _vote(tx: ChainTx, row: Row, approver: str, approve: bool) -> None:
@@ -183,6 +189,30 @@ async def add_approval_vote(
         return _load(tx.conn, approval_id)
 
     record = await db.write("record approval vote", body)
+    if record is None:
+        raise ApprovalExpired(approval_id=approval_id)
+    return record
+
+
+async def withdraw_approval(db: Db, approval_id: ApprovalId, requester: str) -> ApprovalRecord:
+    """PENDING -> WITHDRAWN by its requester; see ``SqlAuditStore.withdraw_approval``.
+
+    Raises: ApprovalNotFound (also for anyone but the requester), ApprovalAlreadyDecided,
+    ApprovalExpired (the request is marked EXPIRED first), AuditUnavailable.
+    """
+
+    def body(tx: ChainTx) -> ApprovalRecord | None:
+        row = _row(tx.conn, approval_id)
+        if row is None or row.requester != requester:
+            raise ApprovalNotFound(approval_id=approval_id)
+        _refuse_if_closed(row)
+        if tx.now >= row.expires_at:
+            _decide(tx, approval_id, ApprovalState.EXPIRED)
+            return None
+        _decide(tx, approval_id, ApprovalState.WITHDRAWN)
+        return _load(tx.conn, approval_id)
+
+    record = await db.write("withdraw approval", body)
     if record is None:
         raise ApprovalExpired(approval_id=approval_id)
     return record

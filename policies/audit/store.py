@@ -269,6 +269,14 @@ class SqlAuditStore:
             self._db, approval_id, self._owner or current_owner()
         )
 
+    async def withdraw_approval(self, approval_id: ApprovalId, requester: str) -> ApprovalRecord:
+        """PENDING -> WITHDRAWN, by its requester only.
+
+        Raises: ApprovalNotFound (also for anyone but the requester),
+        ApprovalAlreadyDecided, ApprovalExpired, AuditUnavailable.
+        """
+        return await approval_ops.withdraw_approval(self._db, approval_id, requester)
+
     async def expire_approvals(self, now: dt.datetime | None = None) -> int:
         """Raises: AuditUnavailable."""
         return await approval_ops.expire_approvals(self._db, now)

@@ -14,6 +14,7 @@ import logging
 
 from policies.collect.protocol import check_path, collect_path_of
 from policies.errors import (
+    ApprovalAlreadyDecided,
     ApprovalExpired,
     ApprovalNotFound,
     ErrorCode,
@@ -48,6 +49,9 @@ from policies.types import (
 )
 
 logger = logging.getLogger(__name__)
+
+# How a decided state reads in "already decided (...)".
+_DECIDED = {ApprovalState.EXECUTED: "approved", ApprovalState.WITHDRAWN: "withdrawn"}
 
 POLICY_CHANGED = (
     "the policy changed since the request; it no longer allows this under the approved "
@@ -86,11 +90,10 @@ class Approvals:
         approver = await pipeline.principal(approver)
         if approver.kind is PrincipalKind.MCP:
             raise NotAnApprover("an AI assistant cannot approve commands; a human must")
+        # A decided request says so to whoever clicks, before who they are matters.
+        await self._refuse_if_closed(record)
         if str(approver) == record.requester:
             raise SelfApprovalRefused()
-        if record.state is ApprovalState.PENDING and record.expires_at <= pipeline.clock():
-            await self._approvals.expire_approvals(pipeline.clock())
-            raise ApprovalExpired()
         if not is_approver(policy, approver, _spec(record)):
             raise NotAnApprover(
                 f"approving needs the role {' or '.join(record.approver_roles) or '(none)'}"
@@ -110,6 +113,39 @@ class Approvals:
             return VoteResult(updated)
         result = await self._run_approved(claimed, policy, on_output, inline_limit)
         return VoteResult(claimed, result)
+
+    async def withdraw(self, approval_id: ApprovalId, requester: Principal) -> ApprovalRecord:
+        """The requester takes back their own pending request: it is recorded as
+        withdrawn (the request and its exec) and can no longer be approved.
+
+        Raises: ApprovalNotFound (also for anyone but the requester), ApprovalExpired,
+        ApprovalAlreadyDecided, AuditUnavailable.
+        """
+        pipeline = self._pipeline
+        requester = await pipeline.principal(requester)
+        record = await self._approvals.get_approval(approval_id)
+        if str(requester) != record.requester:
+            raise ApprovalNotFound()
+        await self._refuse_if_closed(record)
+        withdrawn = await self._approvals.withdraw_approval(approval_id, str(requester))
+        await pipeline.finish(withdrawn.audit_id, _outcome(ExecStatus.APPROVAL_WITHDRAWN, ()))
+        return withdrawn
+
+    async def _refuse_if_closed(self, record: ApprovalRecord) -> None:
+        """Raises: ApprovalExpired (recording the expiry), ApprovalAlreadyDecided."""
+        clock = self._pipeline.clock()
+        if record.state is ApprovalState.PENDING and record.expires_at <= clock:
+            await self._approvals.expire_approvals(clock)
+            raise ApprovalExpired(approval_id=record.approval_id)
+        if record.state is ApprovalState.EXPIRED:
+            raise ApprovalExpired(approval_id=record.approval_id)
+        if record.state is not ApprovalState.PENDING:
+            shown = _DECIDED.get(record.state, record.state.value)
+            raise ApprovalAlreadyDecided(
+                f"this request was already decided ({shown})",
+                approval_id=record.approval_id,
+                state=record.state.value,
+            )
 
     async def _run_approved(
         self,
@@ -185,6 +221,8 @@ class Approvals:
             stdout_bytes=outcome.stdout_bytes,
             stderr_bytes=outcome.stderr_bytes,
             approval_id=approval_id,
+            # A denial records its denier there too; only a run names approvers.
+            approvers=outcome.approvers if record.state is ApprovalState.EXECUTED else (),
             links=await pipeline.outputs.links_for(outcome),
             error_code=outcome.error,
         )

@@ -48,6 +48,7 @@ from policies.service.outputs import Outputs
 from policies.service.pipeline import Pipeline, PrincipalResolver
 from policies.service.results import (
     DEFAULT_INLINE_LIMIT,
+    AuditSearch,
     CollectResult,
     ExecResult,
     Explanation,
@@ -198,6 +199,9 @@ class ExecService:
             approval_id, approver, approve=approve, on_output=on_output, inline_limit=inline_limit
         )
 
+    async def withdraw(self, approval_id: ApprovalId, requester: Principal) -> ApprovalRecord:
+        return await self._approvals.withdraw(approval_id, requester)
+
     async def approval_result(
         self, approval_id: ApprovalId, principal: Principal
     ) -> tuple[ApprovalRecord, ExecResult | None]:
@@ -226,6 +230,16 @@ class ExecService:
     ) -> SessionRecord:
         return await self._sessions.end(session_id, principal, reason=reason)
 
+    @property
+    def session_idle_seconds(self) -> float:
+        """How long a session may go without commands before it ends."""
+        return self._sessions.idle_seconds
+
+    async def session_end_if_idle(
+        self, session_id: SessionId, principal: Principal
+    ) -> SessionRecord:
+        return await self._sessions.end_if_idle(session_id, principal)
+
     async def session_anchor(
         self, session_id: SessionId, principal: Principal, anchor: str
     ) -> SessionRecord:
@@ -252,6 +266,11 @@ class ExecService:
         return await self._lookups.audit_list(flt)
 
     async def audit_search(self, principal: Principal, flt: AuditFilter) -> list[ExecRecord]:
+        """The records ``principal`` may see (see ``search_audit``)."""
+        return (await self._lookups.audit_search(principal, flt)).records
+
+    async def search_audit(self, principal: Principal, flt: AuditFilter) -> AuditSearch:
+        """The records ``principal`` may see, and whether the filter was narrowed to them."""
         return await self._lookups.audit_search(principal, flt)
 
     async def audit_get(self, principal: Principal, audit_id: AuditId) -> ExecRecord:

@@ -9,6 +9,7 @@ from policies.ports import AuditFilter, AuditStore, ExecRecord, VerifyReport
 from policies.rules.model import Policy
 from policies.service.decisions import AUDITOR_ROLE
 from policies.service.pipeline import Pipeline
+from policies.service.results import AuditSearch
 from policies.types import AuditId, InstanceInfo, Principal
 
 
@@ -50,15 +51,20 @@ class Lookups:
         holds the database anyway)."""
         return await self._audit.list_execs(flt)
 
-    async def audit_search(self, principal: Principal, flt: AuditFilter) -> list[ExecRecord]:
-        """Records ``principal`` may see: their own, or all for the auditor role.
+    async def audit_search(self, principal: Principal, flt: AuditFilter) -> AuditSearch:
+        """Records ``principal`` may see: their own, or all for the auditor role. A
+        filter asking a non-auditor for more is narrowed to them, and says so.
 
         Raises: UnknownPrincipal.
         """
         principal, roles = await self._roles(principal, self._pipeline.policy())
+        narrowed_to = None
         if AUDITOR_ROLE not in roles:
-            flt = dataclasses.replace(flt, principal=str(principal))
-        return await self._audit.list_execs(flt)
+            own = str(principal)
+            if flt.principal != own:
+                narrowed_to = own
+            flt = dataclasses.replace(flt, principal=own)
+        return AuditSearch(await self._audit.list_execs(flt), narrowed_to)
 
     async def audit_get(self, principal: Principal, audit_id: AuditId) -> ExecRecord:
         """One record, when it is ``principal``'s own or ``principal`` is an auditor.

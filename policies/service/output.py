@@ -110,6 +110,8 @@ class CollectedOutput:
     ``stdout``/``stderr`` are the inline views (head, omitted marker, tail);
     ``*_bytes`` count raw bytes received, including any past the cap;
     ``*_omitted`` count scrubbed characters the inline view leaves out;
+    ``dropped_bytes`` counts raw bytes received past ``max_bytes`` (``capped``): they
+    were neither scrubbed nor kept anywhere;
     ``*_sha256`` are hex digests of each stream's full scrubbed output (UTF-8), i.e.
     exactly the bytes of its spill file; ``output_sha256`` is the hex SHA-256 of the
     32-byte stdout digest followed by the 32-byte stderr digest; ``*_binary`` are set
@@ -129,6 +131,7 @@ class CollectedOutput:
     output_sha256: str
     redactions: int
     capped: bool
+    dropped_bytes: int = 0
     spill_files: dict[str, Path] = field(default_factory=dict)
     stdout_binary: bool = False
     stderr_binary: bool = False
@@ -337,6 +340,7 @@ class OutputCollector:
             output_sha256=combined.hexdigest(),
             redactions=out.redactor.redactions + err.redactor.redactions,
             capped=self._capped,
+            dropped_bytes=out.raw_bytes + err.raw_bytes - self._processed,
             spill_files={
                 buffer.name: buffer.spill_path
                 for buffer in self._streams.values()

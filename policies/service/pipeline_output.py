@@ -104,6 +104,7 @@ class PlannedCollector:
         self._value: list[str] = []
         self._value_chars = 0
         self._raw = 0
+        self._processed = 0
         self._capped = False
         self._stdout_ended = False
 
@@ -115,6 +116,7 @@ class PlannedCollector:
         if len(data) > room:
             self._capped = True
             data = data[: max(room, 0)]
+        self._processed += len(data)
         if not data or self._chain.done:
             return ""
         return self._release(self._redactor.feed(data), final=False)
@@ -136,7 +138,14 @@ class PlannedCollector:
         out = self._inner.finish()
         if self._plan.plain:
             return out
-        return dataclasses.replace(out, stdout_bytes=self._raw, capped=out.capped or self._capped)
+        # Past the cap, stdout bytes are dropped before the filters; the inner
+        # collector's own count is of what the filters passed (and of stderr).
+        return dataclasses.replace(
+            out,
+            stdout_bytes=self._raw,
+            capped=out.capped or self._capped,
+            dropped_bytes=out.dropped_bytes + self._raw - self._processed,
+        )
 
     def exit_code(self, first: int | None) -> int | None:
         return self._plan.exit_code(self._chain.exit_status(first), first)

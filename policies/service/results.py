@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from policies.ports import ApprovalRecord, ArtifactInfo, ExecStatus
+from policies.ports import ApprovalRecord, ArtifactInfo, ExecRecord, ExecStatus
 from policies.types import ApprovalId, AuditId, Decision, Effect, Stream
 
 # Where a surface wants scrubbed output streamed while a command runs.
@@ -55,9 +55,13 @@ class ExecResult:
     stderr_omitted: int = 0
     stdout_bytes: int = 0
     stderr_bytes: int = 0
+    # Raw bytes received past the rule's max_output: counted, never kept or shown.
+    dropped_bytes: int = 0
     duration_ms: int | None = None
     approval_id: ApprovalId | None = None
     approval_expires_at: str | None = None
+    # Who approved it, for a command that ran after approval.
+    approvers: tuple[str, ...] = ()
     links: dict[str, str] = field(default_factory=dict)
     error_code: str | None = None
     error: str | None = None  # a safe message
@@ -85,13 +89,25 @@ class ExecResult:
             "omitted": {"stdout": self.stdout_omitted, "stderr": self.stderr_omitted},
             "bytes": {"stdout": self.stdout_bytes, "stderr": self.stderr_bytes},
             "binary": {"stdout": self.stdout_binary, "stderr": self.stderr_binary},
+            "dropped_bytes": self.dropped_bytes,
             "duration_ms": self.duration_ms,
             "audit_id": self.audit_id,
             "approval_id": self.approval_id,
             "approval_expires_at": self.approval_expires_at,
+            "approvers": list(self.approvers),
             "links": dict(self.links),
             "error": {"code": self.error_code, "message": self.error} if self.error_code else None,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class AuditSearch:
+    """An audit search as the service ran it: ``narrowed_to`` is the principal the
+    filter was narrowed to, when the asker may see only their own records and asked
+    for more (someone else's, or everyone's); None when it ran as asked."""
+
+    records: list[ExecRecord]
+    narrowed_to: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

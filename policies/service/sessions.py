@@ -36,6 +36,9 @@ from policies.service.session_state import (
 )
 from policies.types import Decision, Effect, Principal, RunResult, SessionId, Target
 
+# The end reason of a session that went unused for longer than the idle limit.
+IDLE_TIMEOUT = "idle timeout"
+
 
 class Sessions:
     """Sessions: a pinned instance, a working directory and an env overlay."""
@@ -85,6 +88,26 @@ class Sessions:
             return record
         return await self._sessions.end_session(session_id, reason)
 
+    @property
+    def idle_seconds(self) -> float:
+        """How long a session may go without commands before it ends."""
+        return self._idle
+
+    async def end_if_idle(self, session_id: SessionId, principal: Principal) -> SessionRecord:
+        """End the session when it has been idle past the limit, so a surface can say
+        so when it happens rather than at the next command. The record comes back
+        either way: ``ended_at`` set once it has ended.
+
+        Raises: SessionNotFound.
+        """
+        record = await self.get(session_id, principal)
+        if record.ended_at is not None:
+            return record
+        idle = (self._pipeline.clock() - record.last_used_at).total_seconds()
+        if idle <= self._idle:
+            return record
+        return await self._sessions.end_session(session_id, IDLE_TIMEOUT)
+
     async def anchor(
         self, session_id: SessionId, principal: Principal, anchor: str
     ) -> SessionRecord:
@@ -109,7 +132,7 @@ class Sessions:
             )
         idle = (self._pipeline.clock() - record.last_used_at).total_seconds()
         if idle > self._idle:
-            await self._sessions.end_session(session_id, "idle timeout")
+            await self._sessions.end_session(session_id, IDLE_TIMEOUT)
             raise SessionEnded(
                 f"session {session_id} ended after {self._idle:g}s without "
                 "commands; start a new one",

@@ -301,6 +301,7 @@ class Tools:
                 settled = result is not None or record.state in (
                     ApprovalState.DENIED,
                     ApprovalState.EXPIRED,
+                    ApprovalState.WITHDRAWN,
                 )
                 waited = anyio.current_time() - start
                 if settled or waited >= wait_seconds:

@@ -184,6 +184,18 @@ class FakeSlack:
             if user is None:
                 return {"ok": False, "error": "user_not_found"}
             return {"ok": True, "user": {"id": user_id, "deleted": False, "is_bot": False, **user}}
+        if method == "users.list":
+            members = [
+                {
+                    "id": user_id,
+                    "name": user.get("name", user_id[1:].lower()),
+                    "deleted": bool(user.get("deleted", False)),
+                    "is_bot": False,
+                    "profile": {"display_name": user.get("display_name", "")},
+                }
+                for user_id, user in self.users.items()
+            ]
+            return {"ok": True, "members": members, "response_metadata": {"next_cursor": ""}}
         if method == "usergroups.users.list":
             return {"ok": True, "users": self.groups.get(str(data.get("usergroup")), [])}
         if method == "usergroups.list":

@@ -33,6 +33,7 @@ USERS: dict[str, dict[str, Any]] = {
     name: {} for name in ("UALICE", "UBOB", "UCAROL", "UDAVE", "UERIN", "UAUDITOR", "UNOBODY")
 }
 USERS["UGHOST"] = {"deleted": True}
+USERS["UBOB"] = {"name": "bob", "display_name": "Bobby"}
 GROUPS = {"SAPPROVERS": ["UCAROL"], "SOPS": ["UERIN"]}
 
 
