@@ -70,6 +70,9 @@ class ExecOut(_Result):
     truncated: bool = Field(default=False, description="true when output was omitted")
     omitted_chars: Counts = Field(default_factory=Counts, description="characters left out")
     output_bytes: Counts = Field(default_factory=Counts, description="bytes the command printed")
+    dropped_bytes: int = Field(
+        default=0, description="bytes past the rule's max_output that were not kept anywhere"
+    )
     duration_ms: int | None = None
     binary: Streams = Field(
         default_factory=Streams,

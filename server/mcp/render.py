@@ -112,6 +112,7 @@ def exec_out(result: ExecResult, *, inline_limit: int, session_id: str | None = 
         truncated=result.truncated or out_cut or err_cut,
         omitted_chars=Counts(stdout=out_omitted, stderr=err_omitted),
         output_bytes=Counts(stdout=result.stdout_bytes, stderr=result.stderr_bytes),
+        dropped_bytes=result.dropped_bytes,
         binary=Streams(stdout=result.stdout_binary, stderr=result.stderr_binary),
         duration_ms=result.duration_ms,
         links=dict(result.links),
@@ -154,6 +155,10 @@ def exec_text(out: ExecOut) -> str:
                 else ""
             )
             + "."
+        )
+    if out.dropped_bytes:
+        lines.append(
+            f"{out.dropped_bytes} bytes past the rule's max_output were not kept (not in any link)."
         )
     if out.resources:
         lines.append(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -213,3 +214,27 @@ async def test_output_that_is_not_text_is_marked_binary(inproc: InProcess) -> No
     assert blob["binary"] == {"stdout": True, "stderr": False}
     assert text["stdout"] == "plain text ✓\n"
     assert text["binary"] == {"stdout": False, "stderr": False}
+
+
+def test_bytes_past_max_output_are_counted_in_the_result_and_said_in_the_text() -> None:
+    from policies.ports import ExecStatus
+    from policies.service.results import ExecResult
+    from policies.types import AuditId, Effect
+    from server.mcp.render import exec_out, exec_text
+
+    result = ExecResult(
+        effect=Effect.ALLOW,
+        rule="read-only",
+        reason="allowed",
+        audit_id=AuditId("ex_1"),
+        status=ExecStatus.COMPLETED,
+        target="local:demo-api/c-1",
+        exit_code=0,
+        stdout="kept\n",
+        stdout_bytes=2048,
+        dropped_bytes=1024,
+    )
+    out = exec_out(result, inline_limit=16_384)
+    assert out.dropped_bytes == 1024
+    assert "1024 bytes past the rule's max_output were not kept" in exec_text(out)
+    assert exec_out(replace(result, dropped_bytes=0), inline_limit=16_384).dropped_bytes == 0
