@@ -116,7 +116,9 @@ class LocalHostSettings(_Model):
     enabled: bool = True
     account_id: str = "1000000000000000"
     region: str = "local"
-    sandbox: Literal["auto", "bwrap", "subprocess"] = "auto"
+    # "auto"/"bwrap": bubblewrap, required (no fallback). "none": explicitly unsandboxed
+    # (root only; commands run as nobody); "subprocess" is its old name.
+    sandbox: Literal["auto", "bwrap", "none", "subprocess"] = "auto"
     functions: tuple[LocalFunctionSettings, ...] = (
         LocalFunctionSettings(name="demo-api", env=DEMO_ENV, provisioned=1),
         LocalFunctionSettings(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
 
 from policies.audit import open_audit_store
 from policies.audit.revision import SCHEMA_HEAD
@@ -37,7 +38,11 @@ def local_functions(settings: Settings) -> list[LocalFunction]:
 
 
 def build_manager(settings: Settings) -> InstanceManager:
-    runner = SandboxRunner(mode=settings.local_host.sandbox)
+    # Unsandboxed (mode "none"), these must stay unreadable to instance commands.
+    protected = [Path(settings.source)] if settings.source != "defaults" else []
+    if settings.database_url.startswith("sqlite"):
+        protected.append(Path(settings.database_url.split("///", 1)[-1]))
+    runner = SandboxRunner(mode=settings.local_host.sandbox, protected=protected)
     return InstanceManager(local_functions(settings), runner, settings.data_dir)
 
 

@@ -166,6 +166,11 @@ class InstanceManager:
         """
         if self._lock_file is not None:
             return
+        # The data directory holds ExecGate's keys (and often its database): only the
+        # user running ExecGate may enter it; an unsandboxed command runs as another.
+        await asyncio.to_thread(self._data_dir.mkdir, parents=True, exist_ok=True)
+        await asyncio.to_thread(self._data_dir.chmod, 0o700)
+        self._runner.protect(self._data_dir)
         await self._runner.probe()
         await asyncio.to_thread(self._open_data_dir)
         self._reaper = asyncio.create_task(self._reap_forever())
