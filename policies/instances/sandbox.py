@@ -47,6 +47,7 @@ from typing import Literal
 
 from policies.errors import CommandRejected, ConfigError, ProviderUnavailable
 from policies.instances.inline_script import split_inline_script
+from policies.instances.live import LiveSandbox, memfd_args
 from policies.instances.sandbox_layout import (
     EXIT_NOT_EXECUTABLE,
     EXIT_NOT_FOUND,
@@ -81,7 +82,7 @@ INSTALL_HINT = (
 )
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-_DEFAULT_ENV = {"PATH": DEFAULT_PATH, "HOME": SANDBOX_TMP, "LANG": "C.UTF-8"}
+DEFAULT_ENV = {"PATH": DEFAULT_PATH, "HOME": SANDBOX_TMP, "LANG": "C.UTF-8"}
 _PROBE_TIMEOUT = 10.0
 
 
@@ -190,7 +191,7 @@ class SandboxRunner:
         if not self._probed or not (self._use_bwrap or self._identity):
             await self.probe()  # fails closed without a sandbox
         spec.state_dir.mkdir(parents=True, exist_ok=True)
-        env = {**_DEFAULT_ENV, **spec.env}
+        env = {**DEFAULT_ENV, **spec.env}
         if self._use_bwrap:
             missing = self._layout.missing_command(argv[0], spec, env["PATH"])
             if missing is not None:
@@ -212,6 +213,32 @@ class SandboxRunner:
             except PermissionError:
                 await on_output("stderr", f"{argv[0]}: permission denied\n".encode())
                 return RunResult(exit_code=EXIT_NOT_EXECUTABLE)
+        return await supervise(spawned, limits=limits, on_output=on_output, stdin=stdin)
+
+    async def run_entered(
+        self,
+        live: LiveSandbox,
+        argv: Sequence[str],
+        spec: SandboxSpec,
+        *,
+        limits: Limits,
+        on_output: OutputCallback,
+        stdin: AsyncIterator[bytes] | None = None,
+    ) -> RunResult:
+        """Like :meth:`run`, inside the running sandbox ``live`` (same mounts as ``spec``).
+
+        Raises: CommandRejected for an empty argv; ProviderUnavailable when the sandbox
+        is not running.
+        """
+        if not argv:
+            raise CommandRejected("the command is empty", kind="empty")
+        env = {**DEFAULT_ENV, **spec.env}
+        check_env(env)
+        missing = self._layout.missing_command(argv[0], spec, env["PATH"])
+        if missing is not None:
+            await on_output("stderr", f"{argv[0]}: command not found\n".encode())
+            return RunResult(exit_code=missing)
+        spawned = await live.enter(argv, env, spec.workdir, with_stdin=stdin is not None)
         return await supervise(spawned, limits=limits, on_output=on_output, stdin=stdin)
 
     # ------------------------------------------------------------------ bubblewrap
@@ -399,18 +426,6 @@ async def _spawn(
         start_new_session=True,
         pass_fds=pass_fds,
     )
-
-
-def memfd_args(options: Sequence[str]) -> int:
-    """An in-memory file holding ``options`` NUL-separated, for bubblewrap's ``--args``."""
-    fd = os.memfd_create("execgate-bwrap-args", os.MFD_CLOEXEC)
-    try:
-        os.write(fd, b"".join(o.encode() + b"\0" for o in options))
-        os.lseek(fd, 0, os.SEEK_SET)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
 
 
 def _kill_bwrap(proc: asyncio.subprocess.Process, info_fd: int) -> None:
