@@ -32,6 +32,7 @@ def local_functions(settings: Settings) -> list[LocalFunction]:
             idle_release_seconds=f.idle_release_seconds,
             instance_concurrency=f.instance_concurrency,
             code_dir=f.code_dir,
+            command=f.command,
         )
         for f in settings.local_host.functions
     ]
