@@ -89,6 +89,7 @@ class LocalFunction:
     code_dir: Path | None = None
     max_on_demand: int = 16
     command: tuple[str, ...] = ()
+    listens: bool = True  # the command takes invocations on /run/fc/invoke.sock
 
     def __post_init__(self) -> None:
         if not _NAME_RE.match(self.name):
@@ -190,6 +191,9 @@ class InstanceManager:
             await asyncio.gather(*(self._boot(inst) for inst in self._instances.values()))
         except BaseException:
             await self._stop_all()
+            if self._lock_file is not None:
+                self._lock_file.close()
+                self._lock_file = None
             raise
         self._reaper = asyncio.create_task(self._reap_forever())
 
@@ -281,7 +285,7 @@ class InstanceManager:
             self._runner.bwrap_path,
             options,
             fn.command or IDLE_COMMAND,
-            wait_socket=bool(fn.command),
+            wait_socket=bool(fn.command) and fn.listens,
         )
         logger.info("instance %s of %s is running", inst.instance_id, inst.function)
 
@@ -295,7 +299,8 @@ class InstanceManager:
         """Where the function of a live instance takes invocations; None: no function
         process (a function without ``command``, or sandbox mode ``none``)."""
         inst = self._instances.get(instance_id)
-        if inst is None or inst.sandbox is None or not self._functions[inst.function].command:
+        fn = self._functions[inst.function] if inst is not None else None
+        if inst is None or inst.sandbox is None or fn is None or not (fn.command and fn.listens):
             return None
         return inst.sandbox.invoke_socket
 

@@ -12,7 +12,7 @@ import pytest
 from policies.errors import ProviderUnavailable
 from policies.instances.sandbox import SandboxRunner, SandboxSpec
 from policies.types import Limits
-from tests.policies.instances.sandbox_helpers import Output, bwrap_unusable_reason
+from tests.policies.instances.sandbox_helpers import Output, require_bwrap
 
 LIMITS = Limits(timeout=30.0, idle_timeout=30.0)
 
@@ -153,9 +153,7 @@ async def test_mode_bwrap_refuses_to_fall_back(tmp_path: Path) -> None:
 
 @pytest.mark.bwrap
 async def test_mode_auto_uses_bwrap_where_it_works() -> None:
-    reason = bwrap_unusable_reason()
-    if reason is not None:
-        pytest.skip(reason)
+    require_bwrap()
     runner = SandboxRunner("auto")
     assert runner.sandboxed is False  # not claimed before the probe
     assert await runner.probe() is True
