@@ -5,7 +5,7 @@ UV := $(shell command -v uv 2>/dev/null || echo .uv/bin/uv)
 VENV := .venv
 SYNC_STAMP := $(VENV)/.synced
 
-.PHONY: run test check lint typecheck bench clean
+.PHONY: run test check lint typecheck bench clean tools
 
 $(UV):
 	$(PYTHON) -m venv .uv
@@ -15,10 +15,15 @@ $(SYNC_STAMP): $(UV) pyproject.toml uv.lock
 	$(UV) sync --frozen --python $(PYTHON)
 	@touch $(SYNC_STAMP)
 
-run: $(SYNC_STAMP)
+# bubblewrap, tcpdump and py-spy for local instances: installed when root or sudo can,
+# otherwise `make` stops with the command to run.
+tools: $(SYNC_STAMP)
+	@.ci/tools $(VENV)
+
+run: tools
 	$(VENV)/bin/execgate serve
 
-test: $(SYNC_STAMP)
+test: tools
 	$(VENV)/bin/pytest -q
 
 lint: $(SYNC_STAMP)
@@ -30,7 +35,7 @@ typecheck: $(SYNC_STAMP)
 
 check: lint typecheck test
 
-bench: $(SYNC_STAMP)
+bench: tools
 	$(VENV)/bin/python -m bench
 
 clean:

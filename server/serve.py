@@ -120,7 +120,11 @@ def banner(settings: Settings, running: Running) -> str:
     )
     for path in running.surfaces:
         lines.append(f"  surface         {running.url}{path}")
-    sandbox = "bubblewrap sandbox" if running.manager.sandboxed else "UNSANDBOXED (no bubblewrap)"
+    sandbox = (
+        "bubblewrap sandbox"
+        if running.manager.sandboxed
+        else 'UNSANDBOXED (sandbox = "none": commands run on this host as nobody)'
+    )
     lines.append(f"  instances       {sandbox}")
     example = None
     for fn in settings.local_host.functions:
@@ -144,7 +148,7 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
         async with running_server(settings, host=host, port=port) as running:
             print(banner(settings, running), flush=True)
             if not running.manager.sandboxed:
-                logger.warning("UNSANDBOXED: commands run as plain subprocesses on this host")
+                logger.warning("UNSANDBOXED: sandbox = 'none'; commands run on this host as nobody")
             await running.asgi.stopped()
 
     try:

@@ -109,6 +109,13 @@ class LocalFunctionSettings(_Model):
     idle_release_seconds: float = Field(default=300.0, gt=0)
     instance_concurrency: int = Field(default=1, ge=1, le=1000)
     code_dir: Path | None = None
+    # The function's process (FC custom-runtime style), run in every instance; empty: an
+    # idle process. It takes invocations as HTTP on /run/fc/invoke.sock.
+    command: tuple[str, ...] = ()
+
+
+# The demo function's code, shipped in the repository.
+DEMO_API_CODE = Path(__file__).resolve().parents[1] / "functions" / "demo_api"
 
 
 class LocalHostSettings(_Model):
@@ -117,9 +124,18 @@ class LocalHostSettings(_Model):
     enabled: bool = True
     account_id: str = "1000000000000000"
     region: str = "local"
-    sandbox: Literal["auto", "bwrap", "subprocess"] = "auto"
+    # "auto"/"bwrap": bubblewrap, required (no fallback). "none": explicitly unsandboxed
+    # (root only; commands run as nobody); "subprocess" is its old name.
+    sandbox: Literal["auto", "bwrap", "none", "subprocess"] = "auto"
     functions: tuple[LocalFunctionSettings, ...] = (
-        LocalFunctionSettings(name="demo-api", env=DEMO_ENV, provisioned=1),
+        LocalFunctionSettings(
+            name="demo-api",
+            env=DEMO_ENV,
+            provisioned=1,
+            instance_concurrency=64,
+            code_dir=DEMO_API_CODE,
+            command=("python3", "/code/server.py"),
+        ),
         LocalFunctionSettings(
             name="demo-worker",
             env={"APP_ENV": "demo", "QUEUE": "orders"},

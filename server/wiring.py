@@ -43,13 +43,18 @@ def local_functions(settings: Settings) -> list[LocalFunction]:
             idle_release_seconds=f.idle_release_seconds,
             instance_concurrency=f.instance_concurrency,
             code_dir=f.code_dir,
+            command=f.command,
         )
         for f in settings.local_host.functions
     ]
 
 
 def build_manager(settings: Settings) -> InstanceManager:
-    runner = SandboxRunner(mode=settings.local_host.sandbox)
+    # Unsandboxed (mode "none"), these must stay unreadable to instance commands.
+    protected = [Path(settings.source)] if settings.source != "defaults" else []
+    if settings.database_url.startswith("sqlite"):
+        protected.append(Path(settings.database_url.split("///", 1)[-1]))
+    runner = SandboxRunner(mode=settings.local_host.sandbox, protected=protected)
     return InstanceManager(local_functions(settings), runner, settings.data_dir)
 
 

@@ -9,9 +9,15 @@ instances alive the way Function Compute does:
 - on-demand instances start on :meth:`InstanceManager.invoke` when no live instance has
   a free concurrency slot, and are released once idle for ``idle_release_seconds`` with
   no invocation and no exec open; their state directory goes with them;
-- exec runs in the instance's sandbox (state directory at /tmp, shared by every exec of
-  that instance), does not use the function's concurrency, and keeps the instance from
-  being released while it runs;
+- every instance is a running sandbox (``live``): the function's ``command`` is its
+  first process (``sleep infinity`` for a function without one), started with the
+  instance and killed when it is released or the host shuts down;
+- exec enters that running sandbox (its processes, network, state directory at /tmp),
+  does not use the function's concurrency, and keeps the instance from being released
+  while it runs;
+- an invocation of a function with a ``command`` is forwarded to the function's HTTP
+  server through ``invocation_socket`` (FC custom-runtime style); in sandbox mode
+  ``none`` no function process runs and execs are plain subprocesses;
 - exec on a released (or never existing) instance raises ``InstanceNotRunning``.
 
 One manager owns a data directory at a time (a lock file enforces it).
@@ -36,8 +42,9 @@ from pathlib import Path
 from typing import IO
 
 from policies.errors import ConfigError, InstanceError, InstanceNotRunning, ProviderUnavailable
+from policies.instances.live import RUN_MOUNT, LiveSandbox
 from policies.instances.local_store import Provisioned, load_provisioned, save_provisioned
-from policies.instances.sandbox import SandboxRunner, SandboxSpec, check_env
+from policies.instances.sandbox import DEFAULT_ENV, SandboxRunner, SandboxSpec, check_env
 from policies.ports import OutputCallback
 from policies.types import InstanceInfo, Limits, RunResult
 
@@ -48,6 +55,8 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 _REAP_MAX_INTERVAL = 5.0
 _REAP_MIN_INTERVAL = 0.05
 _RELEASED_MEMORY = 10_000
+IDLE_COMMAND = ("sleep", "infinity")
+FC_SERVER_PORT = "9000"
 
 
 class UnknownFunction(InstanceError):
@@ -79,6 +88,8 @@ class LocalFunction:
     instance_concurrency: int = 1
     code_dir: Path | None = None
     max_on_demand: int = 16
+    command: tuple[str, ...] = ()
+    listens: bool = True  # the command takes invocations on /run/fc/invoke.sock
 
     def __post_init__(self) -> None:
         if not _NAME_RE.match(self.name):
@@ -107,6 +118,8 @@ class _Instance:
     last_activity: float
     invocations: int = 0
     execs: set[asyncio.Task[RunResult]] = field(default_factory=set)
+    sandbox: LiveSandbox | None = None
+    booting: asyncio.Task[None] | None = None
 
     @property
     def state_dir(self) -> Path:
@@ -133,6 +146,7 @@ class InstanceManager:
         self._instances: dict[str, _Instance] = {}
         self._released: OrderedDict[str, None] = OrderedDict()
         self._reaper: asyncio.Task[None] | None = None
+        self._closing: set[asyncio.Task[None]] = set()
         self._lock_file: IO[bytes] | None = None
 
     @property
@@ -166,8 +180,21 @@ class InstanceManager:
         """
         if self._lock_file is not None:
             return
+        # The data directory holds ExecGate's keys (and often its database): only the
+        # user running ExecGate may enter it; an unsandboxed command runs as another.
+        await asyncio.to_thread(self._data_dir.mkdir, parents=True, exist_ok=True)
+        await asyncio.to_thread(self._data_dir.chmod, 0o700)
+        self._runner.protect(self._data_dir)
         await self._runner.probe()
         await asyncio.to_thread(self._open_data_dir)
+        try:
+            await asyncio.gather(*(self._boot(inst) for inst in self._instances.values()))
+        except BaseException:
+            await self._stop_all()
+            if self._lock_file is not None:
+                self._lock_file.close()
+                self._lock_file = None
+            raise
         self._reaper = asyncio.create_task(self._reap_forever())
 
     async def aclose(self) -> None:
@@ -183,6 +210,7 @@ class InstanceManager:
         for inst in list(self._instances.values()):
             if not inst.provisioned:
                 self._release(inst)
+        await self._stop_all()
         self._instances.clear()
         if self._lock_file is not None:
             self._lock_file.close()
@@ -228,6 +256,53 @@ class InstanceManager:
         for path in base.glob("*/*"):
             if path.name not in self._instances and path.is_dir():
                 shutil.rmtree(path, ignore_errors=True)
+
+    def _spec(self, inst: _Instance) -> SandboxSpec:
+        fn = self._functions[inst.function]
+        runtime = {
+            "FC_FUNCTION_NAME": fn.name,
+            "FC_INSTANCE_ID": inst.instance_id,
+            "FC_SERVER_PORT": FC_SERVER_PORT,
+        }
+        return SandboxSpec(
+            env={**runtime, **fn.env}, state_dir=inst.state_dir, code_dir=fn.code_dir
+        )
+
+    async def _boot(self, inst: _Instance) -> None:
+        """Start the instance's sandbox with the function's process in it."""
+        if not self._runner.sandboxed or self._runner.bwrap_path is None:
+            return  # mode "none": no sandbox to keep running
+        fn = self._functions[inst.function]
+        spec = self._spec(inst)
+        run_dir = inst.root / "run"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        options = self._runner.sandbox_options(
+            spec, {**DEFAULT_ENV, **spec.env}, extra_mounts=[(run_dir, RUN_MOUNT)]
+        )
+        live = LiveSandbox(run_dir, inst.root / "function.log")
+        inst.sandbox = live
+        await live.start(
+            self._runner.bwrap_path,
+            options,
+            fn.command or IDLE_COMMAND,
+            wait_socket=bool(fn.command) and fn.listens,
+        )
+        logger.info("instance %s of %s is running", inst.instance_id, inst.function)
+
+    async def _stop_all(self) -> None:
+        live = [i.sandbox for i in self._instances.values() if i.sandbox is not None]
+        await asyncio.gather(*(s.stop() for s in live), return_exceptions=True)
+        for task in list(self._closing):
+            await asyncio.gather(task, return_exceptions=True)
+
+    def invocation_socket(self, instance_id: str) -> str | None:
+        """Where the function of a live instance takes invocations; None: no function
+        process (a function without ``command``, or sandbox mode ``none``)."""
+        inst = self._instances.get(instance_id)
+        fn = self._functions[inst.function] if inst is not None else None
+        if inst is None or inst.sandbox is None or fn is None or not (fn.command and fn.listens):
+            return None
+        return inst.sandbox.invoke_socket
 
     def _root(self, function: str, instance_id: str) -> Path:
         return self._data_dir / "instances" / function / instance_id
@@ -303,9 +378,18 @@ class InstanceManager:
                 logger.exception("cannot create the state directory of %s", instance_id)
                 raise ProviderUnavailable("the local instance could not be started") from exc
             self._instances[instance_id] = inst
+            inst.booting = asyncio.create_task(self._boot(inst))
             logger.info("started on-demand instance %s of %s", instance_id, function)
         inst.invocations += 1
         inst.last_activity = self._clock()
+        if inst.booting is not None:
+            try:
+                await asyncio.shield(inst.booting)
+            except BaseException:
+                inst.invocations -= 1
+                if inst.booting.done():
+                    self._release(inst)
+                raise
         return inst.instance_id
 
     def release_invocation(self, instance_id: str) -> None:
@@ -331,17 +415,23 @@ class InstanceManager:
         ProviderUnavailable when the sandbox cannot start or the host shuts down
         during the exec; CommandRejected for an empty argv.
         """
-        fn = self.get_function(function)
+        self.get_function(function)
         inst = self._instances.get(instance_id)
         if inst is None or inst.function != function:
             raise InstanceNotRunning(instance_id, function)
-        spec = SandboxSpec(env=fn.env, state_dir=inst.state_dir, code_dir=fn.code_dir)
+        if inst.booting is not None and not inst.booting.done():
+            raise InstanceNotRunning(instance_id, function)  # not started yet
+        spec = self._spec(inst)
         inst.last_activity = self._clock()
         # Its own task, so that shutting the host down can cancel it without cancelling
         # the caller.
-        task = asyncio.create_task(
-            self._runner.run(argv, spec, limits=limits, on_output=on_output, stdin=stdin)
-        )
+        if inst.sandbox is not None:
+            run = self._runner.run_entered(
+                inst.sandbox, argv, spec, limits=limits, on_output=on_output, stdin=stdin
+            )
+        else:
+            run = self._runner.run(argv, spec, limits=limits, on_output=on_output, stdin=stdin)
+        task = asyncio.create_task(run)
         inst.execs.add(task)
         try:
             return await task
@@ -375,6 +465,11 @@ class InstanceManager:
     def _release(self, inst: _Instance) -> None:
         self._instances.pop(inst.instance_id, None)
         self._released[inst.instance_id] = None
+        if inst.sandbox is not None:
+            inst.sandbox.kill()
+            task = asyncio.get_running_loop().create_task(inst.sandbox.stop())
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
         if len(self._released) > _RELEASED_MEMORY:
             self._released.popitem(last=False)
         shutil.rmtree(inst.root, ignore_errors=True)

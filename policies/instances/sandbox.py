@@ -15,15 +15,22 @@ Inside a bubblewrap sandbox a command sees:
 - new user, pid, ipc, uts, cgroup and network namespaces (``--unshare-all``): local
   instances have NO network, not even the host's loopback; all capabilities dropped.
 
-The environment reaches bubblewrap through an in-memory file (``--args FD``) rather than
-its command line, so function secrets never show in the host's process list, and
-bubblewrap itself runs with an empty environment, so no loader variable of a function
-(``LD_PRELOAD`` ...) can touch the host-side bubblewrap process.
+Every bubblewrap option (mounts with their host paths, the environment) reaches
+bubblewrap through an in-memory file (``--args FD``) rather than its command line: the
+sandbox's pid 1 is a copy of bubblewrap, and its command line is all ``ps -ef`` shows of
+it inside (``bwrap --args 3 -- ...``), just as function secrets never show in the host's
+process list. bubblewrap itself runs with an empty environment, so no loader variable
+of a function (``LD_PRELOAD`` ...) can touch the host-side bubblewrap process. An inline
+shell script (the exit-code wrapper with its nonce) reaches the shell through a pipe,
+not its command line (see ``inline_script``).
 
-Where bubblewrap is missing or refused, mode ``auto`` falls back to plain subprocesses
-with a loud ``UNSANDBOXED`` warning: same environment rules, ``/tmp`` and ``/code`` as
-working directories are mapped to the state and code directories, but the command sees
-the whole host file system and network.
+Modes: ``auto`` and ``bwrap`` both require a working bubblewrap and refuse to run
+anything without it (ProviderUnavailable saying how to install it or opt out).
+``none`` (``subprocess`` is its old name) is the explicit opt-out: plain subprocesses
+with a loud ``UNSANDBOXED`` warning at every start, run as the unprivileged user
+``nobody`` (root only; see ``unsandboxed``); ``/tmp`` and ``/code`` as working
+directories are mapped to the state and code directories, but the command sees the
+host's file system (what ``nobody`` may read) and network.
 """
 
 from __future__ import annotations
@@ -35,9 +42,12 @@ import os
 import shutil
 import signal
 from collections.abc import AsyncIterator, Mapping, Sequence
+from pathlib import Path
 from typing import Literal
 
 from policies.errors import CommandRejected, ConfigError, ProviderUnavailable
+from policies.instances.inline_script import split_inline_script
+from policies.instances.live import LiveSandbox, memfd_args
 from policies.instances.sandbox_layout import (
     EXIT_NOT_EXECUTABLE,
     EXIT_NOT_FOUND,
@@ -47,17 +57,32 @@ from policies.instances.sandbox_layout import (
     SandboxSpec,
 )
 from policies.instances.supervise import Spawned, kill_group, supervise
+from policies.instances.unsandboxed import Identity, dedicated_identity, refuse_readable
 from policies.ports import OutputCallback
 from policies.types import Limits, RunResult
 
-__all__ = ["DEFAULT_PATH", "SandboxMode", "SandboxRunner", "SandboxSpec", "check_env"]
+__all__ = [
+    "DEFAULT_PATH",
+    "INSTALL_HINT",
+    "SandboxMode",
+    "SandboxRunner",
+    "SandboxSpec",
+    "check_env",
+]
 
 logger = logging.getLogger(__name__)
 
-SandboxMode = Literal["auto", "bwrap", "subprocess"]
+SandboxMode = Literal["auto", "bwrap", "none", "subprocess"]
+UNSANDBOXED_MODES = frozenset({"none", "subprocess"})
+INSTALL_HINT = (
+    "local instances need a working bubblewrap sandbox and it is missing or refused on "
+    "this host; install it (Debian/Ubuntu: sudo apt-get install -y bubblewrap) or opt "
+    'out explicitly with sandbox = "none" under [local_host] (commands then run '
+    "unsandboxed on this host as the user nobody; needs root)"
+)
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-_DEFAULT_ENV = {"PATH": DEFAULT_PATH, "HOME": SANDBOX_TMP, "LANG": "C.UTF-8"}
+DEFAULT_ENV = {"PATH": DEFAULT_PATH, "HOME": SANDBOX_TMP, "LANG": "C.UTF-8"}
 _PROBE_TIMEOUT = 10.0
 
 
@@ -68,11 +93,21 @@ class SandboxRunner:
     explicit :meth:`probe`) and costs nothing extra per exec after that.
     """
 
-    def __init__(self, mode: SandboxMode = "auto", bwrap_path: str | None = None) -> None:
+    def __init__(
+        self,
+        mode: SandboxMode = "auto",
+        bwrap_path: str | None = None,
+        *,
+        protected: Sequence[Path] = (),
+    ) -> None:
         self._mode: SandboxMode = mode
         self._bwrap = bwrap_path or shutil.which("bwrap")
         self._use_bwrap = False
         self._probed = False
+        self._identity: Identity | None = None
+        # What an unsandboxed command must not read (keys, database, config); a sandbox
+        # never mounts them.
+        self._protected = tuple(protected)
         self._probe_lock = asyncio.Lock()
         self._layout = HostLayout()
 
@@ -82,35 +117,48 @@ class SandboxRunner:
 
     @property
     def sandboxed(self) -> bool:
-        """True once a probe confirmed bubblewrap works; False before or on fallback."""
+        """True once a probe confirmed bubblewrap works; False before or unsandboxed."""
         return self._use_bwrap
 
-    async def probe(self) -> bool:
-        """Check once that bubblewrap really works here; return whether it is used.
+    @property
+    def bwrap_path(self) -> str | None:
+        return self._bwrap
 
-        Raises: ProviderUnavailable in mode ``bwrap`` when bubblewrap does not work.
+    @property
+    def identity(self) -> Identity | None:
+        """Who unsandboxed commands run as (mode ``none``, after the probe)."""
+        return self._identity
+
+    def protect(self, *paths: Path) -> None:
+        """Add paths an unsandboxed command must not be able to read (checked at probe)."""
+        self._protected += paths
+
+    async def probe(self) -> bool:
+        """Check once that the sandbox works here; return whether bubblewrap is used.
+
+        Raises: ProviderUnavailable when bubblewrap does not work (modes ``auto`` and
+        ``bwrap``; the message says how to install it or opt out), or in mode ``none``
+        when ExecGate is not root or a protected path is readable by ``nobody``.
         """
         async with self._probe_lock:
             if not self._probed:
-                self._use_bwrap = self._mode != "subprocess" and await self._bwrap_works()
+                if self._mode in UNSANDBOXED_MODES:
+                    identity = dedicated_identity()
+                    refuse_readable(self._protected, identity)
+                    self._identity = identity
+                else:
+                    self._use_bwrap = await self._bwrap_works()
                 self._probed = True
-                if not self._use_bwrap and self._mode != "bwrap":
-                    why = (
-                        "the sandbox mode is 'subprocess'"
-                        if self._mode == "subprocess"
-                        else "bubblewrap is missing or refused here"
-                    )
-                    logger.warning(
-                        "UNSANDBOXED: %s; local instances run commands as plain subprocesses "
-                        "with full access to this host's files and network. Install "
-                        "bubblewrap and use sandbox mode 'auto' to sandbox them.",
-                        why,
-                    )
-            if self._mode == "bwrap" and not self._use_bwrap:
-                raise ProviderUnavailable(
-                    "the sandbox mode is 'bwrap' but bubblewrap does not work on this host; "
-                    "install bubblewrap or set the sandbox mode to 'auto'"
+            if self._mode in UNSANDBOXED_MODES:
+                logger.warning(
+                    "UNSANDBOXED: sandbox mode is 'none'; local instances run commands as "
+                    "plain subprocesses on this host (as uid %d) with its network and every "
+                    "file that user may read. Install bubblewrap and use sandbox mode "
+                    "'auto' to sandbox them.",
+                    self._identity.uid if self._identity else -1,
                 )
+            elif not self._use_bwrap:
+                raise ProviderUnavailable(INSTALL_HINT)
             return self._use_bwrap
 
     async def run(
@@ -140,16 +188,22 @@ class SandboxRunner:
         """
         if not argv:
             raise CommandRejected("the command is empty", kind="empty")
-        if not self._probed or (self._mode == "bwrap" and not self._use_bwrap):
-            await self.probe()  # fails closed in mode "bwrap"
+        if not self._probed or not (self._use_bwrap or self._identity):
+            await self.probe()  # fails closed without a sandbox
         spec.state_dir.mkdir(parents=True, exist_ok=True)
-        env = {**_DEFAULT_ENV, **spec.env}
+        env = {**DEFAULT_ENV, **spec.env}
         if self._use_bwrap:
             missing = self._layout.missing_command(argv[0], spec, env["PATH"])
             if missing is not None:
                 await on_output("stderr", f"{argv[0]}: command not found\n".encode())
                 return RunResult(exit_code=missing)
-            spawned = await self._spawn_bwrap(argv, spec, env, stdin is not None)
+            inline = split_inline_script(argv)
+            try:
+                spawned = await self._spawn_bwrap(
+                    inline.argv, spec, env, stdin is not None, extra_fds=inline.fds
+                )
+            finally:
+                inline.close()
         else:
             try:
                 spawned = await self._spawn_plain(argv, spec, env, stdin is not None)
@@ -161,13 +215,37 @@ class SandboxRunner:
                 return RunResult(exit_code=EXIT_NOT_EXECUTABLE)
         return await supervise(spawned, limits=limits, on_output=on_output, stdin=stdin)
 
+    async def run_entered(
+        self,
+        live: LiveSandbox,
+        argv: Sequence[str],
+        spec: SandboxSpec,
+        *,
+        limits: Limits,
+        on_output: OutputCallback,
+        stdin: AsyncIterator[bytes] | None = None,
+    ) -> RunResult:
+        """Like :meth:`run`, inside the running sandbox ``live`` (same mounts as ``spec``).
+
+        Raises: CommandRejected for an empty argv; ProviderUnavailable when the sandbox
+        is not running.
+        """
+        if not argv:
+            raise CommandRejected("the command is empty", kind="empty")
+        env = {**DEFAULT_ENV, **spec.env}
+        check_env(env)
+        missing = self._layout.missing_command(argv[0], spec, env["PATH"])
+        if missing is not None:
+            await on_output("stderr", f"{argv[0]}: command not found\n".encode())
+            return RunResult(exit_code=missing)
+        spawned = await live.enter(argv, env, spec.workdir, with_stdin=stdin is not None)
+        return await supervise(spawned, limits=limits, on_output=on_output, stdin=stdin)
+
     # ------------------------------------------------------------------ bubblewrap
 
-    def _bwrap_base(self) -> list[str]:
-        if self._bwrap is None:
-            raise ProviderUnavailable("bubblewrap is not installed")
+    def bwrap_options(self) -> list[str]:
+        """The options every sandbox starts with (without the bubblewrap path)."""
         return [
-            self._bwrap,
             "--unshare-all",
             "--die-with-parent",
             "--new-session",
@@ -184,7 +262,7 @@ class SandboxRunner:
         if self._bwrap is None:
             logger.info("bubblewrap not found on PATH")
             return False
-        argv = [*self._bwrap_base(), "--tmpfs", SANDBOX_TMP, "--", "true"]
+        argv = [self._bwrap, *self.bwrap_options(), "--tmpfs", SANDBOX_TMP, "--", "true"]
         try:
             proc = await asyncio.create_subprocess_exec(
                 *argv,
@@ -212,40 +290,55 @@ class SandboxRunner:
             return False
         return True
 
-    async def _spawn_bwrap(
-        self, argv: Sequence[str], spec: SandboxSpec, env: Mapping[str, str], with_stdin: bool
-    ) -> Spawned:
+    def sandbox_options(
+        self,
+        spec: SandboxSpec,
+        env: Mapping[str, str],
+        extra_mounts: Sequence[tuple[Path, str]] = (),
+    ) -> list[str]:
+        """Every option of one sandbox: namespaces, mounts, environment, working dir.
+
+        ``extra_mounts`` are (host directory, sandbox path) pairs mounted read-write.
+
+        Raises: ConfigError for an environment no sandbox can hold.
+        """
         check_env(env)
-        base = self._bwrap_base()
-        args_fd = os.memfd_create("execgate-bwrap-args", os.MFD_CLOEXEC)
+        options = self.bwrap_options()
+        options += ["--bind", str(spec.state_dir.absolute()), SANDBOX_TMP]
+        if spec.code_dir is not None:
+            options += ["--ro-bind", str(spec.code_dir.absolute()), SANDBOX_CODE]
+        for host, inside in extra_mounts:
+            options += ["--bind", str(host.absolute()), inside]
+        # The sandbox's own root (where /etc and the mount points live) is made
+        # read-only last: /tmp (the instance's state) and the sandbox's own /dev
+        # tmpfs stay writable.
+        options += ["--remount-ro", "/", "--chdir", spec.workdir, "--clearenv"]
+        for key, value in env.items():
+            options += ["--setenv", key, value]
+        return options
+
+    async def _spawn_bwrap(
+        self,
+        argv: Sequence[str],
+        spec: SandboxSpec,
+        env: Mapping[str, str],
+        with_stdin: bool,
+        *,
+        extra_fds: tuple[int, ...] = (),
+    ) -> Spawned:
+        if self._bwrap is None:
+            raise ProviderUnavailable(INSTALL_HINT)
+        options = self.sandbox_options(spec, env)
+        args_fd = memfd_args(options)
         info_r, info_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         try:
-            payload = ["--clearenv"]
-            for key, value in env.items():
-                payload += ["--setenv", key, value]
-            os.write(args_fd, b"".join(p.encode() + b"\0" for p in payload))
-            os.lseek(args_fd, 0, os.SEEK_SET)
-            mounts = ["--bind", str(spec.state_dir.absolute()), SANDBOX_TMP]
-            if spec.code_dir is not None:
-                mounts += ["--ro-bind", str(spec.code_dir.absolute()), SANDBOX_CODE]
-            # The sandbox's own root (where /etc and the mount points live) is made
-            # read-only last: /tmp (the instance's state) and the sandbox's own /dev
-            # tmpfs stay writable.
-            mounts += ["--remount-ro", "/"]
-            full = [
-                *base,
-                *mounts,
-                "--chdir",
-                spec.workdir,
-                "--args",
-                str(args_fd),
-                "--info-fd",
-                str(info_w),
-                "--",
-                *argv,
-            ]
+            full = [self._bwrap, "--args", str(args_fd), "--info-fd", str(info_w), "--", *argv]
             proc = await _spawn(
-                full, env={}, cwd=None, with_stdin=with_stdin, pass_fds=(args_fd, info_w)
+                full,
+                env={},
+                cwd=None,
+                with_stdin=with_stdin,
+                pass_fds=(args_fd, info_w, *extra_fds),
             )
         except OSError as exc:
             os.close(info_r)
@@ -272,6 +365,9 @@ class SandboxRunner:
         self, argv: Sequence[str], spec: SandboxSpec, env: Mapping[str, str], with_stdin: bool
     ) -> Spawned:
         check_env(env)
+        identity = self._identity
+        if identity is None:  # only reachable if the probe was skipped: fail closed
+            raise ProviderUnavailable(INSTALL_HINT)
         host_env = dict(env)
         state = str(spec.state_dir)
         # Unsandboxed there is no private /tmp to point HOME at: use the state dir.
@@ -279,7 +375,11 @@ class SandboxRunner:
             host_env["HOME"] = state
         host_env.setdefault("TMPDIR", state)
         cwd = self._layout.host_path(spec.workdir, spec) or spec.workdir
-        proc = await _spawn(list(argv), env=host_env, cwd=cwd, with_stdin=with_stdin)
+        # The instance's directory is the one place of ExecGate's the command may write.
+        os.chown(spec.state_dir, identity.uid, identity.gid)
+        proc = await _spawn(
+            list(argv), env=host_env, cwd=cwd, with_stdin=with_stdin, identity=identity
+        )
         # Background processes left behind would hold the output pipes open; they end
         # with the command, as they do in a sandbox whose pid namespace ends.
         return Spawned(
@@ -297,8 +397,25 @@ async def _spawn(
     cwd: str | None,
     with_stdin: bool,
     pass_fds: tuple[int, ...] = (),
+    identity: Identity | None = None,
 ) -> asyncio.subprocess.Process:
     # A new session makes the process a group leader, so the group can be killed whole.
+    # The working directory is entered before the identity changes: it may lie below a
+    # directory (ExecGate's data directory) that the identity cannot traverse.
+    if identity is not None:
+        return await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.PIPE if with_stdin else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=dict(env),
+            cwd=cwd,
+            start_new_session=True,
+            pass_fds=pass_fds,
+            user=identity.uid,
+            group=identity.gid,
+            extra_groups=[],
+        )
     return await asyncio.create_subprocess_exec(
         *argv,
         stdin=asyncio.subprocess.PIPE if with_stdin else asyncio.subprocess.DEVNULL,

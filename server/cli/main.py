@@ -33,6 +33,7 @@ from policies.errors import (
     UnknownPrincipal,
 )
 from policies.units import parse_instant
+from server.cli import invoke
 from server.cli.exits import (
     EXIT_CHECK_FAILED,
     EXIT_CONFIG,
@@ -150,6 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reason", default="")
     p.add_argument("--json", action="store_true")
 
+    invoke.add_parser(sub)
+
     sub.add_parser("mcp", help="serve MCP over stdio (for desktop AI assistants)")
     sub.add_parser("slack", help="run the Slack bot in Socket Mode")
 
@@ -196,6 +199,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from server.serve import serve
 
             return serve(settings, host=args.host, port=args.port)
+        if args.cmd == "invoke":
+            return asyncio.run(invoke.run_invoke(args, settings))
         if args.cmd == "mcp":
             from server.mcp.stdio import run_stdio
 

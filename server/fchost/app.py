@@ -5,7 +5,9 @@ upgrades included):
 
 - ``GET  /2023-03-30/functions/{fn}/instances``               ListInstances
 - ``WS   /2023-03-30/functions/{fn}/instances/{id}/exec``     InstanceExec
-- ``POST /2023-03-30/functions/{fn}/invocations``             InvokeFunction
+- ``POST /2023-03-30/functions/{fn}/invocations``             InvokeFunction (forwarded to
+  the function's HTTP server in its instance; header ``x-fc-invocation-path`` picks the
+  path, default ``/invoke``; a function without a process echoes the payload)
 
 Errors are FC 3.0 JSON bodies ``{"Code","Message","RequestId"}``; a refused WebSocket
 gets the same body as an HTTP response instead of the upgrade (the ASGI
@@ -32,8 +34,13 @@ from policies.instances.fc.signing import HEADER_INSTANCE_ID, HEADER_REQUEST_ID
 from policies.instances.local import InstanceLimitReached, InstanceManager, UnknownFunction
 from server.fchost.auth import AuthFailure, HostKeys, verify_request
 from server.fchost.exec_session import BadExecRequest, HostExecSession, parse_exec_query
+from server.fchost.forward import ForwardError, forward
 
 MAX_LIST_LIMIT = 100
+# Local only: the HTTP path the function's server is called with (FC's custom runtime
+# gets event invocations on /invoke), and the status it answered with.
+HEADER_INVOCATION_PATH = "x-fc-invocation-path"
+HEADER_FUNCTION_STATUS = "x-fc-function-status"
 
 
 def _request_id() -> str:
@@ -121,13 +128,21 @@ class _Host:
             return fc_error(429, "ResourceExhausted", "no instance is free", request_id)
         except ProviderUnavailable:
             return fc_error(503, "ServiceUnavailable", "the host is not running", request_id)
+        headers = {HEADER_INSTANCE_ID: instance_id, HEADER_REQUEST_ID: request_id}
         try:
-            # The local functions run no handler code: the invocation echoes its payload.
-            return Response(
-                payload,
-                media_type="application/octet-stream",
-                headers={HEADER_INSTANCE_ID: instance_id, HEADER_REQUEST_ID: request_id},
-            )
+            socket_path = self.manager.invocation_socket(instance_id)
+            if socket_path is None:
+                # A function without a process: the invocation echoes its payload.
+                return Response(payload, media_type="application/octet-stream", headers=headers)
+            path = request.headers.get(HEADER_INVOCATION_PATH, "/invoke")
+            try:
+                answer = await forward(socket_path, path, payload, request_id)
+            except ValueError:
+                return fc_error(400, "InvalidArgument", "bad invocation path", request_id)
+            except ForwardError:
+                return fc_error(502, "FunctionNotReady", "the function did not answer", request_id)
+            headers[HEADER_FUNCTION_STATUS] = str(answer.status)
+            return Response(answer.body, media_type=answer.content_type, headers=headers)
         finally:
             self.manager.release_invocation(instance_id)
 

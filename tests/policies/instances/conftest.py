@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from policies.instances.sandbox import SandboxMode, SandboxRunner
-from tests.policies.instances.sandbox_helpers import bwrap_unusable_reason
+from tests.policies.instances.sandbox_helpers import require_bwrap
 
 
 @pytest.fixture(
@@ -18,9 +18,7 @@ async def runner(request: pytest.FixtureRequest) -> SandboxRunner:
     """A probed runner: real bubblewrap, then the unsandboxed fallback."""
     mode: SandboxMode = request.param
     if mode == "bwrap":
-        reason = bwrap_unusable_reason()
-        if reason is not None:
-            pytest.skip(reason)
+        require_bwrap()
     sandbox_runner = SandboxRunner(mode)
     await sandbox_runner.probe()
     return sandbox_runner
@@ -29,9 +27,7 @@ async def runner(request: pytest.FixtureRequest) -> SandboxRunner:
 @pytest.fixture
 async def bwrap_runner() -> SandboxRunner:
     """A probed bubblewrap runner, for what only a sandbox guarantees."""
-    reason = bwrap_unusable_reason()
-    if reason is not None:
-        pytest.skip(reason)
+    require_bwrap()
     sandbox_runner = SandboxRunner("bwrap")
     await sandbox_runner.probe()
     return sandbox_runner

@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
+import pytest
+
+from policies.instances.sandbox import INSTALL_HINT
 from policies.types import Stream
 
 
@@ -91,6 +94,13 @@ async def wait_exited(pidfds: list[int]) -> None:
 
 
 @cache
+def require_bwrap() -> None:
+    """Fail (never skip, never pass vacuously) when the sandbox cannot run here."""
+    reason = bwrap_unusable_reason()
+    if reason is not None:
+        pytest.fail(f"{reason}. {INSTALL_HINT}", pytrace=False)
+
+
 def bwrap_unusable_reason() -> str | None:
     """Why bubblewrap cannot run sandboxes here, or None when it can."""
     bwrap = shutil.which("bwrap")

@@ -12,7 +12,7 @@ import pytest
 from policies.errors import ProviderUnavailable
 from policies.instances.sandbox import SandboxRunner, SandboxSpec
 from policies.types import Limits
-from tests.policies.instances.sandbox_helpers import Output, bwrap_unusable_reason
+from tests.policies.instances.sandbox_helpers import Output, require_bwrap
 
 LIMITS = Limits(timeout=30.0, idle_timeout=30.0)
 
@@ -151,32 +151,9 @@ async def test_mode_bwrap_refuses_to_fall_back(tmp_path: Path) -> None:
     assert not runner.sandboxed
 
 
-async def test_mode_auto_falls_back_loudly_when_bwrap_does_not_work(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    fake = tmp_path / "bwrap"
-    fake.write_text("#!/bin/sh\necho 'bwrap: No permissions to create new namespace' >&2\nexit 1\n")
-    fake.chmod(0o755)
-    runner = SandboxRunner("auto", bwrap_path=str(fake))
-    with caplog.at_level("WARNING"):
-        assert await runner.probe() is False
-    assert not runner.sandboxed
-    assert any("UNSANDBOXED" in r.getMessage() for r in caplog.records)
-    out = Output()
-    result = await runner.run(
-        ["sh", "-c", "echo still-runs"],
-        SandboxSpec(env={}, state_dir=tmp_path / "state"),
-        limits=LIMITS,
-        on_output=out,
-    )
-    assert result.exit_code == 0 and out.text("stdout") == "still-runs\n"
-
-
 @pytest.mark.bwrap
 async def test_mode_auto_uses_bwrap_where_it_works() -> None:
-    reason = bwrap_unusable_reason()
-    if reason is not None:
-        pytest.skip(reason)
+    require_bwrap()
     runner = SandboxRunner("auto")
     assert runner.sandboxed is False  # not claimed before the probe
     assert await runner.probe() is True

@@ -1,0 +1,145 @@
+"""An instance is a running sandbox: exec enters it and sees the function's process."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import anyio
+import pytest
+
+from policies.errors import InstanceNotRunning
+from policies.instances.local import InstanceManager, LocalFunction
+from policies.instances.sandbox import SandboxRunner
+from policies.types import Limits
+from tests.policies.instances.sandbox_helpers import (
+    Output,
+    env_of,
+    open_pidfds,
+    pids_with,
+    require_bwrap,
+    unique_sleep_seconds,
+    wait_exited,
+)
+from tests.support.fchost import FakeClock
+
+pytestmark = pytest.mark.bwrap
+LIMITS = Limits(timeout=30.0, idle_timeout=30.0)
+
+
+@pytest.fixture
+def marker() -> str:
+    return unique_sleep_seconds()
+
+
+@pytest.fixture
+async def manager(tmp_path: Path, marker: str) -> AsyncIterator[InstanceManager]:
+    require_bwrap()
+    fn = LocalFunction(
+        "svc",
+        env={"APP_ENV": "demo", "DB_PASSWORD": "hunter2"},
+        provisioned=2,
+        command=("sleep", marker),
+        listens=False,
+        idle_release_seconds=60.0,
+    )
+    clock = FakeClock()
+    mgr = InstanceManager([fn], SandboxRunner("bwrap"), tmp_path / "data", clock=clock)
+    await mgr.start()
+    try:
+        yield mgr
+    finally:
+        await mgr.aclose()
+
+
+async def run(manager: InstanceManager, instance: str, *argv: str) -> Output:
+    out = Output()
+    with anyio.fail_after(30):
+        result = await manager.exec("svc", instance, argv, limits=LIMITS, on_output=out)
+    assert result.exit_code == 0, out.text("stderr")
+    return out
+
+
+def ids(manager: InstanceManager) -> list[str]:
+    return [i.instance_id for i in manager.list("svc")]
+
+
+async def test_ps_in_an_exec_shows_the_function_process(
+    manager: InstanceManager, marker: str
+) -> None:
+    out = await run(manager, ids(manager)[0], "ps", "aux")
+    assert f"sleep {marker}" in out.text("stdout")
+
+
+async def test_the_shell_of_an_exec_has_the_environment_of_the_function_process(
+    manager: InstanceManager,
+) -> None:
+    instance = ids(manager)[0]
+    shell = env_of(await run(manager, instance, "env"))
+    pid = (await run(manager, instance, "pgrep", "-x", "sleep")).text("stdout").split()[0]
+    raw = (await run(manager, instance, "cat", f"/proc/{pid}/environ")).data("stdout")
+    function = dict(item.decode().partition("=")[::2] for item in raw.split(b"\0") if item)
+    assert function["DB_PASSWORD"] == "hunter2" and function["FC_INSTANCE_ID"] == instance
+    shell.pop("PWD", None)  # where each process happens to be
+    function.pop("PWD", None)
+    assert shell == function
+
+
+async def test_two_execs_on_one_instance_share_files_and_processes_and_two_instances_do_not(
+    manager: InstanceManager,
+) -> None:
+    first, second = ids(manager)
+    await run(manager, first, "sh", "-c", "echo written-by-exec-1 > shared.txt")
+    seen = await run(manager, first, "cat", "shared.txt")
+    assert seen.text("stdout") == "written-by-exec-1\n"
+    other = await run(manager, second, "ls", "-a", "/tmp")
+    assert "shared.txt" not in other.text("stdout")
+    pids = []
+    for instance in (first, second):
+        out = await run(manager, instance, "sh", "-c", "cat /proc/$(pgrep -x sleep)/environ")
+        assert f"FC_INSTANCE_ID={instance}".encode() in out.data("stdout")
+        pids.append(out)
+    # Each instance sees its own function process, and only its own.
+    for instance in (first, second):
+        count = await run(manager, instance, "pgrep", "-c", "-x", "sleep")
+        assert count.text("stdout").strip() == "1"
+
+
+async def test_capabilities_exist_only_inside_the_instance_user_namespace(
+    manager: InstanceManager,
+) -> None:
+    instance = ids(manager)[0]
+    inside = await run(manager, instance, "cat", "/proc/self/uid_map")
+    # Root inside is a mapped id of a user namespace of its own, not the host's.
+    assert inside.text("stdout").split() != ["0", "0", "4294967295"]
+    status = await run(manager, instance, "grep", "CapEff", "/proc/self/status")
+    assert status.text("stdout").split()[1] != "0000000000000000"  # tcpdump can capture
+
+
+async def test_a_released_instance_is_gone_with_its_processes(tmp_path: Path, marker: str) -> None:
+    require_bwrap()
+    fn = LocalFunction(
+        "svc",
+        env={},
+        provisioned=0,
+        command=("sleep", marker),
+        listens=False,
+        idle_release_seconds=1.0,
+    )
+    clock = FakeClock()
+    manager = InstanceManager([fn], SandboxRunner("bwrap"), tmp_path / "data", clock=clock)
+    await manager.start()
+    try:
+        instance = await manager.invoke("svc")
+        manager.release_invocation(instance)
+        running = pids_with(marker)
+        assert running  # the function process was there
+        pidfds = open_pidfds(running)
+        clock.advance(5.0)
+        assert manager.release_idle() == [instance]
+        with anyio.fail_after(30):
+            await wait_exited(pidfds)
+        with pytest.raises(InstanceNotRunning):
+            await manager.exec("svc", instance, ["true"], limits=LIMITS, on_output=Output())
+    finally:
+        await manager.aclose()
