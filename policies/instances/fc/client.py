@@ -208,10 +208,12 @@ class FcClient:
         """
         if not argv:
             raise CommandRejected("the command is empty", kind="empty")
-        nonce = new_nonce()
+        nonce, run_id = new_nonce(), new_nonce()
         grace = self.endpoint.kill_grace
         idle = server_idle_timeout(limits, grace)
-        wrapped = wrap_argv(argv, nonce, timeout=wrapper_timeout(limits), grace=grace)
+        wrapped = wrap_argv(
+            argv, nonce, run_id=run_id, timeout=wrapper_timeout(limits), grace=grace
+        )
         target = self.endpoint.exec(
             function, qualifier, instance, wrapped, stdin=stdin is not None, idle_timeout=idle
         )
@@ -229,10 +231,10 @@ class FcClient:
         except BaseException:
             # Cancelled, or on_output / stdin failed: closing the socket does not stop
             # the command on FC, so a second exec does, whatever happens meanwhile.
-            await _uncancellable(self._stop(function, qualifier, instance, nonce))
+            await _uncancellable(self._stop(function, qualifier, instance, run_id))
             raise
         if not reported:
-            await _uncancellable(self._stop(function, qualifier, instance, nonce))
+            await _uncancellable(self._stop(function, qualifier, instance, run_id))
         return result
 
     async def _open(
@@ -266,11 +268,11 @@ class FcClient:
                 f"the provider {self._provider_name} could not open an exec session"
             ) from exc
 
-    async def _stop(self, function: str, qualifier: str | None, instance: str, nonce: str) -> None:
-        """Stop exec ``nonce``'s command with a second, short exec; failures are logged."""
+    async def _stop(self, function: str, qualifier: str | None, instance: str, run_id: str) -> None:
+        """Stop the command of run ``run_id`` with a second, short exec; failures are logged."""
         grace = self.endpoint.kill_grace
         budget = grace + STOP_EXTRA_SECONDS
-        argv = stop_argv(nonce, wait=grace + 2)
+        argv = stop_argv(run_id, wait=grace + 2)
         target = self.endpoint.exec(
             function, qualifier, instance, argv, stdin=False, idle_timeout=budget
         )

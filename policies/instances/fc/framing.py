@@ -291,6 +291,7 @@ def wrap_argv(
     argv: Sequence[str],
     nonce: str,
     *,
+    run_id: str,
     timeout: int = 600,
     grace: int = DEFAULT_KILL_GRACE,
 ) -> list[str]:
@@ -311,16 +312,23 @@ def wrap_argv(
     positional parameters (``"$@"``), never spliced into the script, so no quoting is
     involved; the nonce and the numbers are checked before they are.
 
-    Raises: ValueError for an empty argv, a nonce that is not lower-case hex, or a
-    timeout or grace below one second.
+    ``run_id`` names the run file a second exec renames to stop the command: it is its
+    own random value, never the nonce, because the file's name shows in ``ls /tmp`` and
+    in the watchdog's command line, and the nonce must stay secret from the command.
+
+    Raises: ValueError for an empty argv, a nonce or run id that is not lower-case hex,
+    the two being equal, or a timeout or grace below one second.
     """
     if not argv:
         raise ValueError("argv must not be empty")
     _check_nonce(nonce)
+    _check_nonce(run_id)
+    if run_id == nonce:
+        raise ValueError("the run id must not be the nonce")
     if timeout < 1 or grace < 1:
         raise ValueError("the timeout and the grace must be at least one second")
     script = (
-        f"n={nonce}; d=${{TMPDIR:-/tmp}}; r=$d/.execgate-$n.run; s=$d/.execgate-$n.stop;"
+        f"n={run_id}; d=${{TMPDIR:-/tmp}}; r=$d/.execgate-$n.run; s=$d/.execgate-$n.stop;"
         # The run file lets a second exec stop this one (``stop_argv``) by renaming it.
         ' : >"$r" 2>/dev/null || r=;'
         " to=; trap 'to=1' USR1;"
@@ -343,8 +351,8 @@ def wrap_argv(
     return ["/bin/sh", "-c", script, "sh", *argv]
 
 
-def stop_argv(nonce: str, *, wait: int = DEFAULT_KILL_GRACE + 2) -> list[str]:
-    """argv for a second exec that stops the wrapped command of exec ``nonce``.
+def stop_argv(run_id: str, *, wait: int = DEFAULT_KILL_GRACE + 2) -> list[str]:
+    """argv for a second exec that stops the wrapped command whose run id is ``run_id``.
 
     It renames the wrapper's run file; the watchdog notices within a second and TERMs
     then KILLs the command's group, and the wrapper removes the renamed file as it ends.
@@ -352,13 +360,13 @@ def stop_argv(nonce: str, *, wait: int = DEFAULT_KILL_GRACE + 2) -> list[str]:
     stopped or had already ended, 1 when it still runs. Only the shared ``/tmp`` (or
     ``$TMPDIR``) is needed, not a shared process namespace.
 
-    Raises: ValueError for a nonce that is not lower-case hex or a wait below zero.
+    Raises: ValueError for a run id that is not lower-case hex or a wait below zero.
     """
-    _check_nonce(nonce)
+    _check_nonce(run_id)
     if wait < 0:
         raise ValueError("the wait must not be negative")
     script = (
-        f"n={nonce}; d=${{TMPDIR:-/tmp}}; r=$d/.execgate-$n.run; s=$d/.execgate-$n.stop;"
+        f"n={run_id}; d=${{TMPDIR:-/tmp}}; r=$d/.execgate-$n.run; s=$d/.execgate-$n.stop;"
         ' mv -f "$r" "$s" 2>/dev/null || exit 0;'
         f' i=0; while [ -e "$s" ] && [ $i -lt {wait} ]; do sleep 1; i=$((i+1)); done;'
         ' [ ! -e "$s" ]'

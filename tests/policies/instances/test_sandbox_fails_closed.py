@@ -164,7 +164,7 @@ async def test_ps_in_an_instance_shows_no_host_path_and_no_exit_code_nonce(
             result = await manager.exec(
                 "demo",
                 instance.instance_id,
-                wrap_argv(["ps", "-efww"], nonce),
+                wrap_argv(["ps", "-efww"], nonce, run_id=new_nonce()),
                 limits=LIMITS,
                 on_output=out,
             )

@@ -176,7 +176,7 @@ def test_the_host_accepts_both_stdin_forms(message: Message, event: object) -> N
 
 
 def test_the_wrapper_passes_argv_as_positional_parameters() -> None:
-    wrapped = wrap_argv(["echo", "a b", "$HOME"], NONCE, timeout=7, grace=2)
+    wrapped = wrap_argv(["echo", "a b", "$HOME"], NONCE, run_id=new_nonce(), timeout=7, grace=2)
     assert wrapped[:2] == ["/bin/sh", "-c"]
     assert wrapped[3:] == ["sh", "echo", "a b", "$HOME"]
     assert "$HOME" not in wrapped[2] and "a b" not in wrapped[2]
@@ -197,7 +197,17 @@ def test_the_wrapper_refuses_bad_input(
     argv: list[str], nonce: str, timeout: int, grace: int
 ) -> None:
     with pytest.raises(ValueError):
-        wrap_argv(argv, nonce, timeout=timeout, grace=grace)
+        wrap_argv(argv, nonce, run_id=new_nonce(), timeout=timeout, grace=grace)
+
+
+def test_the_run_file_is_never_named_by_the_nonce() -> None:
+    run_id = new_nonce()
+    wrapped = wrap_argv(["true"], NONCE, run_id=run_id)
+    assert run_id in wrapped[2]
+    # The nonce may only appear where the trailer is printed, never in a file name.
+    assert f".execgate-{NONCE}" not in wrapped[2] and f"n={NONCE}" not in wrapped[2]
+    with pytest.raises(ValueError):
+        wrap_argv(["true"], NONCE, run_id=NONCE)
 
 
 def test_the_stop_exec_refuses_a_nonce_that_is_not_hex() -> None:
@@ -297,7 +307,7 @@ async def test_the_wrapper_under_a_real_shell_reports_the_exit_status(
 ) -> None:
     nonce = new_nonce()
     proc = await asyncio.create_subprocess_exec(
-        *wrap_argv(["sh", "-c", script], nonce),
+        *wrap_argv(["sh", "-c", script], nonce, run_id=new_nonce()),
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
     )

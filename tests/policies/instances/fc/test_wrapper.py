@@ -59,13 +59,13 @@ class Wrapped:
 
     def __init__(self, shell: str, tmp: Path, env: dict[str, str] | None = None) -> None:
         self.shell = _shell(shell)
-        self.nonce = new_nonce()
+        self.nonce, self.run_id = new_nonce(), new_nonce()
         self.env = {"PATH": os.environ["PATH"], "TMPDIR": str(tmp), **(env or {})}
         self.started = asyncio.Event()
         self._stdout = b""
 
     async def run(self, argv: Sequence[str], *, timeout: int = 60, grace: int = 1) -> Ran:
-        wrapped = wrap_argv(argv, self.nonce, timeout=timeout, grace=grace)
+        wrapped = wrap_argv(argv, self.nonce, run_id=self.run_id, timeout=timeout, grace=grace)
         proc = await asyncio.create_subprocess_exec(
             *self.shell,
             *wrapped[1:],
@@ -87,7 +87,7 @@ class Wrapped:
 
     async def stop(self) -> int:
         proc = await asyncio.create_subprocess_exec(
-            *self.shell, *stop_argv(self.nonce, wait=5)[1:], env=self.env
+            *self.shell, *stop_argv(self.run_id, wait=5)[1:], env=self.env
         )
         return await proc.wait()
 
