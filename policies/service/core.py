@@ -49,6 +49,7 @@ from policies.service.intents import STATUS_OF, intent_for
 from policies.service.output import CollectedOutput, OutputCollector
 from policies.service.pipeline_output import OutputPlan, plan_output
 from policies.service.results import DEFAULT_INLINE_LIMIT, ExecResult, Explanation, TextSink
+from policies.service.review import ReviewService
 from policies.service.session_state import Builtin, parse_builtin, recorded_form, resolve_dir
 from policies.service.sessions import SessionsMixin
 from policies.types import (
@@ -116,6 +117,15 @@ class ExecService(CollectMixin, ApprovalsMixin, SessionsMixin):
         self._artifact_prefix = artifact_prefix
         self._resolve = resolve_principal
         self._clock = clock
+        # The audit log's read side for the review console (policies/service/review.py).
+        self.review = ReviewService(
+            policies=policies,
+            audit=audit,
+            artifacts=artifacts,
+            resolve=resolve_principal,
+            clock=clock,
+            link_ttl_seconds=link_ttl_seconds,
+        )
 
     def current_policy(self) -> Policy:
         """The policy in force now (reloaded when its file changes)."""
