@@ -204,19 +204,26 @@ class ReviewService:
     # ------------------------------------------------------------------ one exec
 
     async def exec_detail(self, principal: Principal, audit_id: AuditId) -> ExecDetail:
-        """One record with its approval, fresh artifact links and chain events.
+        """One record with its approval, fresh artifact links and chain events, for its
+        owner, an auditor, or an approver of its approval request.
 
-        Raises: RecordNotFound, AccessDenied (another principal's record, for a
-        non-auditor), UnknownPrincipal, AuditUnavailable.
+        Raises: RecordNotFound, AccessDenied (another principal's record, for anyone
+        else), UnknownPrincipal, AuditUnavailable.
         """
         viewer = await self.viewer(principal)
         try:
             record = await self._audit.get_exec(audit_id)
         except KeyError:
             raise RecordNotFound() from None
-        if not self._may_see(viewer, record.intent.principal):
-            raise AccessDenied("you may only see your own records", kind="not_yours")
         approval = await self._approval_of(record)
+        # Approvers of a request see what they were asked to approve, and what it did.
+        approving = approval is not None and is_approver(
+            self._policies.current(),
+            viewer.principal,
+            ApprovalSpec(approval.approver_roles, approval.threshold),
+        )
+        if not (self._may_see(viewer, record.intent.principal) or approving):
+            raise AccessDenied("you may only see your own records", kind="not_yours")
         artifacts = await self._artifact_views(record)
         subjects = [str(audit_id)] + ([str(approval.approval_id)] if approval else [])
         events = tuple(await self.browser.events_of(subjects))
