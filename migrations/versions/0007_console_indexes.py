@@ -3,7 +3,8 @@
 The console pages through the log newest first and continues after the last row's
 (created_at, id); an index on that pair serves every page at the cost of the first
 (and any query on created_at alone, so it replaces the index on created_at). Charts
-count execs per effect over a time range: (effect, created_at).
+count execs per effect over a time range and the rules that denied most:
+(effect, created_at, rule_id) answers both from the index alone.
 
 Revision ID: 0007
 Revises: 0005
@@ -24,7 +25,7 @@ depends_on: str | Sequence[str] | None = None
 OLD = ("ix_exec_sessions_created_at", ["created_at"])
 NEW = (
     ("ix_exec_sessions_created_at_id", ["created_at", "id"]),
-    ("ix_exec_sessions_effect_created_at", ["effect", "created_at"]),
+    ("ix_exec_sessions_effect_created_at_rule_id", ["effect", "created_at", "rule_id"]),
 )
 
 

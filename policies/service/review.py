@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from policies.audit.browse import (
     AuditBrowser,
     BrowseFilter,
-    Bucket,
     BucketCount,
     ChainEvent,
     Cursor,
@@ -182,13 +181,20 @@ class ReviewService:
         return viewer, page
 
     async def activity_chart(
-        self, principal: Principal, flt: BrowseFilter, bucket: Bucket
+        self,
+        principal: Principal,
+        flt: BrowseFilter,
+        starts: Sequence[dt.datetime],
+        end: dt.datetime,
     ) -> Activity:
-        """Execs per bucket and effect, and the top denying rules, over what the
-        principal may see. Raises: UnknownPrincipal, AuditUnavailable."""
+        """Execs per bucket (from each of ``starts`` to the next, the last to ``end``)
+        and effect, and the top denying rules, over what the principal may see.
+
+        Raises: UnknownPrincipal, AuditUnavailable.
+        """
         viewer = await self.viewer(principal)
         scoped = self._scope(viewer, flt)
-        counts = await self.browser.counts(scoped, bucket)
+        counts = await self.browser.counts(scoped, starts, end)
         top = await self.browser.top_denied_rules(scoped)
         return Activity(tuple(counts), tuple(top))
 

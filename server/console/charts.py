@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from typing import Literal
 
 from markupsafe import Markup, escape
 
-from policies.audit.browse import Bucket, BucketCount
+from policies.audit.browse import BucketCount
+
+Bucket = Literal["hour", "day"]
 
 EFFECTS = ("allow", "approve", "deny")
 WIDTH, HEIGHT, PAD, AXIS = 720, 160, 4, 18

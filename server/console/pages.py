@@ -28,7 +28,7 @@ from policies.service.core import ExecService
 from policies.service.review import RecordNotFound
 from policies.types import ApprovalId, AuditId, Principal, SessionId
 from server.console import export
-from server.console.charts import bar_chart, bucket_starts
+from server.console.charts import Bucket, bar_chart, bucket_starts
 from server.console.filters import BadFilter, parse_query
 from server.console.security import CsrfRefused, check_csrf, csrf_token
 from server.console.signin import LinkRedeemer, SignInRefused
@@ -126,9 +126,10 @@ class Pages:
         )
         until = query.filter.until or now
         since = query.filter.since or until - dt.timedelta(hours=24)
-        bucket: Any = "day" if until - since > dt.timedelta(days=3) else "hour"
+        bucket: Bucket = "day" if until - since > dt.timedelta(days=3) else "hour"
+        starts = bucket_starts(since, until, bucket)
         window = BrowseFilter(**{**_fields(query.filter), "since": since, "until": until})
-        chart = await self._review.activity_chart(principal, window, bucket)
+        chart = await self._review.activity_chart(principal, window, starts, until)
         next_link = None
         if page.next_cursor is not None:
             next_link = "?" + query.link(after=page.next_cursor.encode())
@@ -141,7 +142,7 @@ class Pages:
             next_link=next_link,
             first_link="?" + query.link(after=None) if query.after else None,
             export_query=query.link(after=None),
-            chart=bar_chart(chart.counts, bucket_starts(since, until, bucket), bucket),
+            chart=bar_chart(chart.counts, starts, bucket),
             top_denied=chart.top_denied,
             bucket=bucket,
         )

@@ -121,7 +121,7 @@ async def test_a_second_principal_approves_from_the_page_and_sees_it_run(
     row = page.locator(f'tr[data-approval-id="{approval_id}"]')
     assert "uptime" in ((await row.text_content()) or "")
     await row.locator("button.approve").click()
-    await page.wait_for_url(f"**/console/execs/*")
+    await page.wait_for_url("**/console/execs/*")
     assert (await page.text_content("#status")) == "completed"
     assert "load average" in ((await page.text_content("#stdout")) or "")
     assert (await page.text_content("#exit-code")) == "0"
