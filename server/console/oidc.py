@@ -47,7 +47,8 @@ def oidc_routes(settings: Settings) -> list[BaseRoute]:
         client_id=cfg.client_id,
         client_secret=secret.get_secret_value(),
         server_metadata_url=cfg.issuer.rstrip("/") + "/.well-known/openid-configuration",
-        client_kwargs={"scope": cfg.scope},
+        # PKCE as well as the client secret: a stolen code alone is worth nothing.
+        client_kwargs={"scope": cfg.scope, "code_challenge_method": "S256"},
     )
     client: Any = oauth.create_client("execgate")
 

@@ -77,9 +77,12 @@ class Console:
 
 
 @asynccontextmanager
-async def console_server(config: Path, data_dir: Path) -> AsyncIterator[Console]:
+async def console_server(
+    config: Path, data_dir: Path, env: Mapping[str, str] | None = None
+) -> AsyncIterator[Console]:
     environ = {k: v for k, v in os.environ.items() if not k.startswith("EXECGATE_")}
     environ["EXECGATE_CONFIG"] = str(config)
+    environ.update(env or {})
     proc = await asyncio.create_subprocess_exec(
         EXECGATE,
         "serve",
