@@ -68,12 +68,13 @@ class BrowseFilter:
     since: dt.datetime | None = None
     until: dt.datetime | None = None
     text: str | None = None
+    nothing: bool = False  # match no record at all
 
     def narrowed_to(self, principal: str) -> BrowseFilter:
         """This filter limited to ``principal``'s own records (whatever it asked)."""
         if self.principal not in (None, principal):
             # Asking for someone else's records: match nothing rather than widen.
-            return dataclasses.replace(self, principal="\x00" + principal)
+            return dataclasses.replace(self, principal=principal, nothing=True)
         return dataclasses.replace(self, principal=principal)
 
 
@@ -112,6 +113,8 @@ def _where(flt: BrowseFilter) -> list[sa.ColumnElement[bool]]:
         c.session_id: flt.session_id,
     }
     where = [column == value for column, value in exact.items() if value is not None]
+    if flt.nothing:
+        where.append(sa.false())
     if flt.since is not None:
         where.append(c.created_at >= flt.since)
     if flt.until is not None:
