@@ -106,3 +106,24 @@ async def test_counts_split_by_effect_and_text_search_is_case_insensitive(
     assert [r.intent.argv for r in page.records] == [("echo", "Hello")]
     _, literal = await review.activity_page(AUDRA, BrowseFilter(text="%"))
     assert literal.records == ()
+
+
+async def test_a_session_transcript_is_its_commands_in_order_for_its_owner_only(
+    audit_store: SqlAuditStore,
+) -> None:
+    review = service(audit_store).review
+    session = await audit_store.create_session(
+        principal=str(ALICE), target=str(TARGET), reason="debugging", cwd="/"
+    )
+    decision = Decision(Effect.ALLOW, "session-builtin", "session builtin cd")
+    for argv in (("cd", "/tmp"), ("ls",)):
+        await audit_store.record_intent(
+            intent_for(
+                str(ALICE), Surface.MCP, TARGET, argv, decision, session_id=session.session_id
+            )
+        )
+    transcript = await review.transcript(ALICE, session.session_id)
+    assert [r.intent.argv for r in transcript.records] == [("cd", "/tmp"), ("ls",)]
+    assert len((await review.transcript(AUDRA, session.session_id)).records) == 2
+    with pytest.raises(AccessDenied):
+        await review.transcript(BOB, session.session_id)
