@@ -5,7 +5,9 @@ UV := $(shell command -v uv 2>/dev/null || echo .uv/bin/uv)
 VENV := .venv
 SYNC_STAMP := $(VENV)/.synced
 
-.PHONY: run test check lint typecheck bench clean tools
+OIDC_TEST_DIR := tests/console/oidc
+
+.PHONY: run test check lint typecheck bench clean tools test-deps
 
 $(UV):
 	$(PYTHON) -m venv .uv
@@ -23,7 +25,23 @@ tools: $(SYNC_STAMP)
 run: tools
 	$(VENV)/bin/execgate serve
 
-test: tools
+# The console's browser tests drive the system's Chromium (never Playwright's download)
+# and sign in through a real OpenID provider from npm. As root, install what is missing;
+# otherwise stop with the command that does.
+test-deps:
+	@if ! command -v chromium >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	  else echo "Chromium is missing: run \`sudo apt-get install -y chromium\`" >&2; exit 1; fi; \
+	fi
+	@if ! command -v npm >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm; \
+	  else echo "Node.js is missing: run \`sudo apt-get install -y nodejs npm\`" >&2; exit 1; fi; \
+	fi
+	@[ -d $(OIDC_TEST_DIR)/node_modules/oidc-provider ] || npm ci --prefix $(OIDC_TEST_DIR) --no-audit --no-fund
+
+test: tools test-deps
 	$(VENV)/bin/pytest -q
 
 lint: $(SYNC_STAMP)

@@ -18,6 +18,7 @@ from policies.instances.local import InstanceManager
 from policies.service.core import ExecService
 from server.artifact_http import artifact_mount
 from server.asgi_runner import RunningAsgi, run_asgi
+from server.console import console_mount
 from server.fchost import build_fc_host_app
 from server.localstate import LocalKeys, clear_address, local_keys, write_address
 from server.mcp.http import mcp_mount
@@ -55,6 +56,7 @@ def build_app(
             mcp_mount(settings, service),
             slack_mount(settings, service),
             artifact_mount(settings, service),
+            console_mount(settings, service),
         )
         if m is not None
     ]
@@ -112,6 +114,18 @@ def _host_for_url(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
+def console_signin_link(settings: Settings, url: str) -> str:
+    """A one-time link signing the local OS user in to the console (like a notebook
+    server's token URL)."""
+    import os
+    import pwd
+
+    from server.console.signin import console_key, make_link
+
+    user = pwd.getpwuid(os.geteuid()).pw_name
+    return make_link(console_key(settings.data_dir), url, f"local:{user}")
+
+
 def banner(settings: Settings, running: Running) -> str:
     lines = [f"ExecGate is serving on {running.url}"]
     lines.append(
@@ -133,6 +147,8 @@ def banner(settings: Settings, running: Running) -> str:
         lines.append(f"    {fn.name:14} {ids}")
         if live and example is None:
             example = f"{fn.name}/{live[0].instance_id}"
+    if settings.console.enabled:
+        lines.append(f"  review console  {console_signin_link(settings, running.url)}")
     lines.append(f"  audit database  {settings.database_url}")
     lines.append(f"  policy          {settings.policy_path}")
     lines.append(f"  data            {settings.data_dir.resolve()}")

@@ -237,6 +237,32 @@ class McpSettings(_Model):
     allowed_hosts: tuple[str, ...] = ()
 
 
+class OidcSettings(_Model):
+    """OpenID Connect sign-in for the review console (empty issuer: off).
+
+    For "Sign in with Slack": issuer ``https://slack.com``, the claim
+    ``https://slack.com/user_id`` and kind ``slack``, so a Slack user signs in as the
+    ``slack:U...`` principal the policy names.
+    """
+
+    issuer: str = ""
+    client_id: str = ""
+    client_secret: SecretRef = SecretRef(env="EXECGATE_CONSOLE_OIDC_CLIENT_SECRET")
+    scope: str = "openid profile"
+    principal_kind: Literal["slack", "local"] = "slack"
+    principal_claim: str = "https://slack.com/user_id"  # falls back to "sub"
+    label: str = "Sign in with Slack"
+
+
+class ConsoleSettings(_Model):
+    """The audit review console at /console."""
+
+    enabled: bool = True
+    link_ttl_seconds: float = Field(default=900.0, gt=0)  # one-time sign-in links
+    session_hours: float = Field(default=12.0, gt=0)
+    oidc: OidcSettings = OidcSettings()
+
+
 class LoggingSettings(_Model):
     level: str = ""  # empty: INFO for `serve`, WARNING for one-shot CLI commands
     format: Literal["auto", "json", "text"] = "auto"
@@ -264,6 +290,7 @@ class Settings(BaseSettings):
     output: OutputSettings = OutputSettings()
     slack: SlackSettings = SlackSettings()
     mcp: McpSettings = McpSettings()
+    console: ConsoleSettings = ConsoleSettings()
     logging: LoggingSettings = LoggingSettings()
     # Where the settings came from, for `config show`.
     source: str = "defaults"

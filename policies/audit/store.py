@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from policies.audit import approvals as approval_ops
 from policies.audit import sessions as session_ops
 from policies.audit.backend import open_backend
+from policies.audit.browse import AuditBrowser
 from policies.audit.chain import ChainTx
 from policies.audit.checkpoint import CheckpointWriter, Publish
 from policies.audit.db import Db
@@ -328,6 +329,10 @@ class SqlAuditStore:
         if self._db.checkpoints is not None:
             await self._db.checkpoints.flush()
         return await verify_store(self._db, self._checkpoint_path, self._public_key, strict=strict)
+
+    def browser(self) -> AuditBrowser:
+        """Read-only queries for the review console over this store's database."""
+        return AuditBrowser(self._db, self._checkpoint_path, self._public_key)
 
     async def aclose(self) -> None:
         """Write the last checkpoint and close the database connections."""

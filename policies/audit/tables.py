@@ -103,7 +103,8 @@ exec_sessions = sa.Table(
     sa.Column("stdout_text", sa.Text(), nullable=True),
     sa.Column("stderr_text", sa.Text(), nullable=True),
     sa.Column("artifacts", sa.JSON(), nullable=True),
-    sa.Index(None, "created_at"),
+    sa.Index(None, "created_at", "id"),  # revision 0007: keyset pages
+    sa.Index(None, "effect", "created_at", "rule_id"),  # revision 0007: charts
     sa.Index(None, "principal", "created_at"),  # revision 0005
     sa.Index(None, "target", "created_at"),
     sa.Index(None, "function", "created_at"),

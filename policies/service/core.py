@@ -55,6 +55,7 @@ from policies.service.results import (
     TextSink,
     VoteResult,
 )
+from policies.service.review import ReviewService
 from policies.service.sessions import Sessions
 from policies.types import (
     ApprovalId,
@@ -115,6 +116,15 @@ class ExecService:
         self._collect = Collect(pipeline, self._asker)
         self._approvals = Approvals(pipeline, audit, audit, self._collect)
         self._lookups = Lookups(pipeline, audit)
+        # The audit log's read side for the review console (policies/service/review.py).
+        self.review = ReviewService(
+            policies=policies,
+            audit=audit,
+            artifacts=artifacts,
+            resolve=resolve_principal,
+            clock=clock,
+            link_ttl_seconds=link_ttl_seconds,
+        )
         # Stored artifacts read back by the exec's principal or an auditor.
         self.artifact_reads = ArtifactReads(
             audit=audit,

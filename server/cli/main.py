@@ -34,6 +34,7 @@ from policies.errors import (
 )
 from policies.units import parse_instant
 from server.cli import invoke
+from server.cli.console import add_console_parser, cmd_console
 from server.cli.exits import (
     EXIT_CHECK_FAILED,
     EXIT_CONFIG,
@@ -156,6 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("mcp", help="serve MCP over stdio (for desktop AI assistants)")
     sub.add_parser("slack", help="run the Slack bot in Socket Mode")
 
+    add_console_parser(sub)
+
     p = sub.add_parser("serve", help="run the server: local instance host and the HTTP app")
     p.add_argument("--host")
     p.add_argument("--port", type=int)
@@ -205,6 +208,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from server.mcp.stdio import run_stdio
 
             return run_stdio(settings)
+        if args.cmd == "console":
+            return cmd_console(args, settings)
         if args.cmd == "slack":
             from server.slack_socket import run_socket_mode
 

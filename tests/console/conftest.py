@@ -1,0 +1,136 @@
+"""Console fixtures: a real `execgate serve` with the console policy, its banner's
+sign-in link, and the system's Chromium driven by Playwright."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shutil
+import sys
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+import pytest
+
+from tests.e2e.conftest import CliResult, write_config
+
+EXECGATE = str(Path(sys.executable).parent / "execgate")
+HERE = Path(__file__).resolve().parent
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SCREENSHOTS = HERE.parent.parent / "docs" / "console"
+
+
+@dataclass(frozen=True)
+class Console:
+    config: Path
+    data_dir: Path
+    url: str
+    instance: str  # demo-api/<id>
+    instance_id: str
+    signin_link: str  # from the banner, for the OS user running the server
+
+    def state_tmp(self) -> Path:
+        matches = list(self.data_dir.glob(f"instances/**/{self.instance_id}/tmp"))
+        assert matches, "instance state directory not found"
+        return matches[0]
+
+    async def cli(
+        self, *args: str, principal: str | None = None, env: Mapping[str, str] | None = None
+    ) -> CliResult:
+        environ = {k: v for k, v in os.environ.items() if not k.startswith("EXECGATE_")}
+        environ["EXECGATE_CONFIG"] = str(self.config)
+        if principal:
+            environ["EXECGATE_CLI__PRINCIPAL"] = principal
+        environ.update(env or {})
+        proc = await asyncio.create_subprocess_exec(
+            EXECGATE,
+            *args,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=environ,
+        )
+        with anyio.fail_after(120):
+            out, err = await proc.communicate()
+        assert proc.returncode is not None
+        return CliResult(proc.returncode, out.decode(), err.decode())
+
+    async def link_for(self, principal: str) -> str:
+        """A sign-in link made by `execgate console link --as PRINCIPAL`."""
+        done = await self.cli("console", "link", "--as", principal)
+        assert done.code == 0, done.stderr
+        return done.stdout.strip()
+
+
+@asynccontextmanager
+async def console_server(
+    config: Path, data_dir: Path, env: Mapping[str, str] | None = None
+) -> AsyncIterator[Console]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("EXECGATE_")}
+    environ["EXECGATE_CONFIG"] = str(config)
+    environ.update(env or {})
+    proc = await asyncio.create_subprocess_exec(
+        EXECGATE,
+        "serve",
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+        env=environ,
+    )
+    assert proc.stdout is not None
+    banner: list[str] = []
+    try:
+        with anyio.fail_after(60):
+            while True:
+                line = (await proc.stdout.readline()).decode()
+                if not line:
+                    raise AssertionError("execgate serve exited early:\n" + "".join(banner))
+                banner.append(line)
+                if line.rstrip().endswith(" env"):
+                    break
+        text = "".join(banner)
+        address = json.loads((data_dir / "local-host.json").read_text())
+        link = re.search(r"review console\s+(\S+)", text)
+        found = re.search(r"execgate exec (demo-api/\S+) env", text)
+        assert link and found, text
+        yield Console(
+            config,
+            data_dir,
+            address["url"],
+            found[1],
+            found[1].split("/", 1)[1],
+            link[1],
+        )
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+            with anyio.fail_after(30):
+                await proc.wait()
+
+
+@pytest.fixture
+async def console(tmp_path: Path, database_url: str) -> AsyncIterator[Console]:
+    config, data_dir = write_config(tmp_path, database_url, policy=HERE / "policy.yaml")
+    async with console_server(config, data_dir) as running:
+        yield running
+
+
+def require_chromium() -> str:
+    """The system Chromium; a missing one fails with the command that installs it."""
+    if not Path(CHROMIUM).exists() or shutil.which("chromium") is None:
+        pytest.fail("Chromium is missing: install it with `apt-get install -y chromium`")
+    return CHROMIUM
