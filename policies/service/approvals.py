@@ -31,6 +31,7 @@ from policies.ports import (
     ExecOutcome,
     ExecStatus,
 )
+from policies.redaction import redact_text
 from policies.rules.commands import parse_command_text
 from policies.rules.engine import is_approver
 from policies.service.results import DEFAULT_INLINE_LIMIT, ExecResult, TextSink, VoteResult
@@ -93,10 +94,14 @@ class ApprovalsMixin:
         approver: Principal,
         *,
         approve: bool,
+        reason: str = "",
         on_output: TextSink | None = None,
         inline_limit: int = DEFAULT_INLINE_LIMIT,
     ) -> VoteResult:
         """Record an approver's vote; when the threshold is met, run the command.
+
+        A denial's ``reason`` (scrubbed) is recorded in the outcome's ``stderr_text``:
+        nothing ran, so that is where a reader of the record sees why.
 
         Raises: ApprovalNotFound, ApprovalExpired, ApprovalAlreadyDecided,
         SelfApprovalRefused, NotAnApprover, PolicyError, AuditUnavailable.
@@ -121,7 +126,11 @@ class ApprovalsMixin:
         if updated.state is ApprovalState.DENIED:
             await self._finish(
                 updated.audit_id,
-                ExecOutcome(status=ExecStatus.APPROVAL_DENIED, approvers=(str(approver),)),
+                ExecOutcome(
+                    status=ExecStatus.APPROVAL_DENIED,
+                    approvers=(str(approver),),
+                    stderr_text=_denial(str(approver), reason),
+                ),
             )
             return VoteResult(updated)
         if updated.state is not ApprovalState.APPROVED:
@@ -235,6 +244,12 @@ class ApprovalsMixin:
     async def list_approvals(self, state: ApprovalState | None = None) -> list[ApprovalRecord]:
         await self._audit.expire_approvals(self._clock())
         return await self._audit.list_approvals(state)
+
+
+def _denial(approver: str, reason: str) -> str:
+    if not reason.strip():
+        return ""
+    return f"denied by {approver}: {redact_text(reason.strip())}"
 
 
 def _stages_from_argv(argv: tuple[str, ...]) -> tuple[tuple[str, ...], ...]:

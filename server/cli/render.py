@@ -11,7 +11,8 @@ import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from policies.ports import ApprovalRecord, ExecRecord, VerifyReport
+from policies.errors import ExecGateError
+from policies.ports import ApprovalRecord, ExecRecord, ExecStatus, VerifyReport
 from policies.rules.policytest import CaseResult
 from policies.service.results import ExecResult, Explanation, VoteResult
 from policies.types import Effect, InstanceInfo, join_argv
@@ -44,19 +45,21 @@ def _table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
 
 
-def exec_summary(result: ExecResult) -> None:
+def exec_summary(result: ExecResult, *, streamed: bool = False) -> None:
+    """What ExecGate says about an exec, on stderr. ``streamed``: the output was written
+    as it came (all of it), so nothing was left out for this reader."""
     audit = f"audit id {result.audit_id}"
     if result.effect is Effect.DENY:
         _err(f"execgate: refused ({result.rule or 'no rule'}): {result.reason}")
         _err(f"  nothing ran; {audit}")
         return
-    if result.effect is Effect.APPROVE and result.exit_code is None and result.approval_id:
+    if result.status is ExecStatus.PENDING_APPROVAL and result.approval_id:
         _err(f"execgate: needs approval under rule {result.rule}: {result.reason}")
         _err(f"  approval id {result.approval_id}, expires {result.approval_expires_at}")
         _err(f"  an approver runs: execgate approvals approve {result.approval_id}")
         _err(f"  {audit}")
         return
-    if result.truncated:
+    if result.truncated and not streamed:
         omitted = result.stdout_omitted + result.stderr_omitted
         link = f"; full output: {result.links.get('stdout', '')}" if result.links else ""
         _err(f"execgate: output truncated, {omitted} characters omitted{link}")
@@ -65,6 +68,30 @@ def exec_summary(result: ExecResult) -> None:
     code = "none" if result.exit_code is None else str(result.exit_code)
     took = f"{result.duration_ms} ms" if result.duration_ms is not None else "-"
     _err(f"[execgate] exit {code} · {took} · {audit}")
+
+
+def exec_error_dict(exc: ExecGateError, target: str, argv: Sequence[str] | None) -> dict[str, Any]:
+    """`exec --json` for an exec an error stopped: the keys of a result, with ``error``."""
+    return {
+        "effect": None,
+        "rule": None,
+        "reason": None,
+        "status": "error",
+        "target": target,
+        "argv": list(argv or ()),
+        "exit_code": None,
+        "stdout": "",
+        "stderr": "",
+        "truncated": False,
+        "omitted": {"stdout": 0, "stderr": 0},
+        "bytes": {"stdout": 0, "stderr": 0},
+        "duration_ms": None,
+        "audit_id": exc.audit_id,
+        "approval_id": None,
+        "approval_expires_at": None,
+        "links": {},
+        "error": exc.to_dict(),
+    }
 
 
 def explanation(expl: Explanation, *, as_json: bool) -> None:
@@ -140,7 +167,7 @@ def approvals(records: Sequence[ApprovalRecord], *, as_json: bool) -> None:
         print("no approval requests")
         return
     _table(
-        ["APPROVAL", "STATE", "REQUESTER", "TARGET", "COMMAND", "VOTES", "EXPIRES"],
+        ["APPROVAL", "STATE", "REQUESTER", "TARGET", "COMMAND", "VOTES", "EXPIRES", "REASON"],
         [
             [
                 r.approval_id,
@@ -150,6 +177,7 @@ def approvals(records: Sequence[ApprovalRecord], *, as_json: bool) -> None:
                 join_argv(r.argv),
                 f"{len(r.approvals)}/{r.threshold}",
                 r.expires_at.isoformat(timespec="seconds"),
+                r.reason or "-",
             ]
             for r in records
         ],
@@ -167,7 +195,11 @@ def vote(result: VoteResult, *, as_json: bool) -> None:
         )
         return
     if result.result is not None:
-        exec_summary(result.result)
+        exec_summary(result.result, streamed=True)
+        artifact = result.result.links.get("artifact")
+        if artifact:
+            # A collect that ran: its link is the data (as `execgate collect` prints it).
+            print(artifact)
         return
     votes = f"{len(record.approvals)}/{record.threshold}"
     _err(f"execgate: approval {record.approval_id} is {record.state.value} ({votes} approvals)")
@@ -191,16 +223,22 @@ def _record_dict(record: ExecRecord) -> dict[str, Any]:
     return _jsonable(out)  # type: ignore[no-any-return]
 
 
-def audit_record(record: ExecRecord, *, as_json: bool) -> None:
+def audit_record(record: ExecRecord, *, as_json: bool, approval_id: str | None = None) -> None:
+    """One exec session. ``approval_id``: the approval request that held it, when the
+    intent was written before the request existed."""
     data = _record_dict(record)
+    if approval_id and not data.get("approval_id"):
+        data["approval_id"] = approval_id
     if as_json:
         _dump(data)
         return
     outcome = data.pop("outcome") or {}
+    if outcome:
+        data.pop("status", None)  # the outcome's status is the current one
     for key, value in data.items():
-        print(f"{key:16} {value}")
+        print(f"{key:16} {'-' if value is None else value}")
     for key, value in outcome.items():
-        print(f"{key:16} {value}")
+        print(f"{key:16} {'-' if value is None else value}")
 
 
 def audit_list(records: Sequence[ExecRecord], *, as_json: bool) -> None:
