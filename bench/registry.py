@@ -16,6 +16,7 @@ BENCHMARKS: tuple[str, ...] = (
     "output_stream",
     "slack_ack",
     "mcp_call",
+    "cli_start",
 )
 
 

@@ -9,13 +9,15 @@ import datetime as dt
 import json
 import sys
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from policies.errors import ExecGateError
 from policies.ports import ApprovalRecord, ExecRecord, ExecStatus, VerifyReport
-from policies.rules.policytest import CaseResult
 from policies.service.results import ExecResult, Explanation, VoteResult
 from policies.types import Effect, InstanceInfo, join_argv
+
+if TYPE_CHECKING:
+    from policies.rules.policytest import CaseResult
 
 
 def _err(line: str) -> None:
