@@ -237,10 +237,17 @@ def audit_record(record: ExecRecord, *, as_json: bool, approval_id: str | None =
     outcome = data.pop("outcome") or {}
     if outcome:
         data.pop("status", None)  # the outcome's status is the current one
-    for key, value in data.items():
-        print(f"{key:16} {'-' if value is None else value}")
-    for key, value in outcome.items():
-        print(f"{key:16} {'-' if value is None else value}")
+    for key, value in [*data.items(), *outcome.items()]:
+        print(f"{key:16} {_field(value)}")
+
+
+def _field(value: Any) -> str:
+    """One line per field: multi-line text (captured output) is shown quoted."""
+    if value is None:
+        return "-"
+    if isinstance(value, str) and ("\n" in value or "\r" in value):
+        return json.dumps(value)
+    return str(value)
 
 
 def audit_list(records: Sequence[ExecRecord], *, as_json: bool) -> None:
