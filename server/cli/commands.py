@@ -8,7 +8,6 @@ import sys
 
 from policies.errors import ExecGateError, ProviderUnavailable, TargetError
 from policies.ports import ApprovalState, AuditFilter
-from policies.service.results import ExecResult
 from policies.types import (
     ApprovalId,
     AuditId,
@@ -24,8 +23,7 @@ from server.cli.exits import (
     EXIT_CHECK_FAILED,
     EXIT_DENIED,
     EXIT_PENDING,
-    EXIT_TIMEOUT,
-    EXIT_UNAVAILABLE,
+    exec_exit_code,
     exit_code_for,
 )
 from server.cli.principal import cli_principal
@@ -59,7 +57,7 @@ async def cmd_exec(args: argparse.Namespace, settings: Settings) -> int:
     async with open_service(settings) as service:
         result = await service.exec(request, on_output=_write, inline_limit=TERMINAL_INLINE)
     render.exec_summary(result, streamed=True)
-    return _exec_exit(result)
+    return exec_exit_code(result)
 
 
 async def _exec_json(args: argparse.Namespace, settings: Settings) -> int:
@@ -72,23 +70,12 @@ async def _exec_json(args: argparse.Namespace, settings: Settings) -> int:
                 request, on_output=None, inline_limit=settings.output.cli_json_inline_bytes
             )
     except ExecGateError as exc:
-        print(json.dumps(render.exec_error_dict(exc, args.target, args.argv), indent=2))
+        error = render.exec_error_dict(exc.to_dict(), exc.audit_id, args.target, args.argv)
+        print(json.dumps(error, indent=2))
         print(f"execgate: {exc.safe_message}", file=sys.stderr)
         return exit_code_for(exc)
     print(json.dumps(result.to_dict(), indent=2))
-    return _exec_exit(result)
-
-
-def _exec_exit(result: ExecResult) -> int:
-    if result.effect is Effect.DENY:
-        return EXIT_DENIED
-    if result.effect is Effect.APPROVE and result.exit_code is None and not result.error_code:
-        return EXIT_PENDING
-    if result.error_code == "timeout":
-        return EXIT_TIMEOUT
-    if result.exit_code is None:
-        return EXIT_UNAVAILABLE
-    return result.exit_code
+    return exec_exit_code(result)
 
 
 async def cmd_policy(args: argparse.Namespace, settings: Settings) -> int:
@@ -160,7 +147,7 @@ async def cmd_approvals(args: argparse.Namespace, settings: Settings) -> int:
         )
     render.vote(vote, as_json=args.json)
     if vote.result is not None:
-        return _exec_exit(vote.result)
+        return exec_exit_code(vote.result)
     return 0
 
 

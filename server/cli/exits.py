@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from policies.errors import (
     AccessDenied,
     ApprovalError,
@@ -16,6 +18,10 @@ from policies.errors import (
     TargetError,
     UnknownPrincipal,
 )
+from policies.types import Effect
+
+if TYPE_CHECKING:
+    from policies.service.results import ExecResult
 
 EXIT_CHECK_FAILED = 1
 EXIT_USAGE = 2
@@ -42,3 +48,16 @@ def exit_code_for(exc: ExecGateError) -> int:
     if isinstance(exc, AuditIntegrityError):
         return EXIT_CHECK_FAILED
     return EXIT_INTERNAL
+
+
+def exec_exit_code(result: ExecResult) -> int:
+    """The exit code of `execgate exec` (and of an approval that ran a command)."""
+    if result.effect is Effect.DENY:
+        return EXIT_DENIED
+    if result.effect is Effect.APPROVE and result.exit_code is None and not result.error_code:
+        return EXIT_PENDING
+    if result.error_code == "timeout":
+        return EXIT_TIMEOUT
+    if result.exit_code is None:
+        return EXIT_UNAVAILABLE
+    return result.exit_code

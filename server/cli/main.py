@@ -42,6 +42,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.argv is None and args.text is None:
             print("execgate: give a command: TARGET -- ARGV... or TARGET 'text'", file=sys.stderr)
             return EXIT_USAGE
+    if args.cmd == "exec":
+        from server.cli.relay import try_exec
+
+        relayed = try_exec(args.config, args.target, args.argv, args.text, args.reason, args.json)
+        if relayed is not None:
+            return relayed
     from policies.errors import ExecGateError
 
     try:

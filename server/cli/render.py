@@ -11,7 +11,6 @@ import sys
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from policies.errors import ExecGateError
 from policies.ports import ApprovalRecord, ExecRecord, ExecStatus, VerifyReport
 from policies.service.results import ExecResult, Explanation, VoteResult
 from policies.types import Effect, InstanceInfo, join_argv
@@ -72,7 +71,39 @@ def exec_summary(result: ExecResult, *, streamed: bool = False) -> None:
     _err(f"[execgate] exit {code} · {took} · {audit}")
 
 
-def exec_error_dict(exc: ExecGateError, target: str, argv: Sequence[str] | None) -> dict[str, Any]:
+def exec_result_from_dict(data: dict[str, Any]) -> ExecResult:
+    """An ExecResult back from its ``to_dict`` (as `execgate serve` relays it)."""
+    error = data.get("error") or {}
+    omitted = data.get("omitted") or {}
+    sizes = data.get("bytes") or {}
+    return ExecResult(
+        effect=Effect(data["effect"]),
+        rule=data.get("rule"),
+        reason=data.get("reason") or "",
+        audit_id=data.get("audit_id"),
+        status=ExecStatus(data["status"]),
+        target=data.get("target") or "",
+        argv=tuple(data.get("argv") or ()),
+        exit_code=data.get("exit_code"),
+        stdout=data.get("stdout") or "",
+        stderr=data.get("stderr") or "",
+        truncated=bool(data.get("truncated")),
+        stdout_omitted=int(omitted.get("stdout", 0)),
+        stderr_omitted=int(omitted.get("stderr", 0)),
+        stdout_bytes=int(sizes.get("stdout", 0)),
+        stderr_bytes=int(sizes.get("stderr", 0)),
+        duration_ms=data.get("duration_ms"),
+        approval_id=data.get("approval_id"),
+        approval_expires_at=data.get("approval_expires_at"),
+        links=dict(data.get("links") or {}),
+        error_code=error.get("code"),
+        error=error.get("message"),
+    )
+
+
+def exec_error_dict(
+    error: dict[str, Any], audit_id: str | None, target: str, argv: Sequence[str] | None
+) -> dict[str, Any]:
     """`exec --json` for an exec an error stopped: the keys of a result, with ``error``."""
     return {
         "effect": None,
@@ -88,11 +119,11 @@ def exec_error_dict(exc: ExecGateError, target: str, argv: Sequence[str] | None)
         "omitted": {"stdout": 0, "stderr": 0},
         "bytes": {"stdout": 0, "stderr": 0},
         "duration_ms": None,
-        "audit_id": exc.audit_id,
+        "audit_id": audit_id,
         "approval_id": None,
         "approval_expires_at": None,
         "links": {},
-        "error": exc.to_dict(),
+        "error": error,
     }
 
 
