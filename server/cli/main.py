@@ -14,8 +14,6 @@ Exit codes (documented in the README):
 from __future__ import annotations
 
 import importlib
-import inspect
-import logging
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -24,8 +22,6 @@ from server.cli.exits import EXIT_INTERNAL, EXIT_USAGE, exit_code_for
 from server.cli.parser import build_parser, split_command
 
 __all__ = ["build_parser", "main"]
-
-logger = logging.getLogger("execgate.cli")
 
 
 def _handler(spec: str) -> Callable[..., Any]:
@@ -48,7 +44,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         relayed = try_exec(args.config, args.target, args.argv, args.text, args.reason, args.json)
         if relayed is not None:
             return relayed
+    import inspect
+    import logging
+
     from policies.errors import ExecGateError
+
+    logger = logging.getLogger("execgate.cli")
 
     try:
         from server.logging_setup import setup_logging
