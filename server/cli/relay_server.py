@@ -115,18 +115,29 @@ async def _send(writer: asyncio.StreamWriter, frame: dict[str, Any]) -> None:
 
 
 @contextlib.asynccontextmanager
-async def cli_relay(settings: Settings, service: ExecService) -> AsyncIterator[Path]:
-    """Serve the CLI relay socket in the data directory while the context is open."""
+async def cli_relay(settings: Settings, service: ExecService) -> AsyncIterator[Path | None]:
+    """Serve the CLI relay socket in the data directory while the context is open.
+
+    Without it (a data directory path too long for a Unix socket, say) the CLI opens
+    the service itself, as it always could: the server logs a warning and runs on.
+    """
     data_dir = settings.data_dir.resolve()
     path = data_dir / SOCKET_NAME
     record = data_dir / RELAY_FILE
     path.unlink(missing_ok=True)
+    record.unlink(missing_ok=True)
     relay = _Relay(service, settings)
     old_mask = os.umask(0o177)  # the socket is born 0600: only this user (and root)
+    server: asyncio.Server | None = None
     try:
         server = await asyncio.start_unix_server(relay.handle, path=str(path))
+    except OSError as exc:
+        logger.warning("no CLI relay socket (%s): `execgate exec` opens the service itself", exc)
     finally:
         os.umask(old_mask)
+    if server is None:
+        yield None
+        return
     source = None if settings.source == "defaults" else Path(settings.source)
     info = {"protocol": PROTOCOL, "data_dir": str(data_dir), "socket": str(path)}
     info |= identity(source, os.environ)
