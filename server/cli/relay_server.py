@@ -109,6 +109,23 @@ class _Relay:
         return {"result": result.to_dict()}
 
 
+def _bind_private(path: Path) -> socket.socket:
+    """A listening Unix socket born 0600 (only this user and root may connect). The
+    umask is process-wide, so it is narrowed only around the bind, with no await."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old_mask = os.umask(0o177)
+    try:
+        listener.bind(str(path))
+    except OSError:
+        listener.close()
+        raise
+    finally:
+        os.umask(old_mask)
+    listener.listen(64)
+    listener.setblocking(False)
+    return listener
+
+
 async def _send(writer: asyncio.StreamWriter, frame: dict[str, Any]) -> None:
     writer.write(json.dumps(frame).encode() + b"\n")
     await writer.drain()
@@ -127,17 +144,13 @@ async def cli_relay(settings: Settings, service: ExecService) -> AsyncIterator[P
     path.unlink(missing_ok=True)
     record.unlink(missing_ok=True)
     relay = _Relay(service, settings)
-    old_mask = os.umask(0o177)  # the socket is born 0600: only this user (and root)
-    server: asyncio.Server | None = None
     try:
-        server = await asyncio.start_unix_server(relay.handle, path=str(path))
+        listener = _bind_private(path)
     except OSError as exc:
         logger.warning("no CLI relay socket (%s): `execgate exec` opens the service itself", exc)
-    finally:
-        os.umask(old_mask)
-    if server is None:
         yield None
         return
+    server = await asyncio.start_unix_server(relay.handle, sock=listener)
     source = None if settings.source == "defaults" else Path(settings.source)
     info = {"protocol": PROTOCOL, "data_dir": str(data_dir), "socket": str(path)}
     info |= identity(source, os.environ)
