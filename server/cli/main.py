@@ -18,7 +18,6 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from server.cli.exits import EXIT_INTERNAL, EXIT_USAGE, exit_code_for
 from server.cli.parser import build_parser, split_command
 
 __all__ = ["build_parser", "main"]
@@ -37,7 +36,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.argv, args.text = split_command(args, argv)
         if args.argv is None and args.text is None:
             print("execgate: give a command: TARGET -- ARGV... or TARGET 'text'", file=sys.stderr)
-            return EXIT_USAGE
+            return 2  # EXIT_USAGE
     if args.cmd == "exec":
         from server.cli.relay import try_exec
 
@@ -48,6 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import logging
 
     from policies.errors import ExecGateError
+    from server.cli.exits import EXIT_INTERNAL, exit_code_for
 
     logger = logging.getLogger("execgate.cli")
 
