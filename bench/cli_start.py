@@ -17,6 +17,7 @@ from __future__ import annotations
 import compileall
 import os
 import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -73,7 +74,14 @@ def _served(root: Path) -> Iterator[tuple[Path, str]]:
         proc.wait(timeout=60)
 
 
-def _wall_ms(argv: Sequence[str], environ: dict[str, str]) -> float:
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _wall_ms(argv: Sequence[str], environ: dict[str, str]) -> tuple[float, float]:
+    """Wall time and CPU time (user + system) of one process, in ms."""
+    cpu = _children_cpu_s()
     start = time.perf_counter()
     done = subprocess.run(
         argv, stdin=subprocess.DEVNULL, capture_output=True, env=environ, check=False
@@ -81,7 +89,7 @@ def _wall_ms(argv: Sequence[str], environ: dict[str, str]) -> float:
     took = (time.perf_counter() - start) * 1000.0
     if done.returncode != 0:
         raise RuntimeError(f"{argv[1:]} exited {done.returncode}: {done.stderr[-300:]!r}")
-    return took
+    return took, (_children_cpu_s() - cpu) * 1000.0
 
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -101,9 +109,12 @@ def run(quick: bool) -> Result:
         }
         _wall_ms(commands["exec"], environ)  # warm the page cache and the instance
         samples: dict[str, list[float]] = {name: [] for name in commands}
+        cpu: dict[str, list[float]] = {name: [] for name in commands}
         for _ in range(rounds):
             for name, argv in commands.items():
-                samples[name].append(_wall_ms(argv, environ))
+                wall, used = _wall_ms(argv, environ)
+                samples[name].append(wall)
+                cpu[name].append(used)
     base, help_ms, exec_ms = (median(samples[n]) for n in ("baseline", "help", "exec"))
     return result(
         NAME,
@@ -112,6 +123,8 @@ def run(quick: bool) -> Result:
         exec_ms=rounded(exec_ms),
         help_ratio=rounded(help_ms / base),
         exec_ratio=rounded(exec_ms / base),
+        # CPU time of the CLI process alone: less swayed by other load than wall time.
+        cpu_ms={name: rounded(median(values)) for name, values in cpu.items()},
         rounds=rounds,
         quick=quick,
         baseline="python -c pass, same run",
