@@ -28,7 +28,7 @@ from server.cli.exits import (
 )
 from server.cli.principal import cli_principal
 from server.settings import Settings
-from server.wiring import open_service
+from server.wiring import open_service, prepare_database
 
 TERMINAL_INLINE = 4096
 
@@ -154,6 +154,10 @@ async def cmd_approvals(args: argparse.Namespace, settings: Settings) -> int:
 async def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
     from server.cli import integrity
 
+    if args.audit_cmd in ("verify", "public-key"):
+        # They read the log without opening the service; the database is prepared (or
+        # a missing one refused) as for every other command.
+        await prepare_database(settings)
     if args.audit_cmd == "verify":
         return await integrity.cmd_verify(args, settings)
     if args.audit_cmd == "public-key":

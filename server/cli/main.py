@@ -72,7 +72,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             # `--json` promises one JSON object on stdout, also when the command failed.
             import json
 
-            print(json.dumps({"error": exc.to_dict(), "audit_id": exc.audit_id}, indent=2))
+            shown = {"error": exc.to_dict(), "audit_id": exc.audit_id}
+            if args.cmd == "exec":
+                from server.cli.render import exec_error_dict
+
+                shown = exec_error_dict(exc.to_dict(), exc.audit_id, args.target, args.argv)
+            print(json.dumps(shown, indent=2))
         print(f"execgate: {exc.safe_message}", file=sys.stderr)
         if exc.audit_id:
             print(f"audit id: {exc.audit_id}", file=sys.stderr)
