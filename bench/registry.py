@@ -18,6 +18,7 @@ BENCHMARKS: tuple[str, ...] = (
     "mcp_call",
     "invoke_rate",
     "console_page",
+    "cli_start",
 )
 
 

@@ -18,6 +18,7 @@ from policies.instances.local import InstanceManager
 from policies.service.core import ExecService
 from server.artifact_http import artifact_mount
 from server.asgi_runner import RunningAsgi, run_asgi
+from server.cli.relay_server import cli_relay
 from server.console import console_mount
 from server.fchost import build_fc_host_app
 from server.localstate import LocalKeys, clear_address, local_keys, write_address
@@ -100,7 +101,10 @@ async def running_server(
     try:
         async with open_service(settings, local_url=lambda: box["url"], manager=manager) as svc:
             app = build_app(settings, manager, keys, svc)
-            async with run_asgi(app, host=bind_host, port=bind_port, lifespan="on") as asgi:
+            async with (
+                cli_relay(settings, svc),
+                run_asgi(app, host=bind_host, port=bind_port, lifespan="on") as asgi,
+            ):
                 box["url"] = asgi.url
                 url = settings.server.public_url or asgi.url
                 write_address(settings.data_dir, asgi.url, settings.local_host.account_id)

@@ -34,8 +34,6 @@ from pydantic_settings import (
     SettingsError,
     TomlConfigSettingsSource,
 )
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 
 from policies.errors import ConfigError
 
@@ -436,6 +434,9 @@ def masked_url(url: str) -> str:
     """A database URL fit to show: its password, in the authority or the query, masked."""
     if not url:
         return url
+    from sqlalchemy.engine import make_url  # only `config show` needs it
+    from sqlalchemy.exc import ArgumentError
+
     try:
         parsed = make_url(url)
     except ArgumentError:

@@ -149,16 +149,20 @@ async def open_service(
     ``local_url`` overrides how FC providers with ``endpoint = "local"`` find the host
     (the server passes its own bound address). ``manager`` is the in-process instance
     manager for ``type = "sandbox"`` providers; one is created on demand otherwise.
+    Unless ``audit`` is given, the audit database is prepared first
+    (:func:`prepare_database`).
 
     Raises: ConfigError, PolicyLoadError, AuditUnavailable.
     """
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
     holder = PolicyHolder(settings.policy_path)
     own_audit = audit is None
     anchors: AnchorStore | None = None
     if audit is None:
-        await refuse_missing_database(settings)
+        # Every entry point (CLI, `serve`, `mcp`, `slack`) comes through here: one way to
+        # prepare the database, or refuse before any key or file is made.
+        await prepare_database(settings)
         anchors = open_anchor_store(settings)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
     try:
         store: AuditStore = audit or await open_audit_store(
             settings.database_url,
@@ -305,10 +309,14 @@ async def prepare_database(settings: Settings, *, force: bool = False) -> None:
     """
     if not force:
         await refuse_missing_database(settings)
-    if not (force or settings.database.auto_upgrade):
-        return
-    if not force and await _schema_revision(settings.database_url) == SCHEMA_HEAD:
-        return
+        if await _schema_revision(settings.database_url) == SCHEMA_HEAD:
+            return
+        if not settings.database.auto_upgrade:
+            raise AuditUnavailable(
+                "the audit database has no schema or an older one (database.auto_upgrade "
+                "is off); run `execgate db upgrade`",
+                kind="schema_missing",
+            )
     from policies.audit import migrate
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -316,10 +324,19 @@ async def prepare_database(settings: Settings, *, force: bool = False) -> None:
 
 
 async def _schema_revision(url: str) -> str | None:
+    """The schema revision, or None when there is none. Reads only: a SQLite file that
+    does not exist is not created."""
     from sqlalchemy import text
     from sqlalchemy.exc import SQLAlchemyError
     from sqlalchemy.ext.asyncio import create_async_engine
 
+    from policies.audit.db_engine import parse_url
+
+    parsed = parse_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        name = parsed.database or ""
+        if name not in ("", ":memory:") and await asyncio.to_thread(_no_file, Path(name)):
+            return None
     engine = create_async_engine(url)
     try:
         async with engine.connect() as conn:

@@ -31,6 +31,7 @@ from policies.ports import (
     ExecOutcome,
     ExecStatus,
 )
+from policies.redaction import redact_text
 from policies.rules.commands import parse_command_text
 from policies.rules.engine import is_approver
 from policies.rules.model import Policy
@@ -76,10 +77,14 @@ class Approvals:
         approver: Principal,
         *,
         approve: bool,
+        reason: str = "",
         on_output: TextSink | None = None,
         inline_limit: int = DEFAULT_INLINE_LIMIT,
     ) -> VoteResult:
         """Record an approver's vote; when the threshold is met, run the command.
+
+        A denial's ``reason`` (scrubbed) is recorded in the outcome's ``stderr_text``:
+        nothing ran, so that is where a reader of the record sees why.
 
         Raises: ApprovalNotFound, ApprovalExpired, ApprovalAlreadyDecided,
         SelfApprovalRefused, NotAnApprover, PolicyError, AuditUnavailable.
@@ -103,7 +108,11 @@ class Approvals:
         if updated.state is ApprovalState.DENIED:
             await pipeline.finish(
                 updated.audit_id,
-                _outcome(ExecStatus.APPROVAL_DENIED, (str(approver),)),
+                ExecOutcome(
+                    status=ExecStatus.APPROVAL_DENIED,
+                    approvers=(str(approver),),
+                    stderr_text=_denial(str(approver), reason),
+                ),
             )
             return VoteResult(updated)
         if updated.state is not ApprovalState.APPROVED:
@@ -285,6 +294,12 @@ def _check_binding(record: ApprovalRecord) -> None:
     if request_hash(record.target, record.argv, record.requester) != record.request_hash:
         logger.error("approval binding mismatch", extra={"audit_id": record.audit_id})
         raise PolicyError("this approval request does not match its command; ask again")
+
+
+def _denial(approver: str, reason: str) -> str:
+    if not reason.strip():
+        return ""
+    return f"denied by {approver}: {redact_text(reason.strip())}"
 
 
 def _stages_from_argv(argv: tuple[str, ...]) -> tuple[tuple[str, ...], ...]:

@@ -202,11 +202,17 @@ class ExecService:
         approver: Principal,
         *,
         approve: bool,
+        reason: str = "",
         on_output: TextSink | None = None,
         inline_limit: int = DEFAULT_INLINE_LIMIT,
     ) -> VoteResult:
         return await self._approvals.vote(
-            approval_id, approver, approve=approve, on_output=on_output, inline_limit=inline_limit
+            approval_id,
+            approver,
+            approve=approve,
+            reason=reason,
+            on_output=on_output,
+            inline_limit=inline_limit,
         )
 
     async def withdraw(self, approval_id: ApprovalId, requester: Principal) -> ApprovalRecord:

@@ -6,10 +6,8 @@ import argparse
 import json
 import sys
 
-from policies.errors import ExecNotFound, ProviderUnavailable, TargetError
+from policies.errors import ExecGateError, ExecNotFound, ProviderUnavailable, TargetError
 from policies.ports import ApprovalState, AuditFilter
-from policies.rules.model import load_policy
-from policies.service.core import explain_request
 from policies.types import (
     ApprovalId,
     AuditId,
@@ -20,18 +18,16 @@ from policies.types import (
     Surface,
     Target,
 )
-from server.cli import integrity, render
-from server.cli.collect import cmd_collect
+from server.cli import render
 from server.cli.exits import (
     EXIT_CHECK_FAILED,
     EXIT_DENIED,
     EXIT_PENDING,
-    EXIT_TIMEOUT,
-    EXIT_UNAVAILABLE,
+    exec_exit_code,
+    exit_code_for,
 )
 from server.cli.principal import cli_principal
-from server.localstate import local_keys, read_address
-from server.settings import Settings, masked_view
+from server.settings import Settings
 from server.wiring import open_service, prepare_database
 
 TERMINAL_INLINE = 4096
@@ -55,29 +51,37 @@ async def _write(stream: Stream, text: str) -> None:
 
 
 async def cmd_exec(args: argparse.Namespace, settings: Settings) -> int:
+    if args.json:
+        return await _exec_json(args, settings)
     request = _request(args, cli_principal(settings))
     async with open_service(settings) as service:
-        result = await service.exec(
-            request,
-            on_output=None if args.json else _write,
-            inline_limit=settings.output.cli_json_inline_bytes if args.json else TERMINAL_INLINE,
-        )
-    if args.json:
-        print(json.dumps(result.to_dict(), indent=2))
-    else:
-        render.exec_summary(result)
-    if result.effect is Effect.DENY:
-        return EXIT_DENIED
-    if result.effect is Effect.APPROVE and result.exit_code is None:
-        return EXIT_PENDING
-    if result.error_code == "timeout":
-        return EXIT_TIMEOUT
-    if result.exit_code is None:
-        return EXIT_UNAVAILABLE
-    return result.exit_code
+        result = await service.exec(request, on_output=_write, inline_limit=TERMINAL_INLINE)
+    render.exec_summary(result, streamed=True)
+    return exec_exit_code(result)
+
+
+async def _exec_json(args: argparse.Namespace, settings: Settings) -> int:
+    """`exec --json`: one JSON object on stdout, whatever happened (an error that stopped
+    the exec is its ``error``, with the same keys as a result)."""
+    try:
+        request = _request(args, cli_principal(settings))
+        async with open_service(settings) as service:
+            result = await service.exec(
+                request, on_output=None, inline_limit=settings.output.cli_json_inline_bytes
+            )
+    except ExecGateError as exc:
+        error = render.exec_error_dict(exc.to_dict(), exc.audit_id, args.target, args.argv)
+        print(json.dumps(error, indent=2))
+        print(f"execgate: {exc.safe_message}", file=sys.stderr)
+        return exit_code_for(exc)
+    print(json.dumps(result.to_dict(), indent=2))
+    return exec_exit_code(result)
 
 
 async def cmd_policy(args: argparse.Namespace, settings: Settings) -> int:
+    from policies.rules.model import load_policy
+    from policies.service.core import explain_request
+
     if args.policy_cmd == "test":
         from policies.rules.policytest import load_cases, run_suite
 
@@ -142,18 +146,23 @@ async def cmd_approvals(args: argparse.Namespace, settings: Settings) -> int:
             ApprovalId(args.approval_id),
             cli_principal(settings),
             approve=args.approvals_cmd == "approve",
+            reason=getattr(args, "reason", ""),
             on_output=None if args.json else _write,
             inline_limit=settings.output.cli_json_inline_bytes if args.json else TERMINAL_INLINE,
         )
     render.vote(vote, as_json=args.json)
     if vote.result is not None:
-        if vote.result.effect is Effect.DENY:
-            return EXIT_DENIED
-        return vote.result.exit_code if vote.result.exit_code is not None else EXIT_UNAVAILABLE
+        return exec_exit_code(vote.result)
     return 0
 
 
 async def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
+    from server.cli import integrity
+
+    if args.audit_cmd in ("verify", "public-key"):
+        # They read the log without opening the service; the database is prepared (or
+        # a missing one refused) as for every other command.
+        await prepare_database(settings)
     if args.audit_cmd == "verify":
         return await integrity.cmd_verify(args, settings)
     if args.audit_cmd == "public-key":
@@ -165,7 +174,14 @@ async def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
             except ExecNotFound:
                 print(f"execgate: no audit record {args.audit_id}", file=sys.stderr)
                 return EXIT_CHECK_FAILED
-            render.audit_record(record, as_json=args.json)
+            approval_id = None
+            if record.intent.effect == Effect.APPROVE.value and not record.intent.approval_id:
+                # The intent is written before its approval request exists.
+                held = await service.list_approvals(cli_principal(settings), None)
+                approval_id = next(
+                    (a.approval_id for a in held if a.audit_id == record.audit_id), None
+                )
+            render.audit_record(record, as_json=args.json, approval_id=approval_id)
             return 0
         flt = AuditFilter(
             principal=args.principal,
@@ -187,6 +203,7 @@ async def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
 
 async def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
     from policies.audit import migrate
+    from server.cli import integrity
 
     if args.db_cmd == "upgrade":
         await integrity.cmd_db_upgrade(settings)
@@ -197,6 +214,9 @@ async def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
+    from server.localstate import local_keys, read_address
+    from server.settings import masked_view
+
     view = masked_view(settings)
     host: dict[str, object] = {"access_key_id": local_keys(settings.data_dir).access_key_id}
     host["access_key_secret"] = "********"  # noqa: S105 - a mask, not a secret
@@ -207,19 +227,3 @@ async def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
     view["local_host_effective"] = host
     print(json.dumps(view, indent=2, default=str))
     return 0
-
-
-async def dispatch(args: argparse.Namespace, settings: Settings) -> int:
-    handlers = {
-        "exec": cmd_exec,
-        "policy": cmd_policy,
-        "instances": cmd_instances,
-        "approvals": cmd_approvals,
-        "audit": cmd_audit,
-        "db": cmd_db,
-        "config": cmd_config,
-        "collect": cmd_collect,
-    }
-    if args.cmd not in ("policy", "config", "db"):
-        await prepare_database(settings)
-    return await handlers[args.cmd](args, settings)

@@ -12,15 +12,6 @@ from server.localstate import read_address
 from server.settings import Settings
 
 
-def add_console_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("console", help="the audit review console")
-    csub = p.add_subparsers(dest="console_cmd", required=True, metavar="ACTION")
-    link = csub.add_parser("link", help="print a one-time sign-in link")
-    link.add_argument(
-        "--as", dest="as_principal", help="sign in as this local user (root only): local:NAME"
-    )
-
-
 def console_link(settings: Settings, principal: Principal) -> str:
     """A sign-in link for ``principal`` to the server recorded in the data directory.
 

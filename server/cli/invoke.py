@@ -35,16 +35,6 @@ MAX_IN_FLIGHT = 512
 TIMEOUT = 30.0
 
 
-def add_parser(sub: Any) -> None:
-    p = sub.add_parser("invoke", help="send invocations to a local function")
-    p.add_argument("function")
-    p.add_argument("--path", default="/", help="HTTP path on the function (default /)")
-    p.add_argument("--rate", type=float, default=0.0, help="invocations per second")
-    p.add_argument("--duration", type=float, default=10.0, help="seconds of traffic")
-    p.add_argument("--data", default="", help="the request body")
-    p.add_argument("--json", action="store_true", help="the summary as one JSON line")
-
-
 @dataclass
 class Tally:
     latencies: list[float] = field(default_factory=list)

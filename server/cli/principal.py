@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 import pwd
+from typing import TYPE_CHECKING
 
 from policies.errors import ConfigError
 from policies.types import Principal, PrincipalKind
-from server.settings import Settings
+
+if TYPE_CHECKING:
+    from server.settings import Settings
 
 
 def cli_principal(settings: Settings) -> Principal:
@@ -20,18 +23,28 @@ def cli_principal(settings: Settings) -> Principal:
 
     Raises: ConfigError.
     """
-    own = Principal(PrincipalKind.LOCAL, pwd.getpwuid(os.geteuid()).pw_name)
-    if not settings.cli.principal:
+    return principal_for(os.geteuid(), settings.cli.principal)
+
+
+def principal_for(uid: int, requested: str | None) -> Principal:
+    """The principal of OS user ``uid`` asking to act as ``requested`` (``cli.principal``;
+    empty: itself). Used for this process and for a peer of the CLI relay socket, whose
+    uid the kernel reports.
+
+    Raises: ConfigError.
+    """
+    own = Principal(PrincipalKind.LOCAL, pwd.getpwuid(uid).pw_name)
+    if not requested:
         return own
     try:
-        chosen = Principal.parse(settings.cli.principal)
+        chosen = Principal.parse(requested)
     except ValueError as exc:
         raise ConfigError(f"cli.principal: {exc}") from exc
     if chosen == own:
         return own
     if chosen.kind is not PrincipalKind.LOCAL:
         raise ConfigError("cli.principal must be a local user (local:NAME)")
-    if os.geteuid() != 0:
+    if uid != 0:
         raise ConfigError(
             f"cli.principal names {chosen}, but this CLI runs as {own}; only root may act "
             "as another local user"

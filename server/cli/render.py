@@ -9,12 +9,14 @@ import datetime as dt
 import json
 import sys
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from policies.ports import ApprovalRecord, ExecRecord, VerifyReport
-from policies.rules.policytest import CaseResult
+from policies.ports import ApprovalRecord, ExecRecord, ExecStatus, VerifyReport
 from policies.service.results import ExecResult, Explanation, VoteResult
 from policies.types import Effect, InstanceInfo, join_argv
+
+if TYPE_CHECKING:
+    from policies.rules.policytest import CaseResult
 
 
 def _err(line: str) -> None:
@@ -44,19 +46,21 @@ def _table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
 
 
-def exec_summary(result: ExecResult) -> None:
+def exec_summary(result: ExecResult, *, streamed: bool = False) -> None:
+    """What ExecGate says about an exec, on stderr. ``streamed``: the output was written
+    as it came (all of it), so nothing was left out for this reader."""
     audit = f"audit id {result.audit_id}"
     if result.effect is Effect.DENY:
         _err(f"execgate: refused ({result.rule or 'no rule'}): {result.reason}")
         _err(f"  nothing ran; {audit}")
         return
-    if result.effect is Effect.APPROVE and result.exit_code is None and result.approval_id:
+    if result.status is ExecStatus.PENDING_APPROVAL and result.approval_id:
         _err(f"execgate: needs approval under rule {result.rule}: {result.reason}")
         _err(f"  approval id {result.approval_id}, expires {result.approval_expires_at}")
         _err(f"  an approver runs: execgate approvals approve {result.approval_id}")
         _err(f"  {audit}")
         return
-    if result.truncated:
+    if result.truncated and not streamed:
         omitted = result.stdout_omitted + result.stderr_omitted
         link = f"; full output: {result.links.get('stdout', '')}" if result.links else ""
         _err(f"execgate: output truncated, {omitted} characters omitted{link}")
@@ -65,6 +69,62 @@ def exec_summary(result: ExecResult) -> None:
     code = "none" if result.exit_code is None else str(result.exit_code)
     took = f"{result.duration_ms} ms" if result.duration_ms is not None else "-"
     _err(f"[execgate] exit {code} · {took} · {audit}")
+
+
+def exec_result_from_dict(data: dict[str, Any]) -> ExecResult:
+    """An ExecResult back from its ``to_dict`` (as `execgate serve` relays it)."""
+    error = data.get("error") or {}
+    omitted = data.get("omitted") or {}
+    sizes = data.get("bytes") or {}
+    return ExecResult(
+        effect=Effect(data["effect"]),
+        rule=data.get("rule"),
+        reason=data.get("reason") or "",
+        audit_id=data.get("audit_id"),
+        status=ExecStatus(data["status"]),
+        target=data.get("target") or "",
+        argv=tuple(data.get("argv") or ()),
+        exit_code=data.get("exit_code"),
+        stdout=data.get("stdout") or "",
+        stderr=data.get("stderr") or "",
+        truncated=bool(data.get("truncated")),
+        stdout_omitted=int(omitted.get("stdout", 0)),
+        stderr_omitted=int(omitted.get("stderr", 0)),
+        stdout_bytes=int(sizes.get("stdout", 0)),
+        stderr_bytes=int(sizes.get("stderr", 0)),
+        duration_ms=data.get("duration_ms"),
+        approval_id=data.get("approval_id"),
+        approval_expires_at=data.get("approval_expires_at"),
+        links=dict(data.get("links") or {}),
+        error_code=error.get("code"),
+        error=error.get("message"),
+    )
+
+
+def exec_error_dict(
+    error: dict[str, Any], audit_id: str | None, target: str, argv: Sequence[str] | None
+) -> dict[str, Any]:
+    """`exec --json` for an exec an error stopped: the keys of a result, with ``error``."""
+    return {
+        "effect": None,
+        "rule": None,
+        "reason": None,
+        "status": "error",
+        "target": target,
+        "argv": list(argv or ()),
+        "exit_code": None,
+        "stdout": "",
+        "stderr": "",
+        "truncated": False,
+        "omitted": {"stdout": 0, "stderr": 0},
+        "bytes": {"stdout": 0, "stderr": 0},
+        "duration_ms": None,
+        "audit_id": audit_id,
+        "approval_id": None,
+        "approval_expires_at": None,
+        "links": {},
+        "error": error,
+    }
 
 
 def explanation(expl: Explanation, *, as_json: bool) -> None:
@@ -140,7 +200,7 @@ def approvals(records: Sequence[ApprovalRecord], *, as_json: bool) -> None:
         print("no approval requests")
         return
     _table(
-        ["APPROVAL", "STATE", "REQUESTER", "TARGET", "COMMAND", "VOTES", "EXPIRES"],
+        ["APPROVAL", "STATE", "REQUESTER", "TARGET", "COMMAND", "VOTES", "EXPIRES", "REASON"],
         [
             [
                 r.approval_id,
@@ -150,6 +210,7 @@ def approvals(records: Sequence[ApprovalRecord], *, as_json: bool) -> None:
                 join_argv(r.argv),
                 f"{len(r.approvals)}/{r.threshold}",
                 r.expires_at.isoformat(timespec="seconds"),
+                r.reason or "-",
             ]
             for r in records
         ],
@@ -167,7 +228,11 @@ def vote(result: VoteResult, *, as_json: bool) -> None:
         )
         return
     if result.result is not None:
-        exec_summary(result.result)
+        exec_summary(result.result, streamed=True)
+        artifact = result.result.links.get("artifact")
+        if artifact:
+            # A collect that ran: its link is the data (as `execgate collect` prints it).
+            print(artifact)
         return
     votes = f"{len(record.approvals)}/{record.threshold}"
     _err(f"execgate: approval {record.approval_id} is {record.state.value} ({votes} approvals)")
@@ -191,16 +256,29 @@ def _record_dict(record: ExecRecord) -> dict[str, Any]:
     return _jsonable(out)  # type: ignore[no-any-return]
 
 
-def audit_record(record: ExecRecord, *, as_json: bool) -> None:
+def audit_record(record: ExecRecord, *, as_json: bool, approval_id: str | None = None) -> None:
+    """One exec session. ``approval_id``: the approval request that held it, when the
+    intent was written before the request existed."""
     data = _record_dict(record)
+    if approval_id and not data.get("approval_id"):
+        data["approval_id"] = approval_id
     if as_json:
         _dump(data)
         return
     outcome = data.pop("outcome") or {}
-    for key, value in data.items():
-        print(f"{key:16} {value}")
-    for key, value in outcome.items():
-        print(f"{key:16} {value}")
+    if outcome:
+        data.pop("status", None)  # the outcome's status is the current one
+    for key, value in [*data.items(), *outcome.items()]:
+        print(f"{key:16} {_field(value)}")
+
+
+def _field(value: Any) -> str:
+    """One line per field: multi-line text (captured output) is shown quoted."""
+    if value is None:
+        return "-"
+    if isinstance(value, str) and ("\n" in value or "\r" in value):
+        return json.dumps(value)
+    return str(value)
 
 
 def audit_list(records: Sequence[ExecRecord], *, as_json: bool) -> None:
