@@ -195,6 +195,7 @@ audit_events = sa.Table(
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("prev_hash", sa.String(64), nullable=False),
     sa.Column("hash", sa.String(64), nullable=False),
+    sa.CheckConstraint("seq > 0", name="seq_positive"),  # revision 0008
     sa.Index(None, "subject", "seq"),
     sa.Index(None, "kind", "seq"),
 )

@@ -88,38 +88,66 @@ def _check_claims(walk: _Walk, ev: Row, claims: Claims) -> VerifyReport | None:
     return None
 
 
-async def _walk_chain(db: Db, claims: Claims) -> _Walk:
-    walk = _Walk()
+async def _walk_chain(db: Db, claims: Claims, walk: _Walk) -> None:
+    """Walk on from ``walk``'s head to the newest event, or to the first problem.
+
+    The first batch has no lower bound: an event numbered below 1 is outside the chain
+    and is reported, never skipped."""
     cols = audit_events.c
-    while True:
-        query = (
-            sa.select(audit_events).where(cols.seq > walk.head_seq).order_by(cols.seq).limit(BATCH)
-        )
+    while walk.problem is None:
+        query = sa.select(audit_events).order_by(cols.seq).limit(BATCH)
+        if walk.rows:
+            query = query.where(cols.seq > walk.head_seq)
         batch = await db.read("verify audit chain", functools.partial(_fetch, query))
         if not batch:
-            return walk
+            return
         for ev in batch:
-            expected = walk.head_seq + 1
-            if ev.seq != expected:
-                missing = f"{expected}" if ev.seq == expected + 1 else f"{expected}..{ev.seq - 1}"
-                walk.problem = _bad(walk.rows, expected, "deleted", f"events {missing} are missing")
-                return walk
-            digest = event_hash(
-                ev.prev_hash, ev.seq, ev.kind, ev.subject, ev.payload, ev.created_at
-            )
-            if digest != ev.hash:
-                detail = f"event {ev.seq} ({ev.kind} {ev.subject}) was changed"
-                walk.problem = _bad(walk.rows, ev.seq, "edited", detail)
-                return walk
-            if ev.prev_hash != walk.head_hash:
-                detail = f"event {ev.seq} does not link to event {ev.seq - 1}"
-                walk.problem = _bad(walk.rows, ev.seq, "deleted", detail)
-                return walk
-            walk.problem = _check_claims(walk, ev, claims)
+            walk.problem = _check_event(walk, ev, claims)
             if walk.problem is not None:
-                return walk
+                return
             walk.rows += 1
             walk.head_seq, walk.head_hash = ev.seq, ev.hash
+
+
+def _check_event(walk: _Walk, ev: Row, claims: Claims) -> VerifyReport | None:
+    expected = walk.head_seq + 1
+    if ev.seq < 1:
+        detail = f"event {ev.seq} is numbered outside the chain (events start at 1)"
+        return _bad(walk.rows, ev.seq, "outside", detail)
+    if ev.seq != expected:
+        missing = f"{expected}" if ev.seq == expected + 1 else f"{expected}..{ev.seq - 1}"
+        return _bad(walk.rows, expected, "deleted", f"events {missing} are missing")
+    digest = event_hash(ev.prev_hash, ev.seq, ev.kind, ev.subject, ev.payload, ev.created_at)
+    if digest != ev.hash:
+        detail = f"event {ev.seq} ({ev.kind} {ev.subject}) was changed"
+        return _bad(walk.rows, ev.seq, "edited", detail)
+    if ev.prev_hash != walk.head_hash:
+        detail = f"event {ev.seq} does not link to event {ev.seq - 1}"
+        return _bad(walk.rows, ev.seq, "deleted", detail)
+    return _check_claims(walk, ev, claims)
+
+
+def _count_events(conn: Connection, head: int) -> tuple[int, int | None, int | None]:
+    cols = audit_events.c
+    inside = sa.select(sa.func.count(), sa.func.min(cols.seq)).where(cols.seq <= head)
+    count, lowest = conn.execute(inside).one()
+    below = conn.scalar(sa.select(sa.func.min(cols.seq)).where(cols.seq < 1))
+    return int(count), lowest, below
+
+
+async def _account_for_every_event(db: Db, walk: _Walk) -> VerifyReport | None:
+    """Every event row up to the walked head was walked: as many rows as the walk
+    counted, the lowest numbered 1 (nothing inserted below or between while walking)."""
+    count, lowest, below = await db.read(
+        "verify audit chain", functools.partial(_count_events, head=walk.head_seq), snapshot=True
+    )
+    if below is not None:
+        detail = f"event {below} is numbered outside the chain (events start at 1)"
+        return _bad(walk.rows, below, "outside", detail)
+    if count != walk.rows or (count and lowest != 1):
+        detail = f"the database holds {count} events up to {walk.head_seq}; {walk.rows} link"
+        return _bad(walk.rows, None, "outside", detail)
+    return None
 
 
 def _check_tail(walk: _Walk, source: str, cp: Checkpoint) -> VerifyReport | None:
@@ -193,7 +221,7 @@ def _read_batch(conn: Connection, *, name: str, after: int) -> tuple[int, _Batch
     ev = audit_events.c
     creates = conn.execute(
         sa.select(ev.seq, ev.subject)
-        .where(ev.kind == create_kind, ev.seq > after)
+        .where(ev.kind == create_kind, ev.seq > max(after, 0))
         .order_by(ev.seq)
         .limit(BATCH)
     ).all()
@@ -203,7 +231,7 @@ def _read_batch(conn: Connection, *, name: str, after: int) -> tuple[int, _Batch
     rows = {r.id: r for r in conn.execute(sa.select(table).where(table.c.id.in_(ids)))}
     events = conn.execute(
         sa.select(ev.seq, ev.kind, ev.subject, ev.payload)
-        .where(ev.subject.in_(ids))
+        .where(ev.subject.in_(ids), ev.seq >= 1)
         .order_by(ev.seq)
     ).all()
     votes: dict[str, list[dict[str, Any]]] = {i: [] for i in ids}
@@ -238,9 +266,11 @@ def _compare(name: str, table: sa.Table, batch: _Batch, rows_checked: int) -> Ve
     return None
 
 
-async def _check_projection(db: Db, name: str, rows_checked: int) -> VerifyReport | None:
-    table, create_kind = PROJECTIONS[name]
-    after = 0
+async def _check_projection(db: Db, name: str, walk: _Walk) -> tuple[VerifyReport | None, int]:
+    """Compare every row of projection ``name`` with its events; returns the first
+    problem and the newest event the comparison used (the walk must reach it)."""
+    table, _ = PROJECTIONS[name]
+    after = used = 0
     while True:
         # Rows and their events are read in one snapshot, so concurrent writers cannot
         # make them disagree.
@@ -250,19 +280,61 @@ async def _check_projection(db: Db, name: str, rows_checked: int) -> VerifyRepor
             snapshot=True,
         )
         if read is None:
-            break
+            return None, used
         after, batch = read
-        problem = _compare(name, table, batch, rows_checked)
+        used = max([used, after, *(ev.seq for ev in batch.events)])
+        problem = _compare(name, table, batch, walk.rows)
+        if problem is not None:
+            return problem, used
+
+
+def _find_strays(conn: Connection) -> tuple[int, list[tuple[str, str]]]:
+    """The newest event, and rows (of any audited table) no creating event numbered
+    from 1 up to it backs: read in one snapshot, so a row committed with its events
+    is never a stray."""
+    ev = audit_events.c
+    head = int(conn.scalar(sa.select(sa.func.coalesce(sa.func.max(ev.seq), 0))) or 0)
+    strays: list[tuple[str, str]] = []
+
+    def created(column: sa.ColumnElement[Any], kind: str) -> sa.Exists:
+        return sa.exists().where(ev.subject == column, ev.kind == kind, ev.seq >= 1, ev.seq <= head)
+
+    for name, (table, kind) in PROJECTIONS.items():
+        stray = conn.scalar(sa.select(table.c.id).where(~created(table.c.id, kind)).limit(1))
+        if stray is not None:
+            strays.append((name, str(stray)))
+    vote = approval_votes.c
+    _, approval_kind = PROJECTIONS["approval"]
+    stray_vote = conn.scalar(
+        sa.select(vote.approval_id).where(~created(vote.approval_id, approval_kind)).limit(1)
+    )
+    if stray_vote is not None:
+        strays.append(("approval vote of", str(stray_vote)))
+    return head, strays
+
+
+async def _check_rows(db: Db, claims: Claims, walk: _Walk) -> VerifyReport | None:
+    """Every row of every audited table agrees with, and is backed by, events of the
+    walked chain (the walk goes on to cover events the rows were compared with)."""
+    used = 0
+    for name in PROJECTIONS:
+        problem, newest = await _check_projection(db, name, walk)
         if problem is not None:
             return problem
-    recorded = sa.exists().where(
-        audit_events.c.subject == table.c.id, audit_events.c.kind == create_kind
-    )
-    query = sa.select(table.c.id).where(~recorded).limit(1)
-    stray = await db.read("verify audit rows", lambda conn: conn.scalar(query))
-    if stray is None:
-        return None
-    return _bad(rows_checked, None, "edited", f"{name} {stray}: a row with no audit events")
+        used = max(used, newest)
+    head, strays = await db.read("verify audit rows", _find_strays, snapshot=True)
+    if strays:
+        name, row_id = strays[0]
+        return _bad(walk.rows, None, "edited", f"{name} {row_id}: a row with no audit events")
+    used = max(used, head)
+    if used > walk.head_seq:
+        await _walk_chain(db, claims, walk)
+        if walk.problem is not None:
+            return walk.problem
+    if used > walk.head_seq:
+        detail = f"rows rely on event {used}; the chain ends at {walk.head_seq}"
+        return _bad(walk.rows, walk.head_seq + 1, "deleted", detail)
+    return await _account_for_every_event(db, walk)
 
 
 async def verify_store(
@@ -293,9 +365,13 @@ async def verify_store(
         claims.add("checkpoint", cp.segments)
     for name, anchored in anchors or ():
         claims.add(f"anchor {name}", anchored.segments)
-    walk = await _walk_chain(db, claims)
+    walk = _Walk()
+    await _walk_chain(db, claims, walk)
     if walk.problem is not None:
         return walk.problem
+    problem = await _account_for_every_event(db, walk)
+    if problem is not None:
+        return problem
     if cp_error is not None:
         return _bad(walk.rows, None, "checkpoint", cp_error.safe_message)
     for name, anchored in anchors or ():
@@ -317,10 +393,9 @@ async def verify_store(
             return problem
         segments = cp.segments
         tail = f"signed checkpoint vouches up to event {cp.last}"
-    for name in PROJECTIONS:
-        problem = await _check_projection(db, name, walk.rows)
-        if problem is not None:
-            return problem
+    problem = await _check_rows(db, claims, walk)
+    if problem is not None:
+        return problem
     if anchors:
         tail += f"; {len(anchors)} anchors agree"
     unvouched = unvouched_ranges(segments, walk.head_seq) if public_key is not None else []
