@@ -8,10 +8,13 @@ import datetime as dt
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from policies.artifacts import LocalConfig, OssArtifactStore, S3ArtifactStore, S3Config
 from policies.artifacts.anchors import BucketAnchors, LocalAnchors, Retention
 from policies.audit import open_audit_store
 from policies.audit.anchors import AnchorPublisher, AnchorStore
+from policies.audit.checkpoint import start_checkpoint
 from policies.audit.revision import SCHEMA_HEAD
 from policies.errors import AuditUnavailable, ConfigError
 from policies.instances.fc.credentials import Credentials
@@ -26,6 +29,7 @@ from policies.types import InstanceInfo, Limits, RunResult, Target
 from server.artifact_store import open_artifact_store, store_config
 from server.localstate import (
     CHECKPOINT_FILE,
+    SIGNING_KEY_FILE,
     audit_signing_key,
     audit_traces,
     local_keys,
@@ -167,7 +171,7 @@ async def open_service(
         store: AuditStore = audit or await open_audit_store(
             settings.database_url,
             checkpoint_path=settings.data_dir / CHECKPOINT_FILE,
-            checkpoint_key=audit_signing_key(settings.data_dir),
+            checkpoint_key=audit_key(settings.data_dir),
             publish=None if anchors is None else AnchorPublisher(anchors),
             anchor_interval_s=settings.artifacts.anchor_interval_seconds,
         )
@@ -283,6 +287,30 @@ async def refuse_missing_database(settings: Settings) -> None:
             "`execgate db upgrade` to start a new, empty audit log",
             kind="database_missing",
         )
+
+
+def audit_key(data_dir: Path) -> Ed25519PrivateKey:
+    """The audit signing key; when it is created here, the new log's checkpoint (signed,
+    vouching for no events yet) is begun with it, so that a signed log always has a
+    checkpoint and a missing one always means it was deleted.
+
+    Raises: ConfigError when the key cannot be read; OSError when the checkpoint cannot
+    be written.
+    """
+    new = not (data_dir / SIGNING_KEY_FILE).exists()
+    key = audit_signing_key(data_dir)
+    if new:
+        start_checkpoint(data_dir / CHECKPOINT_FILE, key)
+    return key
+
+
+def start_new_log(data_dir: Path) -> Path | None:
+    """Start a new audit log deliberately: move the current checkpoint aside (kept,
+    renamed) and begin a new one, signed with the same key; returns where the old
+    checkpoint went (None when there was none)."""
+    retired = retire_checkpoint(data_dir)
+    start_checkpoint(data_dir / CHECKPOINT_FILE, audit_key(data_dir))
+    return retired
 
 
 def retire_checkpoint(data_dir: Path) -> Path | None:

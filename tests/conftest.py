@@ -51,7 +51,7 @@ def checkpoint_path(tmp_path: Path) -> Path:
 
 async def _open_store(url: str, checkpoint_path: Path) -> AsyncIterator[SqlAuditStore]:
     store = await open_audit_store(
-        url, checkpoint_path=checkpoint_path, checkpoint_key=CHECKPOINT_KEY
+        url, checkpoint_path=checkpoint_path, checkpoint_key=CHECKPOINT_KEY, new_log=True
     )
     try:
         yield store

@@ -215,6 +215,24 @@ def _replace_file(path: Path, content: str) -> None:
             tmp.unlink()
 
 
+def start_checkpoint(path: Path, key: Ed25519PrivateKey) -> bool:
+    """Begin a new log's checkpoint: a signed checkpoint vouching for no events yet,
+    written at ``path`` unless a checkpoint is already there; True when written.
+
+    Every signed log has a checkpoint from its start, so a missing one always means it
+    was deleted (``verify`` fails, writers refuse to start over).
+    """
+    with open(path.with_name(path.name + ".lock"), "a") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        try:
+            if path.exists():
+                return False
+            _replace_file(path, encode_checkpoint((), key))
+            return True
+        finally:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
+
 # Publishes a written checkpoint outside the database host (see policies.audit.anchors).
 Publish = Callable[[int, str], Awaitable[None]]
 _Status = Literal["written", "invalid", "conflict", "missing", "full"]
@@ -251,7 +269,6 @@ class CheckpointWriter:
         self._last_anchor: float | None = None
         self._unanchored: tuple[int, str] | None = None
         self._warned: set[str] = set()
-        self._wrote = False  # this process has written the file
 
     def note(self, run: Segment) -> None:
         """Schedule ``run`` (events this process just committed) for the checkpoint."""
@@ -314,13 +331,11 @@ class CheckpointWriter:
                 except AuditIntegrityError:
                     return "invalid", None
                 if current is None:
-                    # A file this process wrote before was deleted: leave it missing
-                    # (verify says so) rather than start over without the older runs.
-                    if self._wrote:
-                        return "missing", None
-                    segments: tuple[Segment, ...] = ()
-                else:
-                    segments = current.segments
+                    # A log's checkpoint exists from its start (``start_checkpoint``):
+                    # a missing one was deleted. Leave it missing (verify says so)
+                    # rather than start a new chain without the older runs.
+                    return "missing", None
+                segments = current.segments
                 try:
                     for run in runs:
                         segments = merge(segments, run)
@@ -330,7 +345,6 @@ class CheckpointWriter:
                     return "full", None
                 text = encode_checkpoint(segments, self._key)
                 _replace_file(self._path, text)
-                self._wrote = True
                 return "written", text
             finally:
                 fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
@@ -355,7 +369,7 @@ class CheckpointWriter:
         reasons = {
             "invalid": "the existing checkpoint is invalid; it is kept for inspection",
             "conflict": "the database no longer matches the checkpoint (rebuilt or cut?)",
-            "missing": "the checkpoint file this process wrote was deleted",
+            "missing": "the checkpoint file was deleted",
             "full": "the checkpoint has too many unvouched gaps",
         }
         if status not in self._warned:

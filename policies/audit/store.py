@@ -16,7 +16,7 @@ from policies.audit import sessions as session_ops
 from policies.audit.backend import open_backend
 from policies.audit.browse import AuditBrowser
 from policies.audit.chain import ChainTx
-from policies.audit.checkpoint import CheckpointWriter, Publish
+from policies.audit.checkpoint import CheckpointWriter, Publish, start_checkpoint
 from policies.audit.db import Db
 from policies.audit.db_engine import CONNECT_TIMEOUT_S
 from policies.audit.errors import audit_errors
@@ -349,6 +349,7 @@ async def open_audit_store(
     owner: str | None = None,
     publish: Publish | None = None,
     anchor_interval_s: float = 60.0,
+    new_log: bool = False,
 ) -> SqlAuditStore:
     """Open the audit store at ``url`` (``sqlite+aiosqlite:///PATH`` or
     ``postgresql+asyncpg://...``). The schema must exist: run ``migrate.upgrade`` first.
@@ -359,9 +360,13 @@ async def open_audit_store(
     ``anchor_interval_s`` and at close. ``owner`` overrides the ``host:pid:nonce`` tag
     written on intents (for tests).
 
+    A missing checkpoint is begun (signed, vouching for no events) only when ``new_log``
+    says this is a new log; otherwise it was deleted, and the store refuses to open.
+
     Raises: ConfigError for an unsupported URL; AuditUnavailable when the database
-    cannot be reached within a few seconds, has no schema or an outdated one, or the
-    checkpoint directory cannot be created.
+    cannot be reached within a few seconds, has no schema or an outdated one, the
+    checkpoint directory cannot be created, or the checkpoint is missing (kind
+    ``checkpoint_missing``).
     """
     backend = open_backend(url)
     db = Db(backend)
@@ -372,6 +377,7 @@ async def open_audit_store(
                 raise ConfigError("a checkpoint path needs a checkpoint signing key")
             with audit_errors("create checkpoint directory"):
                 await asyncio.to_thread(checkpoint_path.parent.mkdir, parents=True, exist_ok=True)
+            await _begin_or_refuse(checkpoint_path, checkpoint_key, new_log)
             db.checkpoints = CheckpointWriter(
                 checkpoint_path,
                 checkpoint_key,
@@ -382,6 +388,21 @@ async def open_audit_store(
         await backend.dispose()
         raise
     return SqlAuditStore(db, checkpoint_path, checkpoint_key, owner)
+
+
+async def _begin_or_refuse(path: Path, key: Ed25519PrivateKey, new_log: bool) -> None:
+    with audit_errors("write checkpoint"):
+        if new_log:
+            await asyncio.to_thread(start_checkpoint, path, key)
+            return
+        exists = await asyncio.to_thread(path.exists)
+    if not exists:
+        raise AuditUnavailable(
+            "the audit checkpoint is missing but its signing key exists: this log was "
+            "signed before and its checkpoint was deleted; restore the checkpoint, or run "
+            "`execgate db upgrade --new-log` to start a new audit log deliberately",
+            kind="checkpoint_missing",
+        )
 
 
 async def check_database(db: Db) -> None:

@@ -384,9 +384,9 @@ async def verify_store(
     if checkpoint_path is None or public_key is None:
         tail = "tail truncation cannot be checked: no checkpoint is configured"
     elif cp is None:
-        if walk.rows:
-            return _bad(walk.rows, None, "checkpoint", "the audit checkpoint file is missing")
-        tail = "the log is empty"
+        # A signed log has a checkpoint from its start: an empty database without one
+        # is a log emptied along with its checkpoint, not a new log.
+        return _bad(walk.rows, None, "checkpoint", "the audit checkpoint file is missing")
     else:
         problem = _check_tail(walk, "checkpoint", cp)
         if problem is not None:

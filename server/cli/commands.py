@@ -206,7 +206,7 @@ async def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
     from server.cli import integrity
 
     if args.db_cmd == "upgrade":
-        await integrity.cmd_db_upgrade(settings)
+        await integrity.cmd_db_upgrade(settings, new_log=args.new_log)
         print(f"audit database at {await migrate.current(settings.database_url)}")
         return 0
     print(await migrate.current(settings.database_url) or "(empty)")

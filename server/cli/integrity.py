@@ -5,6 +5,7 @@ and a public key; it writes nothing."""
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -23,7 +24,13 @@ from server.localstate import (
     public_pem,
 )
 from server.settings import Settings
-from server.wiring import database_missing, open_anchor_store, prepare_database, retire_checkpoint
+from server.wiring import (
+    audit_key,
+    database_missing,
+    open_anchor_store,
+    prepare_database,
+    start_new_log,
+)
 
 
 def _public_key(args: argparse.Namespace, settings: Settings) -> Ed25519PublicKey | None:
@@ -69,21 +76,19 @@ async def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
 
 async def cmd_public_key(args: argparse.Namespace, settings: Settings) -> int:
     """Print the public key that verifies this deployment's checkpoints (to pin it)."""
-    key = audit_signing_key(settings.data_dir).public_key()
+    key = audit_key(settings.data_dir).public_key()
     sys.stdout.write(public_pem(key).decode("ascii"))
     print(f"key id: {key_id(key)}", file=sys.stderr)
     return 0
 
 
-async def cmd_db_upgrade(settings: Settings) -> None:
-    """Create or migrate the database; when it was missing, a checkpoint of the lost log
-    is moved aside (kept) so the new log gets its own."""
+async def cmd_db_upgrade(settings: Settings, *, new_log: bool = False) -> None:
+    """Create or migrate the database. When it was missing, or ``new_log`` asks for it,
+    a new audit log is started: the previous log's checkpoint is moved aside (kept) and
+    a new one is begun."""
     missing = await database_missing(settings.database_url)
     await prepare_database(settings, force=True)
-    if missing:
-        retired = retire_checkpoint(settings.data_dir)
-        if retired is not None:
-            print(
-                f"started a new audit log; the previous log's checkpoint is kept as {retired}",
-                file=sys.stderr,
-            )
+    if missing or new_log:
+        retired = await asyncio.to_thread(start_new_log, settings.data_dir)
+        kept = "" if retired is None else f"; the previous log's checkpoint is kept as {retired}"
+        print(f"started a new audit log{kept}", file=sys.stderr)

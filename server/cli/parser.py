@@ -162,7 +162,12 @@ def _audit(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def _db(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("db", help="database schema")
     dsub = p.add_subparsers(dest="db_cmd", required=True, metavar="ACTION")
-    dsub.add_parser("upgrade", help="migrate the audit database to the latest schema")
+    up = dsub.add_parser("upgrade", help="migrate the audit database to the latest schema")
+    up.add_argument(
+        "--new-log",
+        action="store_true",
+        help="start a new audit log: move the checkpoint aside and begin a new one",
+    )
     dsub.add_parser("current", help="print the schema revision")
     p.set_defaults(handler="server.cli.commands:cmd_db")
 

@@ -40,6 +40,7 @@ async def store_on(db_file: Path, checkpoint_path: Path) -> AsyncIterator[SqlAud
         f"sqlite+aiosqlite:///{db_file}",
         checkpoint_path=checkpoint_path,
         checkpoint_key=CHECKPOINT_KEY,
+        new_log=True,
     )
     try:
         yield store

@@ -152,6 +152,7 @@ async def test_anchors_catch_history_rewritten_by_someone_holding_the_private_ke
         checkpoint_path=checkpoint_path,
         checkpoint_key=CHECKPOINT_KEY,
         publish=AnchorPublisher(anchors),
+        new_log=True,
     )
     try:
         for _ in range(4):

@@ -7,17 +7,22 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from policies.audit import open_audit_store
 from policies.audit.anchors import AnchorPublisher
+from policies.audit.checkpoint import read_checkpoint
 from policies.errors import AuditUnavailable
 from server.cli.exits import EXIT_CHECK_FAILED, EXIT_UNAVAILABLE
 from server.cli.main import main
 from server.localstate import CHECKPOINT_FILE, PUBLIC_KEY_FILE, audit_signing_key, public_pem
 from server.settings import Settings, load_settings
-from server.wiring import open_anchor_store, prepare_database
+from server.wiring import audit_key, open_anchor_store, prepare_database
 from tests.policies.audit.support import INTENT, execute
+
+
+def _public_of(settings: Settings) -> Ed25519PublicKey:
+    return audit_signing_key(settings.data_dir).public_key()
 
 
 def _config(tmp_path: Path) -> Path:
@@ -34,7 +39,7 @@ async def _record(settings: Settings, count: int) -> None:
     store = await open_audit_store(
         settings.database_url,
         checkpoint_path=settings.data_dir / CHECKPOINT_FILE,
-        checkpoint_key=audit_signing_key(settings.data_dir),
+        checkpoint_key=audit_key(settings.data_dir),
         publish=AnchorPublisher(anchors),
     )
     try:
@@ -127,8 +132,9 @@ def test_a_deleted_database_is_refused_not_recreated_until_db_upgrade(
     assert not db_file.exists()
     assert main(["--config", str(config), "db", "upgrade"]) == 0
     assert db_file.exists()
-    assert not (settings.data_dir / CHECKPOINT_FILE).exists()  # retired, kept aside
-    assert list(settings.data_dir.glob(CHECKPOINT_FILE + ".retired-*"))
+    assert list(settings.data_dir.glob(CHECKPOINT_FILE + ".retired-*"))  # kept aside
+    new_log = read_checkpoint(settings.data_dir / CHECKPOINT_FILE, _public_of(settings))
+    assert new_log is not None and new_log.segments == ()  # a new log, begun signed
     assert main(["--config", str(config), "audit", "list"]) == 0
 
 
@@ -140,3 +146,30 @@ def test_a_fresh_data_directory_creates_its_database_and_key(tmp_path: Path) -> 
     data = load_settings(config, {}).data_dir
     assert (data / "audit.db").exists()
     assert (data / PUBLIC_KEY_FILE).exists()
+
+
+def test_an_emptied_log_without_its_checkpoint_fails_strict_verify_and_is_not_restarted(
+    config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--config", str(config), "audit", "public-key"]) == 0
+    pinned = tmp_path / "pinned.pub"
+    pinned.write_text(capsys.readouterr().out)
+    strict = ["--config", str(config), "audit", "verify", "--strict", "--public-key", str(pinned)]
+    assert main(strict) == 0  # control: the log of 3 execs verifies
+    settings = load_settings(config, {})
+
+    async def empty() -> None:
+        for table in ("approval_votes", "approvals", "exec_sessions", "conv_sessions"):
+            await execute(settings.database_url, f"DELETE FROM {table}")
+        await execute(settings.database_url, "DELETE FROM audit_events")
+
+    asyncio.run(empty())
+    (settings.data_dir / CHECKPOINT_FILE).unlink()
+
+    assert main(strict) == EXIT_CHECK_FAILED
+    assert main(["--config", str(config), "audit", "list"]) == EXIT_UNAVAILABLE
+    assert not (settings.data_dir / CHECKPOINT_FILE).exists()  # no new chain was started
+    # Starting over is explicit, and leaves a new signed, empty log.
+    assert main(["--config", str(config), "db", "upgrade", "--new-log"]) == 0
+    assert main(strict) == 0
+    assert main(["--config", str(config), "audit", "list"]) == 0
