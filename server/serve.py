@@ -138,12 +138,7 @@ def banner(settings: Settings, running: Running) -> str:
     )
     for path in running.surfaces:
         lines.append(f"  surface         {running.url}{path}")
-    sandbox = (
-        "bubblewrap sandbox"
-        if running.manager.sandboxed
-        else 'UNSANDBOXED (sandbox = "none": commands run on this host as nobody)'
-    )
-    lines.append(f"  instances       {sandbox}")
+    lines.append(f"  instances       {running.manager.runner.description}")
     example = None
     for fn in settings.local_host.functions:
         live = running.manager.list(fn.name)

@@ -37,11 +37,13 @@ class InlineScript:
             os.close(self.fd)
 
 
-def split_inline_script(argv: Sequence[str]) -> InlineScript:
+def split_inline_script(argv: Sequence[str], owner: tuple[int, int] | None = None) -> InlineScript:
     """``sh -c SCRIPT NAME ARG...`` -> ``sh /dev/fd/N ARG...`` with SCRIPT in a pipe.
 
     Anything else is returned as it is. The returned fd is inheritable (it must reach
     the shell) and belongs to the caller, who closes it once the command has started.
+    ``owner`` (host uid, gid) is who the shell runs as when that is not the caller: the
+    shell reopens the pipe through ``/dev/fd``, which checks the pipe's owner and mode.
     """
     if len(argv) < 4 or argv[0] not in _SHELLS or argv[1] != "-c":
         return InlineScript(tuple(argv))
@@ -50,6 +52,8 @@ def split_inline_script(argv: Sequence[str]) -> InlineScript:
         return InlineScript(tuple(argv))
     read_end, write_end = os.pipe()
     try:
+        if owner is not None:
+            os.fchown(read_end, *owner)
         os.write(write_end, script)
     except BaseException:
         os.close(read_end)

@@ -12,6 +12,8 @@ that container. Locally:
   ``nsenter`` (user, mount, pid, net, ipc, uts and cgroup namespaces, the sandbox's root
   and the working directory asked for), so ``ps`` shows the function's process, ``ss``
   its connections, and capabilities exist only inside the instance's user namespace;
+  the command runs as that namespace's root (nsenter sets uid and gid 0 inside and
+  clears supplementary groups);
 - :meth:`LiveSandbox.stop` kills the sandbox's init, which ends every process in it.
 
 ``nsenter`` gets the function's environment as its own (the host-side process exists
@@ -47,8 +49,13 @@ _STOP_GRACE = 5.0
 class LiveSandbox:
     """One instance's running sandbox; see the module docstring."""
 
-    def __init__(self, run_dir: Path, log_path: Path) -> None:
+    def __init__(
+        self, run_dir: Path, log_path: Path, *, owner: tuple[int, int] | None = None
+    ) -> None:
+        """``owner``: the host uid and gid of the sandbox's root when it is not the
+        user running ExecGate (the full id mapping of ``userns``)."""
         self.run_dir = run_dir
+        self._owner = owner
         self._log_path = log_path
         self._proc: asyncio.subprocess.Process | None = None
         self._init_pid: int | None = None
@@ -67,10 +74,19 @@ class LiveSandbox:
         return f"/proc/{os.getpid()}/fd/{self._run_fd}/invoke.sock"
 
     async def start(
-        self, bwrap: str, options: Sequence[str], command: Sequence[str], *, wait_socket: bool
+        self,
+        launcher: Sequence[str],
+        options: Sequence[str],
+        command: Sequence[str],
+        *,
+        bwrap: str,
+        wait_socket: bool,
     ) -> None:
         """Start the sandbox running ``command``; with ``wait_socket``, wait until the
         function accepts connections on its invoke socket.
+
+        ``launcher`` is the argv that ends with bubblewrap (``bwrap``): bubblewrap alone,
+        or the user-namespace launcher of ``userns`` before it.
 
         Raises: ProviderUnavailable when the sandbox or the function does not come up.
         """
@@ -83,7 +99,7 @@ class LiveSandbox:
         log = self._log_path.open("ab")
         try:
             self._proc = await asyncio.create_subprocess_exec(
-                bwrap,
+                *launcher,
                 "--args",
                 str(args_fd),
                 "--info-fd",
@@ -145,7 +161,7 @@ class LiveSandbox:
         """
         if not self.alive or self._init_pid is None or self._nsenter is None:
             raise ProviderUnavailable("the local instance's sandbox is not running")
-        inline = split_inline_script(argv)
+        inline = split_inline_script(argv, self._owner)
         try:
             proc = await asyncio.create_subprocess_exec(
                 self._nsenter,

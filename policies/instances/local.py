@@ -276,15 +276,18 @@ class InstanceManager:
         spec = self._spec(inst)
         run_dir = inst.root / "run"
         run_dir.mkdir(parents=True, exist_ok=True)
-        options = self._runner.sandbox_options(
+        launch = self._runner.launch(
             spec, {**DEFAULT_ENV, **spec.env}, extra_mounts=[(run_dir, RUN_MOUNT)]
         )
-        live = LiveSandbox(run_dir, inst.root / "function.log")
+        mapping = self._runner.id_mapping
+        owner = (mapping.uid, mapping.gid) if mapping is not None else None
+        live = LiveSandbox(run_dir, inst.root / "function.log", owner=owner)
         inst.sandbox = live
         await live.start(
-            self._runner.bwrap_path,
-            options,
+            launch.argv,
+            launch.options,
             fn.command or IDLE_COMMAND,
+            bwrap=self._runner.bwrap_path,
             wait_socket=bool(fn.command) and fn.listens,
         )
         logger.info("instance %s of %s is running", inst.instance_id, inst.function)

@@ -12,8 +12,12 @@ Inside a bubblewrap sandbox a command sees:
   shared by every exec on that instance;
 - the function's code directory read-only at ``/code`` when there is one;
 - exactly the function's environment (plus ``PATH``, ``HOME=/tmp`` and ``LANG`` defaults);
-- new user, pid, ipc, uts, cgroup and network namespaces (``--unshare-all``): local
-  instances have NO network, not even the host's loopback; all capabilities dropped.
+- new user, pid, ipc, uts, cgroup and network namespaces: local instances have NO
+  network, not even the host's loopback; all capabilities dropped for the command
+  bubblewrap starts. The user namespace maps 65,536 ids onto a subordinate range of the
+  host (inner root is e.g. host uid 200000; the host's root is not mapped) when the host
+  allows it, else only the running user (bubblewrap's ``--unshare-user``, where programs
+  that switch users, like tcpdump, fail): see ``userns``.
 
 Every bubblewrap option (mounts with their host paths, the environment) reaches
 bubblewrap through an in-memory file (``--args FD``) rather than its command line: the
@@ -42,6 +46,7 @@ import os
 import shutil
 import signal
 from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -58,12 +63,14 @@ from policies.instances.sandbox_layout import (
 )
 from policies.instances.supervise import Spawned, kill_group, supervise
 from policies.instances.unsandboxed import Identity, dedicated_identity, refuse_readable
+from policies.instances.userns import IdMapping, find_mapping, own_tree, stage, staging_dir
 from policies.ports import OutputCallback
 from policies.types import Limits, RunResult
 
 __all__ = [
     "DEFAULT_PATH",
     "INSTALL_HINT",
+    "Launch",
     "SandboxMode",
     "SandboxRunner",
     "SandboxSpec",
@@ -73,6 +80,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 SandboxMode = Literal["auto", "bwrap", "none", "subprocess"]
+UserNamespace = Literal["auto", "single"]
 UNSANDBOXED_MODES = frozenset({"none", "subprocess"})
 INSTALL_HINT = (
     "local instances need a working bubblewrap sandbox and it is missing or refused on "
@@ -84,6 +92,23 @@ INSTALL_HINT = (
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEFAULT_ENV = {"PATH": DEFAULT_PATH, "HOME": SANDBOX_TMP, "LANG": "C.UTF-8"}
 _PROBE_TIMEOUT = 10.0
+_SINGLE_UNSHARE = ("--unshare-all",)
+# Every namespace but the user namespace, which the launcher made with the full mapping.
+_MAPPED_UNSHARE = (
+    "--unshare-ipc",
+    "--unshare-pid",
+    "--unshare-net",
+    "--unshare-uts",
+    "--unshare-cgroup-try",
+)
+
+
+@dataclass(frozen=True)
+class Launch:
+    """One sandbox's launch: ``argv`` (ending with bubblewrap) and its ``options``."""
+
+    argv: tuple[str, ...]
+    options: list[str]
 
 
 class SandboxRunner:
@@ -99,8 +124,13 @@ class SandboxRunner:
         bwrap_path: str | None = None,
         *,
         protected: Sequence[Path] = (),
+        user_namespace: UserNamespace = "auto",
     ) -> None:
         self._mode: SandboxMode = mode
+        self._user_namespace: UserNamespace = user_namespace
+        self._mapping: IdMapping | None = None
+        self._stage_dir: str | None = None
+        self._single_reason = "the sandbox has not been probed yet"
         self._bwrap = bwrap_path or shutil.which("bwrap")
         self._use_bwrap = False
         self._probed = False
@@ -123,6 +153,23 @@ class SandboxRunner:
     @property
     def bwrap_path(self) -> str | None:
         return self._bwrap
+
+    @property
+    def id_mapping(self) -> IdMapping | None:
+        """The instances' full id mapping; None in bubblewrap's single-id mode."""
+        return self._mapping
+
+    @property
+    def description(self) -> str:
+        """What isolates instances, in a sentence for banners and listings."""
+        if self._mode in UNSANDBOXED_MODES:
+            return 'UNSANDBOXED (sandbox = "none": commands run on this host as nobody)'
+        if self._mapping is not None:
+            return (
+                f"bubblewrap sandbox, ids 0-{self._mapping.count - 1} mapped to host "
+                f"{self._mapping.uid}-{self._mapping.uid + self._mapping.count - 1}"
+            )
+        return f"bubblewrap sandbox, root only mapped: no packet captures ({self._single_reason})"
 
     @property
     def identity(self) -> Identity | None:
@@ -148,6 +195,8 @@ class SandboxRunner:
                     self._identity = identity
                 else:
                     self._use_bwrap = await self._bwrap_works()
+                    if self._use_bwrap:
+                        await self._probe_mapping()
                 self._probed = True
             if self._mode in UNSANDBOXED_MODES:
                 logger.warning(
@@ -197,7 +246,9 @@ class SandboxRunner:
             if missing is not None:
                 await on_output("stderr", f"{argv[0]}: command not found\n".encode())
                 return RunResult(exit_code=missing)
-            inline = split_inline_script(argv)
+            mapping = self._mapping
+            owner = (mapping.uid, mapping.gid) if mapping is not None else None
+            inline = split_inline_script(argv, owner)
             try:
                 spawned = await self._spawn_bwrap(
                     inline.argv, spec, env, stdin is not None, extra_fds=inline.fds
@@ -246,7 +297,7 @@ class SandboxRunner:
     def bwrap_options(self) -> list[str]:
         """The options every sandbox starts with (without the bubblewrap path)."""
         return [
-            "--unshare-all",
+            *(_MAPPED_UNSHARE if self._mapping is not None else _SINGLE_UNSHARE),
             "--die-with-parent",
             "--new-session",
             "--cap-drop",
@@ -258,11 +309,33 @@ class SandboxRunner:
             "/dev",
         ]
 
+    async def _probe_mapping(self) -> None:
+        """Use the full id mapping when the host allows it and it works here."""
+        if self._user_namespace == "single":
+            self._single_reason = "the full id mapping is turned off"
+            return
+        found = find_mapping()
+        stage_dir = staging_dir()
+        if isinstance(found, str) or stage_dir is None or self._bwrap is None:
+            self._single_reason = found if isinstance(found, str) else "no staging directory"
+            logger.warning("packet captures are not available in local instances: %s", found)
+            return
+        self._mapping, self._stage_dir = found, stage_dir
+        staged = stage(found, stage_dir, (), self._bwrap)
+        argv = [*staged.prefix, *self.bwrap_options(), "--tmpfs", SANDBOX_TMP, "--", "true"]
+        if not await self._probe_argv(argv):
+            self._mapping = self._stage_dir = None
+            self._single_reason = "the user namespace with the full id mapping did not start"
+            logger.warning("packet captures are not available in local instances: %s", found)
+
     async def _bwrap_works(self) -> bool:
         if self._bwrap is None:
             logger.info("bubblewrap not found on PATH")
             return False
         argv = [self._bwrap, *self.bwrap_options(), "--tmpfs", SANDBOX_TMP, "--", "true"]
+        return await self._probe_argv(argv)
+
+    async def _probe_argv(self, argv: Sequence[str]) -> bool:
         try:
             proc = await asyncio.create_subprocess_exec(
                 *argv,
@@ -290,32 +363,49 @@ class SandboxRunner:
             return False
         return True
 
-    def sandbox_options(
+    def launch(
         self,
         spec: SandboxSpec,
         env: Mapping[str, str],
         extra_mounts: Sequence[tuple[Path, str]] = (),
-    ) -> list[str]:
-        """Every option of one sandbox: namespaces, mounts, environment, working dir.
+    ) -> Launch:
+        """How to start one sandbox: the launcher, namespaces, mounts, environment.
 
-        ``extra_mounts`` are (host directory, sandbox path) pairs mounted read-write.
+        ``extra_mounts`` are (host directory, sandbox path) pairs mounted read-write;
+        they and the state directory are handed to the sandbox's root (its inner root's
+        host ids with the full mapping).
 
-        Raises: ConfigError for an environment no sandbox can hold.
+        Raises: ConfigError for an environment no sandbox can hold; ProviderUnavailable
+        before a successful probe.
         """
         check_env(env)
+        if self._bwrap is None or not self._use_bwrap:
+            raise ProviderUnavailable(INSTALL_HINT)
+        writable = [spec.state_dir, *(host for host, _ in extra_mounts)]
+        mapping, stage_dir = self._mapping, self._stage_dir
+        if mapping is not None and stage_dir is not None:
+            for directory in writable:
+                own_tree(directory, mapping.uid, mapping.gid)
+            code = [spec.code_dir] if spec.code_dir is not None else []
+            staged = stage(mapping, stage_dir, [*writable, *code], self._bwrap)
+            argv, source = staged.prefix, staged.paths.__getitem__
+        else:
+            for directory in writable:
+                own_tree(directory, os.getuid(), os.getgid())
+            argv, source = (self._bwrap,), lambda path: str(path.absolute())
         options = self.bwrap_options()
-        options += ["--bind", str(spec.state_dir.absolute()), SANDBOX_TMP]
+        options += ["--bind", source(spec.state_dir), SANDBOX_TMP]
         if spec.code_dir is not None:
-            options += ["--ro-bind", str(spec.code_dir.absolute()), SANDBOX_CODE]
+            options += ["--ro-bind", source(spec.code_dir), SANDBOX_CODE]
         for host, inside in extra_mounts:
-            options += ["--bind", str(host.absolute()), inside]
+            options += ["--bind", source(host), inside]
         # The sandbox's own root (where /etc and the mount points live) is made
         # read-only last: /tmp (the instance's state) and the sandbox's own /dev
         # tmpfs stay writable.
         options += ["--remount-ro", "/", "--chdir", spec.workdir, "--clearenv"]
         for key, value in env.items():
             options += ["--setenv", key, value]
-        return options
+        return Launch(argv, options)
 
     async def _spawn_bwrap(
         self,
@@ -326,13 +416,11 @@ class SandboxRunner:
         *,
         extra_fds: tuple[int, ...] = (),
     ) -> Spawned:
-        if self._bwrap is None:
-            raise ProviderUnavailable(INSTALL_HINT)
-        options = self.sandbox_options(spec, env)
-        args_fd = memfd_args(options)
+        launch = self.launch(spec, env)
+        args_fd = memfd_args(launch.options)
         info_r, info_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         try:
-            full = [self._bwrap, "--args", str(args_fd), "--info-fd", str(info_w), "--", *argv]
+            full = [*launch.argv, "--args", str(args_fd), "--info-fd", str(info_w), "--", *argv]
             proc = await _spawn(
                 full,
                 env={},

@@ -17,6 +17,7 @@ import anyio
 import httpx
 import pytest
 
+from policies.instances.userns import find_mapping
 from server.cli.exits import EXIT_PENDING
 from server.settings import DEMO_ENV
 from tests.e2e.conftest import EXECGATE, Served
@@ -104,17 +105,12 @@ async def test_s1_env_of_the_live_instance_is_scrubbed(served: Served) -> None:
         assert DEMO_ENV[name] not in stdout  # ...its value is not
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "known gap: Debian's tcpdump, started as root, drops to its 'tcpdump' user "
-        "(setgroups + chown of the capture file); only root is mapped in the instance's "
-        "user namespace and setgroups is denied there, so tcpdump exits 1"
-    ),
-)
 async def test_s2_a_capture_of_the_slow_dependency_is_approved_collected_and_valid(
     served: Served, tmp_path: Path
 ) -> None:
+    mapping = find_mapping()
+    if isinstance(mapping, str):  # tcpdump cannot switch to its user without it
+        pytest.fail(f"packet captures need the full id mapping: {mapping}; run `make tools`")
     async with traffic(served, "/checkout?delay_ms=200", rate=10):
         result = await approved(
             served, "tcpdump", "-i", "any", "-c", "30", "-w", "/tmp/slow.cap", "tcp", "port", "9100"
