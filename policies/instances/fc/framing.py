@@ -330,7 +330,9 @@ def wrap_argv(
     script = (
         f"n={run_id}; d=${{TMPDIR:-/tmp}}; r=$d/.execgate-$n.run; s=$d/.execgate-$n.stop;"
         # The run file lets a second exec stop this one (``stop_argv``) by renaming it.
-        ' : >"$r" 2>/dev/null || r=;'
+        # ``true``, not ``:``: a failed redirection of a special built-in would end the
+        # shell (POSIX 2.8.1), and a read-only /tmp must not cost the exit status.
+        ' { true >"$r"; } 2>/dev/null || r=;'
         " to=; trap 'to=1' USR1;"
         " if command -v setsid >/dev/null 2>&1; then S=setsid; g=-; else S=; g=; fi;"
         # An asynchronous command's stdin is /dev/null unless given explicitly: fd 3.

@@ -190,6 +190,18 @@ async def test_quick_commands_report_their_status_without_waiting_for_the_watchd
             assert ran.status == ExitStatus(5)
 
 
+@pytest.mark.parametrize("shell", SHELLS)
+async def test_a_tmp_the_wrapper_cannot_write_costs_neither_the_status_nor_a_word_of_output(
+    shell: str, tmp_path: Path
+) -> None:
+    nowhere = tmp_path / "no-such-dir"  # the run file cannot be created here
+    with anyio.fail_after(BOUND):
+        ran = await Wrapped(shell, nowhere).run(["sh", "-c", "echo hi; exit 3"], timeout=5)
+    assert ran.status == ExitStatus(3)
+    assert ran.stdout == b"hi\n"
+    assert ran.stderr == b""
+
+
 async def test_without_setsid_the_timeout_stops_the_main_process_and_says_so(
     tmp_path: Path,
 ) -> None:
