@@ -230,4 +230,6 @@ class SlackBot:
             records = await self.service.audit_search(principal, parsed.filter)
             await self.outbox.ephemeral(place, *audit_message(records))
         elif isinstance(parsed, commands.Collect):
-            await self.runner.collect(place, principal, parsed.target, parsed.path, parsed.reason)
+            await self.runner.collect(
+                place, principal, parsed.target, parsed.path, parsed.reason, request_key=key
+            )

@@ -1,4 +1,11 @@
-"""`execgate serve`: the local instance host, and the HTTP app around it."""
+"""`execgate serve`: the local instance host, and the HTTP app around it.
+
+Several `execgate serve` replicas may share one PostgreSQL database behind a load
+balancer (README, "Running several replicas"): each holds a lease on the execs it runs
+(``policies.audit.keeper``) and answers ``/healthz`` (the process is up) and
+``/readyz`` (it can serve: see ``server.health``). Replicas set
+``local_host.enabled = false`` and reach instances through a provider.
+"""
 
 from __future__ import annotations
 
@@ -10,15 +17,15 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import BaseRoute, Mount
 
+from policies.audit.keeper import LeaseKeeper, Leases
 from policies.instances.local import InstanceManager
 from policies.service.core import ExecService
 from server.artifact_http import artifact_mount
 from server.asgi_runner import RunningAsgi, run_asgi
 from server.fchost import build_fc_host_app
+from server.health import health_routes
 from server.localstate import LocalKeys, clear_address, local_keys, write_address
 from server.mcp.http import mcp_mount
 from server.settings import Settings
@@ -44,11 +51,7 @@ def build_app(
     settings: Settings, manager: InstanceManager, keys: LocalKeys, service: ExecService
 ) -> Starlette:
     """The one HTTP app: health, the surfaces' mounts, and the local FC host last (its
-    routes answer everything else with FC-shaped errors)."""
-
-    async def healthz(_: Request) -> JSONResponse:
-        return JSONResponse({"status": "ok"})
-
+    routes answer everything else with FC-shaped errors) unless it is disabled."""
     mounts = [
         m
         for m in (
@@ -58,11 +61,6 @@ def build_app(
         )
         if m is not None
     ]
-    fc_host = build_fc_host_app(
-        manager,
-        {keys.access_key_id: keys.access_key_secret},
-        account_id=settings.local_host.account_id,
-    )
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
@@ -72,10 +70,16 @@ def build_app(
                     await stack.enter_async_context(mount.lifespan())
             yield
 
-    routes: list[BaseRoute] = [Route("/healthz", healthz)]
+    routes: list[BaseRoute] = health_routes(settings, service)
     for mount in mounts:
         routes.extend(mount.routes)
-    routes.append(Mount("/", app=fc_host))
+    if settings.local_host.enabled:
+        fc_host = build_fc_host_app(
+            manager,
+            {keys.access_key_id: keys.access_key_secret},
+            account_id=settings.local_host.account_id,
+        )
+        routes.append(Mount("/", app=fc_host))
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.surfaces = [
         str(getattr(route, "path", "")) for mount in mounts for route in mount.routes
@@ -93,10 +97,14 @@ async def running_server(
     await prepare_database(settings)
     keys = local_keys(settings.data_dir)
     manager = build_manager(settings)
-    await manager.start()
+    if settings.local_host.enabled:
+        await manager.start()
     box: dict[str, str] = {}
     try:
-        async with open_service(settings, local_url=lambda: box["url"], manager=manager) as svc:
+        async with (
+            open_service(settings, local_url=lambda: box["url"], manager=manager) as svc,
+            _lease(settings, svc),
+        ):
             app = build_app(settings, manager, keys, svc)
             async with run_asgi(app, host=bind_host, port=bind_port, lifespan="on") as asgi:
                 box["url"] = asgi.url
@@ -108,22 +116,42 @@ async def running_server(
         await manager.aclose()
 
 
+@contextlib.asynccontextmanager
+async def _lease(settings: Settings, service: ExecService) -> AsyncIterator[None]:
+    """Hold this replica's lease on its execs while it serves (when the store has leases)."""
+    audit = service.audit
+    if not isinstance(audit, Leases):
+        yield
+        return
+    replica = settings.replica
+    keeper = LeaseKeeper(audit, ttl=replica.lease_ttl_seconds, every=replica.heartbeat_seconds)
+    async with keeper.running():
+        yield
+
+
 def _host_for_url(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
 def banner(settings: Settings, running: Running) -> str:
     lines = [f"ExecGate is serving on {running.url}"]
-    lines.append(
-        f"  local FC host   {running.url}/2023-03-30/functions  "
-        f"(account {settings.local_host.account_id}, key {running.keys.access_key_id})"
-    )
+    enabled = settings.local_host.enabled
+    if enabled:
+        lines.append(
+            f"  local FC host   {running.url}/2023-03-30/functions  "
+            f"(account {settings.local_host.account_id}, key {running.keys.access_key_id})"
+        )
+    else:
+        lines.append("  local FC host   disabled (instances are reached through providers)")
     for path in running.surfaces:
         lines.append(f"  surface         {running.url}{path}")
-    sandbox = "bubblewrap sandbox" if running.manager.sandboxed else "UNSANDBOXED (no bubblewrap)"
-    lines.append(f"  instances       {sandbox}")
+    if enabled:
+        sandbox = (
+            "bubblewrap sandbox" if running.manager.sandboxed else "UNSANDBOXED (no bubblewrap)"
+        )
+        lines.append(f"  instances       {sandbox}")
     example = None
-    for fn in settings.local_host.functions:
+    for fn in settings.local_host.functions if enabled else ():
         live = running.manager.list(fn.name)
         ids = ", ".join(i.instance_id for i in live) or "none live; started on invoke"
         lines.append(f"    {fn.name:14} {ids}")
@@ -143,7 +171,7 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
     async def main() -> None:
         async with running_server(settings, host=host, port=port) as running:
             print(banner(settings, running), flush=True)
-            if not running.manager.sandboxed:
+            if settings.local_host.enabled and not running.manager.sandboxed:
                 logger.warning("UNSANDBOXED: commands run as plain subprocesses on this host")
             await running.asgi.stopped()
 

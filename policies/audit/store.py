@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from policies.audit import approvals as approval_ops
+from policies.audit import leases
 from policies.audit import sessions as session_ops
 from policies.audit.backend import open_backend
 from policies.audit.chain import ChainTx
@@ -229,6 +230,40 @@ class SqlAuditStore:
         if count:
             logger.warning("audit: marked %d exec(s) of stopped processes as interrupted", count)
         return count
+
+    @property
+    def owner(self) -> str:
+        """The tag this store writes on the intents it records."""
+        return self._owner or current_owner()
+
+    async def renew_lease(self, ttl: float) -> bool:
+        """Hold this store's owner lease ``ttl`` more seconds (``policies.audit.leases``);
+        False when there was no lease to renew.
+
+        Raises: AuditUnavailable.
+        """
+        return await leases.renew(self._db, self.owner, ttl)
+
+    async def reap_expired_leases(self) -> int:
+        """Mark the RUNNING rows of every expired lease interrupted; return how many.
+
+        Raises: AuditUnavailable.
+        """
+        return await leases.reap(self._db)
+
+    async def release_lease(self) -> int:
+        """Give up this store's lease, marking its RUNNING rows interrupted.
+
+        Raises: AuditUnavailable.
+        """
+        return await leases.release(self._db, self.owner)
+
+    async def check_ready(self) -> None:
+        """Whether this store can serve: the database answers and its schema is current.
+
+        Raises: AuditUnavailable.
+        """
+        await check_database(self._db)
 
     # ------------------------------------------------------------------ approvals
 
