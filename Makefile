@@ -5,7 +5,7 @@ UV := $(shell command -v uv 2>/dev/null || echo .uv/bin/uv)
 VENV := .venv
 SYNC_STAMP := $(VENV)/.synced
 
-.PHONY: run test check lint typecheck bench clean
+.PHONY: run test check lint typecheck bench clean haproxy
 
 $(UV):
 	$(PYTHON) -m venv .uv
@@ -18,7 +18,14 @@ $(SYNC_STAMP): $(UV) pyproject.toml uv.lock
 run: $(SYNC_STAMP)
 	$(VENV)/bin/execgate serve
 
-test: $(SYNC_STAMP)
+# The multi-replica tests run two replicas behind a real haproxy.
+haproxy:
+	@command -v haproxy >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get install -y -qq haproxy || { apt-get update -qq && apt-get install -y -qq haproxy; }; \
+	  else echo "haproxy is missing; run: sudo apt-get install -y haproxy" >&2; exit 1; fi; }
+
+test: $(SYNC_STAMP) haproxy
 	$(VENV)/bin/pytest -q
 
 lint: $(SYNC_STAMP)

@@ -130,7 +130,10 @@ class Runner:
             context=place.to_context(),
             request_key=request_key,
         )
-        if result.status is ExecStatus.PENDING_APPROVAL:
+        if result.error_code == "duplicate":
+            # A second delivery of a request already handled: its answer was posted.
+            logger.info("duplicate slack delivery ignored", extra={"audit_id": result.audit_id})
+        elif result.status is ExecStatus.PENDING_APPROVAL:
             channel = self.config.approvals_channel or place.channel
             await self.outbox.ephemeral(place, *pending_message(result, card_channel=channel))
         elif result.ok:
