@@ -190,3 +190,39 @@ async def _kill_mid_exec(
     a.kill()  # SIGKILL: nothing of the replica gets to clean up
     measured["killed_at"] = time.monotonic()
     call.cancel()
+
+
+async def test_a_rolling_restart_drops_no_acknowledged_request(tmp_path: Path) -> None:
+    async with deployment(tmp_path) as d, mcp_client(d.proxy.url) as client:
+        answered: list[dict[str, Any]] = []
+        failed: list[BaseException] = []
+        done = asyncio.Event()
+
+        async def load() -> None:
+            while not done.is_set():
+                try:
+                    result = await client.call_tool(
+                        "exec", {"target": d.host.instance, "argv": ["id"], "reason": "load"}
+                    )
+                except Exception as exc:  # a request the proxy could not place
+                    failed.append(exc)
+                    continue
+                answered.append(_structured(result))
+
+        task = asyncio.create_task(load())
+        for replica in d.replicas:  # one at a time, as a rolling deploy does
+            before = len(answered)
+            await replica.stop()
+            await replica.start()
+            with anyio.fail_after(30):
+                while len(answered) < before + 3:
+                    await anyio.sleep(0.05)
+        done.set()
+        await task
+        statuses = [
+            await d.scalar("SELECT status FROM exec_sessions WHERE id = :i", i=out["audit_id"])
+            for out in answered
+        ]
+    assert failed == []
+    assert answered and {o["exit_code"] for o in answered} == {0}
+    assert set(statuses) == {"completed"}
