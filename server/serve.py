@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute, Mount
 
+from policies.audit import SqlAuditStore
 from policies.audit.keeper import LeaseKeeper, Leases
 from policies.instances.local import InstanceManager
 from policies.service.core import ExecService
@@ -28,6 +29,7 @@ from server.fchost import build_fc_host_app
 from server.health import health_routes
 from server.localstate import LocalKeys, clear_address, local_keys, write_address
 from server.mcp.http import mcp_mount
+from server.metrics import ExecMetrics, metrics_route
 from server.settings import Settings
 from server.slack_http import slack_mount
 from server.wiring import build_manager, open_service, prepare_database
@@ -70,7 +72,13 @@ def build_app(
                     await stack.enter_async_context(mount.lifespan())
             yield
 
-    routes: list[BaseRoute] = health_routes(settings, service)
+    metrics = ExecMetrics()
+    if isinstance(service.audit, SqlAuditStore):
+        service.audit.observer = metrics
+    routes: list[BaseRoute] = [
+        *health_routes(settings, service),
+        metrics_route(metrics, service.audit),
+    ]
     for mount in mounts:
         routes.extend(mount.routes)
     if settings.local_host.enabled:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +22,12 @@ from policies.audit.db import Db
 from policies.audit.db_engine import CONNECT_TIMEOUT_S
 from policies.audit.errors import audit_errors
 from policies.audit.ids import EXEC_PREFIX, new_id
+from policies.audit.observe import AuditObserver
 from policies.audit.owner import current_owner, hostname, owner_is_dead
 from policies.audit.prepared import prepared_select
 from policies.audit.records import exec_record, intent_values, outcome_values
 from policies.audit.revision import SCHEMA_HEAD
-from policies.audit.tables import RATE_COUNTED, exec_sessions
+from policies.audit.tables import RATE_COUNTED, approvals, conv_sessions, exec_sessions
 from policies.audit.verify import verify_store
 from policies.errors import AuditUnavailable, ConfigError, ExecNotFound
 from policies.ports import (
@@ -91,6 +93,7 @@ class SqlAuditStore:
         self._public_key = None if checkpoint_key is None else checkpoint_key.public_key()
         self._owner = owner
         self._closed = False
+        self.observer: AuditObserver | None = None
 
     # ------------------------------------------------------------------ execs
 
@@ -105,7 +108,9 @@ class SqlAuditStore:
         def body(tx: ChainTx) -> None:
             _insert_intent(tx, audit_id, intent, owner)
 
+        t0 = time.perf_counter()
         await self._db.write("record intent", body)
+        self._observe_intent(AuditId(audit_id), intent, t0)
         return AuditId(audit_id)
 
     async def record_rated_intent(
@@ -136,7 +141,9 @@ class SqlAuditStore:
             _insert_intent(tx, audit_id, rate.refusal if limited else intent, owner)
             return limited
 
+        t0 = time.perf_counter()
         limited = await self._db.write("record intent", body)
+        self._observe_intent(AuditId(audit_id), rate.refusal if limited else intent, t0)
         return AuditId(audit_id), limited
 
     async def record_outcome(self, audit_id: AuditId, outcome: ExecOutcome) -> None:
@@ -147,7 +154,41 @@ class SqlAuditStore:
             if not tx.update(exec_sessions, audit_id, values, "exec.outcome"):
                 raise ExecNotFound(audit_id=audit_id)
 
+        t0 = time.perf_counter()
         await self._db.write("record outcome", body)
+        if self.observer is not None:
+            self.observer.write_committed("record outcome", time.perf_counter() - t0)
+            self.observer.outcome_recorded(audit_id, outcome)
+
+    def _observe_intent(self, audit_id: AuditId, intent: ExecIntent, t0: float) -> None:
+        if self.observer is not None:
+            self.observer.write_committed("record intent", time.perf_counter() - t0)
+            self.observer.intent_recorded(audit_id, intent)
+
+    async def open_counts(self, now: dt.datetime | None = None) -> dict[str, int]:
+        """How many approvals are pending (not expired) and sessions open, now.
+
+        Raises: AuditUnavailable.
+        """
+        at = now or dt.datetime.now(dt.UTC)
+        pending = (
+            sa.select(sa.func.count())
+            .select_from(approvals)
+            .where(approvals.c.state == ApprovalState.PENDING.value, approvals.c.expires_at > at)
+        )
+        open_sessions = (
+            sa.select(sa.func.count())
+            .select_from(conv_sessions)
+            .where(conv_sessions.c.ended_at.is_(None))
+        )
+
+        def body(conn: Any) -> dict[str, int]:
+            return {
+                "approvals_pending": int(conn.scalar(pending) or 0),
+                "sessions_open": int(conn.scalar(open_sessions) or 0),
+            }
+
+        return await self._db.read("count open approvals and sessions", body)
 
     async def get_exec(self, audit_id: AuditId) -> ExecRecord:
         """Raises: ExecNotFound when no such exec exists; AuditUnavailable."""
