@@ -155,7 +155,10 @@ class SqlAuditStore:
                 raise ExecNotFound(audit_id=audit_id)
 
         t0 = time.perf_counter()
-        await self._db.write("record outcome", body)
+        # The intent was durable before anything ran; the outcome rides the next
+        # durable commit (a database server crash just before that loses the outcome,
+        # leaving the row RUNNING: the same state as a replica that stopped mid-exec).
+        await self._db.write("record outcome", body, durable=False)
         if self.observer is not None:
             self.observer.write_committed("record outcome", time.perf_counter() - t0)
             self.observer.outcome_recorded(audit_id, outcome)
