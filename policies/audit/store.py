@@ -11,6 +11,8 @@ from typing import Any
 
 import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from policies.audit import approvals as approval_ops
 from policies.audit import leases
@@ -27,9 +29,15 @@ from policies.audit.owner import current_owner, hostname, owner_is_dead
 from policies.audit.prepared import prepared_select
 from policies.audit.records import exec_record, intent_values, outcome_values
 from policies.audit.revision import SCHEMA_HEAD
-from policies.audit.tables import RATE_COUNTED, approvals, conv_sessions, exec_sessions
+from policies.audit.tables import (
+    RATE_COUNTED,
+    approvals,
+    conv_sessions,
+    exec_sessions,
+    request_keys,
+)
 from policies.audit.verify import verify_store
-from policies.errors import AuditUnavailable, ConfigError, ExecNotFound
+from policies.errors import AuditUnavailable, ConfigError, DuplicateRequest, ExecNotFound
 from policies.ports import (
     ApprovalRecord,
     ApprovalRequest,
@@ -69,7 +77,19 @@ _COUNTED: sa.Select[Any] = (
 _COUNT_UP_TO = sa.select(sa.func.count()).select_from(_COUNTED.subquery())
 
 
+def _claim_key(tx: ChainTx, key: str, audit_id: str) -> None:
+    """Raises: DuplicateRequest when ``key`` was recorded before (by any process)."""
+    insert = pg_insert if tx.conn.dialect.name == "postgresql" else sqlite_insert
+    claim = insert(request_keys).values(key=key, audit_id=audit_id).on_conflict_do_nothing()
+    if tx.conn.execute(claim).rowcount == 1:
+        return
+    existing = tx.conn.scalar(sa.select(request_keys.c.audit_id).where(request_keys.c.key == key))
+    raise DuplicateRequest(audit_id=existing)
+
+
 def _insert_intent(tx: ChainTx, audit_id: str, intent: ExecIntent, owner: str) -> None:
+    if intent.request_key:
+        _claim_key(tx, intent.request_key, audit_id)
     values = {"id": audit_id, "created_at": tx.now, **intent_values(intent), "owner": owner}
     tx.insert(exec_sessions, values, "exec.intent")
 
@@ -100,7 +120,8 @@ class SqlAuditStore:
     async def record_intent(self, intent: ExecIntent) -> AuditId:
         """Write the intent row before anything runs; returns its audit id.
 
-        Raises: AuditUnavailable.
+        Raises: DuplicateRequest when the intent's request key was recorded before (by
+        any process on this database: nothing is written); AuditUnavailable.
         """
         audit_id = new_id(EXEC_PREFIX)
         owner = self._owner or current_owner()
@@ -120,7 +141,7 @@ class SqlAuditStore:
         ``rate.limit`` under its rule since ``rate.since`` (counted in the same
         transaction); the bool says the refusal was written.
 
-        Raises: AuditUnavailable.
+        Raises: DuplicateRequest (as ``record_intent``); AuditUnavailable.
         """
         audit_id = new_id(EXEC_PREFIX)
         owner = self._owner or current_owner()

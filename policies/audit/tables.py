@@ -193,6 +193,16 @@ replica_leases = sa.Table(
     sa.Index(None, "expires_at"),
 )
 
+# Revision 0006: the delivery keys already recorded (a Slack retry's key), one row per
+# key, claimed in the transaction that writes the intent: of two deliveries of one
+# request racing on two replicas, the database lets exactly one record (and run).
+request_keys = sa.Table(
+    "request_keys",
+    metadata,
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("audit_id", sa.String(32), nullable=False),
+)
+
 # SQLite aliases an INTEGER PRIMARY KEY to the rowid (no separate index); PostgreSQL
 # needs 64 bits for a long-lived log.
 _SEQ = sa.BigInteger().with_variant(sa.Integer(), "sqlite")

@@ -40,7 +40,7 @@ import time
 from policies.artifacts.keys import FILES, artifact_key
 from policies.collect.protocol import Refusal, check_path, file_name, symbolic_argv
 from policies.collect.run import fetch
-from policies.errors import ArtifactError, ErrorCode
+from policies.errors import ArtifactError, DuplicateRequest, ErrorCode
 from policies.ports import ApprovalRecord, ArtifactStore, ExecIntent, ExecLog
 from policies.rules.engine import evaluate_collect
 from policies.rules.model import Policy
@@ -108,7 +108,10 @@ class Collect:
                 request_key=request_key,
             )
 
-        recorded = await pipeline.record("collect", decision, build, error_code)
+        try:
+            recorded = await pipeline.record("collect", decision, build, error_code)
+        except DuplicateRequest as exc:  # recorded first by another delivery
+            return await self._duplicate(AuditId(exc.fields["audit_id"]), shown)
         decision = recorded.decision
         with pipeline.scope(recorded.audit_id):
             cap = None if decision.effect is Effect.DENY else _cap(decision)
