@@ -83,6 +83,31 @@ async def test_a_slack_retry_landing_on_the_other_replica_runs_nothing(tmp_path:
     assert rows == 1
 
 
+async def test_two_deliveries_of_one_command_on_both_replicas_at_once_run_once(
+    tmp_path: Path,
+) -> None:
+    async with deployment(tmp_path) as d:
+        a, b = d.replicas
+        body, name = d.slack.command_body("UALICE", f"{d.host.instance} id")
+        retry = {"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"}
+
+        answers = await asyncio.gather(
+            _to(d, a, 100).post(body, FORM), _to(d, b, 200).post(body, FORM, headers=retry)
+        )
+        await d.fake.wait_call("response_url", to(name, "in_channel"))
+        with anyio.fail_after(30):
+            while not any(
+                "duplicate slack delivery ignored" in r.log.read_text(errors="replace")
+                for r in (a, b)
+            ):
+                await anyio.sleep(0.05)
+        rows = await d.scalar("SELECT count(*) FROM exec_sessions")
+        results = d.fake.of("response_url")
+    assert [r.status_code for r in answers] == [200, 200]
+    assert rows == 1
+    assert len([c for c in results if to(name, "in_channel")(c)]) == 1
+
+
 async def test_concurrent_approval_clicks_on_both_replicas_run_the_command_once(
     tmp_path: Path,
 ) -> None:
