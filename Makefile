@@ -7,7 +7,7 @@ SYNC_STAMP := $(VENV)/.synced
 
 OIDC_TEST_DIR := tests/console/oidc
 
-.PHONY: run test check lint typecheck bench clean tools test-deps
+.PHONY: run test check lint typecheck bench clean tools test-deps haproxy
 
 $(UV):
 	$(PYTHON) -m venv .uv
@@ -25,6 +25,13 @@ tools: $(SYNC_STAMP)
 run: tools
 	$(VENV)/bin/execgate serve
 
+# The multi-replica tests run two replicas behind a real haproxy.
+haproxy:
+	@command -v haproxy >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get install -y -qq haproxy || { apt-get update -qq && apt-get install -y -qq haproxy; }; \
+	  else echo "haproxy is missing; run: sudo apt-get install -y haproxy" >&2; exit 1; fi; }
+
 # The console's browser tests drive the system's Chromium (never Playwright's download)
 # and sign in through a real OpenID provider from npm. As root, install what is missing;
 # otherwise stop with the command that does.
@@ -41,7 +48,7 @@ test-deps:
 	fi
 	@[ -d $(OIDC_TEST_DIR)/node_modules/oidc-provider ] || npm ci --prefix $(OIDC_TEST_DIR) --no-audit --no-fund
 
-test: tools test-deps
+test: tools test-deps haproxy
 	$(VENV)/bin/pytest -q
 
 lint: $(SYNC_STAMP)

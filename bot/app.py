@@ -240,4 +240,6 @@ class SlackBot:
                 place, *audit_message(search.records, narrowed_to=search.narrowed_to)
             )
         elif isinstance(parsed, commands.Collect):
-            await self.runner.collect(place, principal, parsed.target, parsed.path, parsed.reason)
+            await self.runner.collect(
+                place, principal, parsed.target, parsed.path, parsed.reason, request_key=key
+            )

@@ -109,16 +109,31 @@ class Runner:
             await self._attach_full_output(place, result, capture)
 
     async def collect(
-        self, place: Place, principal: Principal, target: Target, path: str, reason: str
+        self,
+        place: Place,
+        principal: Principal,
+        target: Target,
+        path: str,
+        reason: str,
+        request_key: str | None = None,
     ) -> None:
         """Fetch a file from the instance as an artifact and post its link.
 
         Raises: the service's collect errors (ArtifactError, InstanceError, ...).
         """
         result: CollectResult = await self.service.collect(
-            principal, Surface.SLACK, target, path, reason=reason, context=place.to_context()
+            principal,
+            Surface.SLACK,
+            target,
+            path,
+            reason=reason,
+            context=place.to_context(),
+            request_key=request_key,
         )
-        if result.status is ExecStatus.PENDING_APPROVAL:
+        if result.error_code == "duplicate":
+            # A second delivery of a request already handled: its answer was posted.
+            logger.info("duplicate slack delivery ignored", extra={"audit_id": result.audit_id})
+        elif result.status is ExecStatus.PENDING_APPROVAL:
             channel = self.config.approvals_channel or place.channel
             await self.outbox.ephemeral(place, *pending_message(result, card_channel=channel))
         elif result.ok:

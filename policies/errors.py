@@ -24,6 +24,7 @@ together with the audit id, never into ``safe_message``.
     │   ├── SessionNotFound
     │   └── SessionEnded            idle timeout, ended by its owner, instance released
     ├── ExecNotFound                no exec record with that audit id (or not yours)
+    ├── DuplicateRequest            a delivery key already recorded (by any replica)
     ├── AuditUnavailable            the audit store cannot record: nothing runs
     ├── AuditIntegrityError         the audit chain failed verification
     ├── TargetError                 a target string could not be parsed
@@ -180,6 +181,14 @@ class SessionEnded(SessionError):
 class ExecNotFound(ExecGateError):
     code = "exec_not_found"
     default_message = "no such audit record"
+
+
+class DuplicateRequest(ExecGateError):
+    """An intent carried a request key already recorded (``fields["audit_id"]``: the
+    exec recorded with it). Nothing was written."""
+
+    code = "duplicate"
+    default_message = "this request was already received; see the audit record"
 
 
 class AuditUnavailable(ExecGateError):

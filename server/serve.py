@@ -1,4 +1,11 @@
-"""`execgate serve`: the local instance host, and the HTTP app around it."""
+"""`execgate serve`: the local instance host, and the HTTP app around it.
+
+Several `execgate serve` replicas may share one PostgreSQL database behind a load
+balancer (README, "Running several replicas"): each holds a lease on the execs it runs
+(``policies.audit.keeper``) and answers ``/healthz`` (the process is up) and
+``/readyz`` (it can serve: see ``server.health``). Replicas set
+``local_host.enabled = false`` and reach instances through a provider.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +17,10 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import BaseRoute, Mount
 
+from policies.audit import SqlAuditStore
+from policies.audit.keeper import LeaseKeeper, Leases
 from policies.instances.local import InstanceManager
 from policies.service.core import ExecService
 from server.artifact_http import artifact_mount
@@ -21,8 +28,10 @@ from server.asgi_runner import RunningAsgi, run_asgi
 from server.cli.relay_server import cli_relay
 from server.console import console_mount
 from server.fchost import build_fc_host_app
+from server.health import health_routes
 from server.localstate import LocalKeys, clear_address, local_keys, write_address
 from server.mcp.http import mcp_mount
+from server.metrics import ExecMetrics, metrics_route
 from server.settings import Settings
 from server.slack_http import slack_mount
 from server.wiring import build_manager, open_service, prepare_database
@@ -46,11 +55,7 @@ def build_app(
     settings: Settings, manager: InstanceManager, keys: LocalKeys, service: ExecService
 ) -> Starlette:
     """The one HTTP app: health, the surfaces' mounts, and the local FC host last (its
-    routes answer everything else with FC-shaped errors)."""
-
-    async def healthz(_: Request) -> JSONResponse:
-        return JSONResponse({"status": "ok"})
-
+    routes answer everything else with FC-shaped errors) unless it is disabled."""
     mounts = [
         m
         for m in (
@@ -61,11 +66,6 @@ def build_app(
         )
         if m is not None
     ]
-    fc_host = build_fc_host_app(
-        manager,
-        {keys.access_key_id: keys.access_key_secret},
-        account_id=settings.local_host.account_id,
-    )
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
@@ -75,10 +75,22 @@ def build_app(
                     await stack.enter_async_context(mount.lifespan())
             yield
 
-    routes: list[BaseRoute] = [Route("/healthz", healthz)]
+    metrics = ExecMetrics()
+    if isinstance(service.audit, SqlAuditStore):
+        service.audit.observer = metrics
+    routes: list[BaseRoute] = [
+        *health_routes(settings, service),
+        metrics_route(metrics, service.audit),
+    ]
     for mount in mounts:
         routes.extend(mount.routes)
-    routes.append(Mount("/", app=fc_host))
+    if settings.local_host.enabled:
+        fc_host = build_fc_host_app(
+            manager,
+            {keys.access_key_id: keys.access_key_secret},
+            account_id=settings.local_host.account_id,
+        )
+        routes.append(Mount("/", app=fc_host))
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.surfaces = [
         str(getattr(route, "path", "")) for mount in mounts for route in mount.routes
@@ -96,10 +108,14 @@ async def running_server(
     await prepare_database(settings)
     keys = local_keys(settings.data_dir)
     manager = build_manager(settings)
-    await manager.start()
+    if settings.local_host.enabled:
+        await manager.start()
     box: dict[str, str] = {}
     try:
-        async with open_service(settings, local_url=lambda: box["url"], manager=manager) as svc:
+        async with (
+            open_service(settings, local_url=lambda: box["url"], manager=manager) as svc,
+            _lease(settings, svc),
+        ):
             app = build_app(settings, manager, keys, svc)
             async with (
                 cli_relay(settings, svc),
@@ -112,6 +128,19 @@ async def running_server(
     finally:
         clear_address(settings.data_dir)
         await manager.aclose()
+
+
+@contextlib.asynccontextmanager
+async def _lease(settings: Settings, service: ExecService) -> AsyncIterator[None]:
+    """Hold this replica's lease on its execs while it serves (when the store has leases)."""
+    audit = service.audit
+    if not isinstance(audit, Leases):
+        yield
+        return
+    replica = settings.replica
+    keeper = LeaseKeeper(audit, ttl=replica.lease_ttl_seconds, every=replica.heartbeat_seconds)
+    async with keeper.running():
+        yield
 
 
 def _host_for_url(host: str) -> str:
@@ -132,15 +161,20 @@ def console_signin_link(settings: Settings, url: str) -> str:
 
 def banner(settings: Settings, running: Running) -> str:
     lines = [f"ExecGate is serving on {running.url}"]
-    lines.append(
-        f"  local FC host   {running.url}/2023-03-30/functions  "
-        f"(account {settings.local_host.account_id}, key {running.keys.access_key_id})"
-    )
+    enabled = settings.local_host.enabled
+    if enabled:
+        lines.append(
+            f"  local FC host   {running.url}/2023-03-30/functions  "
+            f"(account {settings.local_host.account_id}, key {running.keys.access_key_id})"
+        )
+    else:
+        lines.append("  local FC host   disabled (instances are reached through providers)")
     for path in running.surfaces:
         lines.append(f"  surface         {running.url}{path}")
-    lines.append(f"  instances       {running.manager.runner.description}")
+    if enabled:
+        lines.append(f"  instances       {running.manager.runner.description}")
     example = None
-    for fn in settings.local_host.functions:
+    for fn in settings.local_host.functions if enabled else ():
         live = running.manager.list(fn.name)
         ids = ", ".join(i.instance_id for i in live) or "none live; started on invoke"
         lines.append(f"    {fn.name:14} {ids}")
@@ -162,7 +196,7 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
     async def main() -> None:
         async with running_server(settings, host=host, port=port) as running:
             print(banner(settings, running), flush=True)
-            if not running.manager.sandboxed:
+            if settings.local_host.enabled and not running.manager.sandboxed:
                 logger.warning("UNSANDBOXED: sandbox = 'none'; commands run on this host as nobody")
             await running.asgi.stopped()
 

@@ -25,7 +25,15 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -233,6 +241,26 @@ class McpSettings(_Model):
     stdio_client: str = ""  # empty: the local OS user name
     tokens: tuple[McpToken, ...] = ()
     allowed_hosts: tuple[str, ...] = ()
+    # Each request stands alone (no MCP session held in one process's memory), so
+    # requests may land on any replica behind a load balancer. Progress notifications
+    # still travel on the response stream of the request that asked.
+    stateless_http: bool = True
+
+
+class ReplicaSettings(_Model):
+    """How `execgate serve` replicas sharing one database tell a dead one from a slow one:
+    each renews a lease every ``heartbeat_seconds``; the RUNNING execs of a replica whose
+    lease went ``lease_ttl_seconds`` without renewal are marked interrupted by another
+    (so within lease_ttl_seconds + heartbeat_seconds of its death)."""
+
+    lease_ttl_seconds: float = Field(default=20.0, gt=0)
+    heartbeat_seconds: float = Field(default=5.0, gt=0)
+
+    @model_validator(mode="after")
+    def _beat_within_lease(self) -> ReplicaSettings:
+        if self.heartbeat_seconds * 2 > self.lease_ttl_seconds:
+            raise ValueError("replica.heartbeat_seconds must be at most half the lease TTL")
+        return self
 
 
 class OidcSettings(_Model):
@@ -290,6 +318,7 @@ class Settings(BaseSettings):
     mcp: McpSettings = McpSettings()
     console: ConsoleSettings = ConsoleSettings()
     logging: LoggingSettings = LoggingSettings()
+    replica: ReplicaSettings = ReplicaSettings()
     # Where the settings came from, for `config show`.
     source: str = "defaults"
 

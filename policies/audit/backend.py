@@ -65,7 +65,7 @@ class Backend(Protocol):
         """Run ``body`` in a read transaction (``snapshot``: one consistent view)."""
         ...
 
-    async def write(self, body: Callable[[Connection], T]) -> T:
+    async def write(self, body: Callable[[Connection], T], *, durable: bool = True) -> T:
         """Run ``body`` in a transaction holding the chain's write lock; commit when
         it returns, roll back when it raises."""
         ...
@@ -105,7 +105,7 @@ class SqliteBackend:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._readers, functools.partial(self._run, body, False))
 
-    async def write(self, body: Callable[[Connection], T]) -> T:
+    async def write(self, body: Callable[[Connection], T], *, durable: bool = True) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._writer, functools.partial(self._run, body, True))
 
@@ -188,11 +188,17 @@ class PostgresBackend:
             async with conn.begin():
                 return await conn.run_sync(body)
 
-    async def write(self, body: Callable[[Connection], T]) -> T:
+    async def write(self, body: Callable[[Connection], T], *, durable: bool = True) -> T:
         async with self._engine.connect() as conn, conn.begin():
             await conn.execute(
                 sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": CHAIN_LOCK_KEY}
             )
+            if not durable:
+                # The commit returns before its WAL record is flushed; the next
+                # durable commit (or the WAL writer, within wal_writer_delay) flushes
+                # it. A server crash in between loses this transaction, never part
+                # of it, and never a durable one committed after it.
+                await conn.execute(sa.text("SET LOCAL synchronous_commit = off"))
             return await conn.run_sync(body)
 
     def write_now(self, body: Callable[[Connection], T]) -> T | Busy:

@@ -36,6 +36,7 @@ class _Write:
     operation: str
     body: Callable[[ChainTx], Any]
     future: asyncio.Future[Any]
+    durable: bool = True
 
 
 # What one write of a group produced: its result, or the exception it raised.
@@ -96,9 +97,17 @@ class Db:
         self._queue: list[_Write] = []
         self._writer: asyncio.Task[None] | None = None
 
-    async def write(self, operation: str, body: Callable[[ChainTx], T]) -> T:
+    async def write(
+        self, operation: str, body: Callable[[ChainTx], T], *, durable: bool = True
+    ) -> T:
         """Run ``body`` in a chain transaction: its row changes and their events commit
         together (or not at all), then the new head is checkpointed.
+
+        ``durable=False`` lets the commit return before it reaches the disk (PostgreSQL:
+        ``synchronous_commit = off`` for that transaction): for a write whose loss in a
+        database crash is recoverable, such as an exec's outcome, whose RUNNING row is
+        then marked interrupted. Commits stay in order: a later durable commit makes
+        every earlier one durable. A group is durable when any of its writes asks to be.
 
         Raises: AuditUnavailable when the database fails; whatever ``body`` raises
         (its changes are rolled back).
@@ -109,7 +118,7 @@ class Db:
             if done is not BUSY:
                 return done
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Write(operation, body, future))
+        self._queue.append(_Write(operation, body, future, durable))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._drain())
         return await future
@@ -132,7 +141,10 @@ class Db:
 
     async def _commit(self, group: list[_Write]) -> None:
         try:
-            outcomes, tx = await self.backend.write(functools.partial(_run_group, group))
+            durable = any(w.durable for w in group)
+            outcomes, tx = await self.backend.write(
+                functools.partial(_run_group, group), durable=durable
+            )
         except Exception as exc:
             if isinstance(exc, STORAGE_ERRORS):
                 logger.exception("audit store: %s failed", ", ".join(w.operation for w in group))

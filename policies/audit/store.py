@@ -5,13 +5,17 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from policies.audit import approvals as approval_ops
+from policies.audit import leases
 from policies.audit import sessions as session_ops
 from policies.audit.backend import open_backend
 from policies.audit.browse import AuditBrowser
@@ -21,13 +25,20 @@ from policies.audit.db import Db
 from policies.audit.db_engine import CONNECT_TIMEOUT_S
 from policies.audit.errors import audit_errors
 from policies.audit.ids import EXEC_PREFIX, new_id
+from policies.audit.observe import AuditObserver
 from policies.audit.owner import current_owner, hostname, owner_is_dead
 from policies.audit.prepared import prepared_select
 from policies.audit.records import exec_record, intent_values, outcome_values
 from policies.audit.revision import SCHEMA_HEAD
-from policies.audit.tables import RATE_COUNTED, exec_sessions
+from policies.audit.tables import (
+    RATE_COUNTED,
+    approvals,
+    conv_sessions,
+    exec_sessions,
+    request_keys,
+)
 from policies.audit.verify import verify_store
-from policies.errors import AuditUnavailable, ConfigError, ExecNotFound
+from policies.errors import AuditUnavailable, ConfigError, DuplicateRequest, ExecNotFound
 from policies.ports import (
     ApprovalRecord,
     ApprovalRequest,
@@ -67,7 +78,19 @@ _COUNTED: sa.Select[Any] = (
 _COUNT_UP_TO = sa.select(sa.func.count()).select_from(_COUNTED.subquery())
 
 
+def _claim_key(tx: ChainTx, key: str, audit_id: str) -> None:
+    """Raises: DuplicateRequest when ``key`` was recorded before (by any process)."""
+    insert = pg_insert if tx.conn.dialect.name == "postgresql" else sqlite_insert
+    claim = insert(request_keys).values(key=key, audit_id=audit_id).on_conflict_do_nothing()
+    if tx.conn.execute(claim).rowcount == 1:
+        return
+    existing = tx.conn.scalar(sa.select(request_keys.c.audit_id).where(request_keys.c.key == key))
+    raise DuplicateRequest(audit_id=existing)
+
+
 def _insert_intent(tx: ChainTx, audit_id: str, intent: ExecIntent, owner: str) -> None:
+    if intent.request_key:
+        _claim_key(tx, intent.request_key, audit_id)
     values = {"id": audit_id, "created_at": tx.now, **intent_values(intent), "owner": owner}
     tx.insert(exec_sessions, values, "exec.intent")
 
@@ -91,13 +114,15 @@ class SqlAuditStore:
         self._public_key = None if checkpoint_key is None else checkpoint_key.public_key()
         self._owner = owner
         self._closed = False
+        self.observer: AuditObserver | None = None
 
     # ------------------------------------------------------------------ execs
 
     async def record_intent(self, intent: ExecIntent) -> AuditId:
         """Write the intent row before anything runs; returns its audit id.
 
-        Raises: AuditUnavailable.
+        Raises: DuplicateRequest when the intent's request key was recorded before (by
+        any process on this database: nothing is written); AuditUnavailable.
         """
         audit_id = new_id(EXEC_PREFIX)
         owner = self._owner or current_owner()
@@ -105,7 +130,9 @@ class SqlAuditStore:
         def body(tx: ChainTx) -> None:
             _insert_intent(tx, audit_id, intent, owner)
 
+        t0 = time.perf_counter()
         await self._db.write("record intent", body)
+        self._observe_intent(AuditId(audit_id), intent, t0)
         return AuditId(audit_id)
 
     async def record_rated_intent(
@@ -115,7 +142,7 @@ class SqlAuditStore:
         ``rate.limit`` under its rule since ``rate.since`` (counted in the same
         transaction); the bool says the refusal was written.
 
-        Raises: AuditUnavailable.
+        Raises: DuplicateRequest (as ``record_intent``); AuditUnavailable.
         """
         audit_id = new_id(EXEC_PREFIX)
         owner = self._owner or current_owner()
@@ -136,7 +163,9 @@ class SqlAuditStore:
             _insert_intent(tx, audit_id, rate.refusal if limited else intent, owner)
             return limited
 
+        t0 = time.perf_counter()
         limited = await self._db.write("record intent", body)
+        self._observe_intent(AuditId(audit_id), rate.refusal if limited else intent, t0)
         return AuditId(audit_id), limited
 
     async def record_outcome(self, audit_id: AuditId, outcome: ExecOutcome) -> None:
@@ -147,7 +176,44 @@ class SqlAuditStore:
             if not tx.update(exec_sessions, audit_id, values, "exec.outcome"):
                 raise ExecNotFound(audit_id=audit_id)
 
-        await self._db.write("record outcome", body)
+        t0 = time.perf_counter()
+        # The intent was durable before anything ran; the outcome rides the next
+        # durable commit (a database server crash just before that loses the outcome,
+        # leaving the row RUNNING: the same state as a replica that stopped mid-exec).
+        await self._db.write("record outcome", body, durable=False)
+        if self.observer is not None:
+            self.observer.write_committed("record outcome", time.perf_counter() - t0)
+            self.observer.outcome_recorded(audit_id, outcome)
+
+    def _observe_intent(self, audit_id: AuditId, intent: ExecIntent, t0: float) -> None:
+        if self.observer is not None:
+            self.observer.write_committed("record intent", time.perf_counter() - t0)
+            self.observer.intent_recorded(audit_id, intent)
+
+    async def open_counts(self, now: dt.datetime | None = None) -> dict[str, int]:
+        """How many approvals are pending (not expired) and sessions open, now.
+
+        Raises: AuditUnavailable.
+        """
+        at = now or dt.datetime.now(dt.UTC)
+        pending = (
+            sa.select(sa.func.count())
+            .select_from(approvals)
+            .where(approvals.c.state == ApprovalState.PENDING.value, approvals.c.expires_at > at)
+        )
+        open_sessions = (
+            sa.select(sa.func.count())
+            .select_from(conv_sessions)
+            .where(conv_sessions.c.ended_at.is_(None))
+        )
+
+        def body(conn: Any) -> dict[str, int]:
+            return {
+                "approvals_pending": int(conn.scalar(pending) or 0),
+                "sessions_open": int(conn.scalar(open_sessions) or 0),
+            }
+
+        return await self._db.read("count open approvals and sessions", body)
 
     async def get_exec(self, audit_id: AuditId) -> ExecRecord:
         """Raises: ExecNotFound when no such exec exists; AuditUnavailable."""
@@ -230,6 +296,40 @@ class SqlAuditStore:
         if count:
             logger.warning("audit: marked %d exec(s) of stopped processes as interrupted", count)
         return count
+
+    @property
+    def owner(self) -> str:
+        """The tag this store writes on the intents it records."""
+        return self._owner or current_owner()
+
+    async def renew_lease(self, ttl: float) -> bool:
+        """Hold this store's owner lease ``ttl`` more seconds (``policies.audit.leases``);
+        False when there was no lease to renew.
+
+        Raises: AuditUnavailable.
+        """
+        return await leases.renew(self._db, self.owner, ttl)
+
+    async def reap_expired_leases(self) -> int:
+        """Mark the RUNNING rows of every expired lease interrupted; return how many.
+
+        Raises: AuditUnavailable.
+        """
+        return await leases.reap(self._db)
+
+    async def release_lease(self) -> int:
+        """Give up this store's lease, marking its RUNNING rows interrupted.
+
+        Raises: AuditUnavailable.
+        """
+        return await leases.release(self._db, self.owner)
+
+    async def check_ready(self) -> None:
+        """Whether this store can serve: the database answers and its schema is current.
+
+        Raises: AuditUnavailable.
+        """
+        await check_database(self._db)
 
     # ------------------------------------------------------------------ approvals
 

@@ -181,6 +181,29 @@ conv_sessions = sa.Table(
     sa.Index(None, "anchor"),
 )
 
+# Revision 0009: each `execgate serve` replica's lease on the RUNNING rows it owns.
+# ``expires_at`` is seconds since the epoch on the DATABASE's clock (see
+# ``policies.audit.leases``), so replicas whose clocks disagree still agree on expiry.
+# Not part of the chain: a lease is operational state; what it decides (a row marked
+# interrupted) is chained.
+replica_leases = sa.Table(
+    "replica_leases",
+    metadata,
+    sa.Column("owner", sa.String(255), primary_key=True),
+    sa.Column("expires_at", sa.Float(), nullable=False),
+    sa.Index(None, "expires_at"),
+)
+
+# Revision 0009: the delivery keys already recorded (a Slack retry's key), one row per
+# key, claimed in the transaction that writes the intent: of two deliveries of one
+# request racing on two replicas, the database lets exactly one record (and run).
+request_keys = sa.Table(
+    "request_keys",
+    metadata,
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("audit_id", sa.String(32), nullable=False),
+)
+
 # SQLite aliases an INTEGER PRIMARY KEY to the rowid (no separate index); PostgreSQL
 # needs 64 bits for a long-lived log.
 _SEQ = sa.BigInteger().with_variant(sa.Integer(), "sqlite")

@@ -26,6 +26,10 @@ argv is the symbolic ``execgate-collect PATH`` (what approvers see on the card, 
 to the exact path). When it is approved, ``vote`` runs the collect (not a command):
 the policy is asked again for that path and must still require approval under the same
 rule; the vote's ``ExecResult`` carries the link as ``links["artifact"]``.
+
+Redelivery: a ``request_key`` (a Slack delivery's key) is recorded on the intent; a
+collect whose key is already in the audit log, written by any ExecGate process sharing
+the database, runs nothing and comes back with ``error_code`` ``duplicate``.
 """
 
 from __future__ import annotations
@@ -36,8 +40,8 @@ import time
 from policies.artifacts.keys import FILES, artifact_key
 from policies.collect.protocol import Refusal, check_path, file_name, symbolic_argv
 from policies.collect.run import fetch
-from policies.errors import ArtifactError, ErrorCode
-from policies.ports import ApprovalRecord, ArtifactStore, ExecIntent
+from policies.errors import ArtifactError, DuplicateRequest, ErrorCode
+from policies.ports import ApprovalRecord, ArtifactStore, ExecIntent, ExecLog
 from policies.rules.engine import evaluate_collect
 from policies.rules.model import Policy
 from policies.service.asking import ApprovalAsker
@@ -45,7 +49,7 @@ from policies.service.decisions import unknown_principal
 from policies.service.intents import intent_for
 from policies.service.pipeline import Pipeline
 from policies.service.results import CollectResult, ExecResult
-from policies.types import Decision, Effect, ExecRequest, Principal, Surface, Target
+from policies.types import AuditId, Decision, Effect, ExecRequest, Principal, Surface, Target
 
 PATH_RULE = "collect-path"
 
@@ -53,9 +57,10 @@ PATH_RULE = "collect-path"
 class Collect:
     """Files fetched from instances into the artifact store, under policy."""
 
-    def __init__(self, pipeline: Pipeline, asker: ApprovalAsker) -> None:
+    def __init__(self, pipeline: Pipeline, asker: ApprovalAsker, execs: ExecLog) -> None:
         self._pipeline = pipeline
         self._asker = asker
+        self._execs = execs
 
     @property
     def artifacts(self) -> ArtifactStore | None:
@@ -70,6 +75,7 @@ class Collect:
         *,
         reason: str = "",
         context: tuple[tuple[str, str], ...] = (),
+        request_key: str | None = None,
     ) -> CollectResult:
         """Fetch ``path`` from ``target`` into the artifact store; see the module docstring.
 
@@ -84,13 +90,28 @@ class Collect:
         target = pipeline.resolve_target(target)
         checked = check_path(path)
         shown = checked if isinstance(checked, str) else path[:512]
+        if request_key:
+            existing = await self._execs.find_by_request_key(request_key)
+            if existing is not None:
+                return await self._duplicate(existing, shown)
         decision, error_code = decide_collect(policy, principal, target, checked)
         argv = symbolic_argv(shown)
 
         def build(decided: Decision) -> ExecIntent:
-            return intent_for(str(principal), surface, target, argv, decided, reason=reason)
+            return intent_for(
+                str(principal),
+                surface,
+                target,
+                argv,
+                decided,
+                reason=reason,
+                request_key=request_key,
+            )
 
-        recorded = await pipeline.record("collect", decision, build, error_code)
+        try:
+            recorded = await pipeline.record("collect", decision, build, error_code)
+        except DuplicateRequest as exc:  # recorded first by another delivery
+            return await self._duplicate(AuditId(exc.fields["audit_id"]), shown)
         decision = recorded.decision
         with pipeline.scope(recorded.audit_id):
             cap = None if decision.effect is Effect.DENY else _cap(decision)
@@ -114,6 +135,21 @@ class Collect:
                     approval_expires_at=pending.approval_expires_at,
                 )
             return await self._run(base, target, shown, decision, policy, principal, ())
+
+    async def _duplicate(self, audit_id: AuditId, path: str) -> CollectResult:
+        record = await self._execs.get_exec(audit_id)
+        intent, outcome = record.intent, record.outcome
+        return CollectResult(
+            effect=Effect(intent.effect),
+            rule=intent.rule_id,
+            reason=intent.decision_reason,
+            audit_id=audit_id,
+            status=outcome.status if outcome else intent.status,
+            target=intent.target,
+            path=path,
+            error_code=ErrorCode.DUPLICATE,
+            error="this request was already received; see the audit record",
+        )
 
     async def run_approved(
         self,

@@ -113,7 +113,7 @@ class ExecService:
         self._asker = ApprovalAsker(audit)
         self._sessions = Sessions(pipeline, audit, session_idle_seconds)
         self._execs = Execs(pipeline, audit, self._sessions, self._asker)
-        self._collect = Collect(pipeline, self._asker)
+        self._collect = Collect(pipeline, self._asker, audit)
         self._approvals = Approvals(pipeline, audit, audit, self._collect)
         self._lookups = Lookups(pipeline, audit)
         # The audit log's read side for the review console (policies/service/review.py).
@@ -189,9 +189,16 @@ class ExecService:
         *,
         reason: str = "",
         context: tuple[tuple[str, str], ...] = (),
+        request_key: str | None = None,
     ) -> CollectResult:
         return await self._collect.collect(
-            principal, surface, target, path, reason=reason, context=context
+            principal,
+            surface,
+            target,
+            path,
+            reason=reason,
+            context=context,
+            request_key=request_key,
         )
 
     # ------------------------------------------------------------------ approvals

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from policies.errors import AccessDenied, CommandRejected, ErrorCode
+from policies.errors import AccessDenied, CommandRejected, DuplicateRequest, ErrorCode
 from policies.ports import ExecIntent, ExecLog, SessionRecord
 from policies.rules.model import Policy
 from policies.service.asking import ApprovalAsker
@@ -99,8 +99,12 @@ class Execs:
                 request_key=request.request_key,
             )
 
-        # AuditUnavailable: nothing runs.
-        recorded = await pipeline.record("exec", decided.decision, build, decided.error_code)
+        # AuditUnavailable: nothing runs. DuplicateRequest: another delivery of this
+        # request was recorded first, here or on another replica; nothing runs.
+        try:
+            recorded = await pipeline.record("exec", decided.decision, build, decided.error_code)
+        except DuplicateRequest as exc:
+            return await self._duplicate(AuditId(exc.fields["audit_id"]))
         decision = recorded.decision
         with pipeline.scope(recorded.audit_id):
             base = recorded.result(target, shown_argv)

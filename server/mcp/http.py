@@ -5,6 +5,11 @@ served by a second server that has only the read-only tools), then the SDK's
 transport, whose DNS-rebinding protection accepts only the Host (and Origin) names this
 server is reached by: the listen address, ``server.public_url`` and
 ``mcp.allowed_hosts``.
+
+With ``mcp.stateless_http`` (the default) every request stands alone: no MCP session
+lives in one process's memory, so requests may land on any replica behind a
+round-robin balancer, and the progress of a tool call travels on that call's own
+response stream. ExecGate's conversational sessions live in the audit database.
 """
 
 from __future__ import annotations
@@ -77,6 +82,7 @@ def mcp_mount(settings: Settings, service: ExecService) -> Mounted | None:
     full, read_only = (
         server.streamable_http_app(
             streamable_http_path=MCP_PATH,
+            stateless_http=settings.mcp.stateless_http,
             transport_security=transport_security(settings),
             host=settings.server.host,
         )

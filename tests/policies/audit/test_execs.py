@@ -8,7 +8,7 @@ import pytest
 
 from policies.audit import SqlAuditStore
 from policies.audit.ids import new_id
-from policies.errors import ExecNotFound
+from policies.errors import DuplicateRequest, ExecNotFound
 from policies.ports import AuditFilter, ExecOutcome, ExecStatus
 from policies.types import AuditId, SessionId
 from tests.policies.audit.support import INTENT, intent
@@ -137,12 +137,14 @@ async def test_list_since_is_inclusive_and_until_exclusive(audit_store: SqlAudit
     assert [r.audit_id for r in until] == ([first] if t1 < t2 else [])
 
 
-async def test_request_key_finds_the_first_exec_recorded_with_it(
+async def test_request_key_finds_the_exec_recorded_with_it_and_refuses_a_second(
     audit_store: SqlAuditStore,
 ) -> None:
     first = await audit_store.record_intent(intent(request_key="slack:Ev1"))
-    await audit_store.record_intent(intent(request_key="slack:Ev1"))
+    with pytest.raises(DuplicateRequest) as refused:
+        await audit_store.record_intent(intent(request_key="slack:Ev1"))
 
+    assert refused.value.fields["audit_id"] == first
     assert await audit_store.find_by_request_key("slack:Ev1") == first
     assert await audit_store.find_by_request_key("slack:Ev2") is None
 
