@@ -12,7 +12,9 @@ from mcp import Client
 from tests.e2e.conftest import Served
 from tests.server.mcp.conftest import SECRETS, Progress, data
 
-CAPTURE = ["tcpdump", "-c", "10", "-w", "/tmp/story.pcap", "port", "80"]
+# A held command that ends at once once approved: a local instance has no eth0 (only its
+# own loopback), so tcpdump stops with "no such device" instead of waiting for packets.
+CAPTURE = ["tcpdump", "-i", "eth0", "-c", "10", "-w", "/tmp/story.pcap", "port", "80"]
 HUMAN = "local:approver-1"
 
 
