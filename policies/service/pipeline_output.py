@@ -164,11 +164,10 @@ class PlannedCollector:
         out = self._inner.finish()
         if self._plan.plain:
             return out
-        # Past the cap, stdout bytes are dropped before the filters; the inner
-        # collector's own count is of what the filters passed (and of stderr).
+        # Past the cap, stdout bytes are dropped before the filters. The byte counts
+        # stay the inner collector's: of the output shown, after the filters.
         return dataclasses.replace(
             out,
-            stdout_bytes=self._raw,
             capped=out.capped or self._capped,
             dropped_bytes=out.dropped_bytes + self._raw - self._processed,
         )

@@ -99,3 +99,18 @@ async def test_a_backtracking_grep_pattern_neither_hangs_nor_freezes_the_server(
         "exec", served.instance, "tail -n 5 /tmp/long.txt | grep -E '(s*)*h(o)*rt'"
     )
     assert (control.code, control.stdout) == (0, "short line\n")
+
+
+async def test_byte_counts_are_of_the_scrubbed_output_not_of_the_secret(served: Served) -> None:
+    secret = DEMO_ENV["DB_PASSWORD"]
+    (served.state_tmp() / "app.env").write_text(f"APP_ENV=demo\nDB_PASSWORD={secret}\n")
+    for command in ("printenv DB_PASSWORD", "tail -n 5 /tmp/app.env", "printenv APP_ENV"):
+        result = await served.cli("exec", "--json", served.instance, command)
+        body = result.json()
+        assert body["status"] == "completed", (command, body)
+        stdout = body["stdout"]
+        assert isinstance(stdout, str) and stdout, command  # the command printed
+        assert secret not in stdout
+        sizes = body["bytes"]
+        assert isinstance(sizes, dict)
+        assert sizes["stdout"] == len(stdout.encode()), command

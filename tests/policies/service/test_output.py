@@ -229,7 +229,9 @@ def test_output_past_max_bytes_is_counted_but_neither_kept_nor_shown(tmp_path: P
     result = collector.finish()
 
     assert result.capped
-    assert (result.stdout_bytes, result.stderr_bytes) == (1061, 61)
+    # The counts are of the scrubbed output kept; what was not kept is dropped_bytes.
+    assert (result.stdout_bytes, result.stderr_bytes) == (61, 39)
+    assert result.dropped_bytes == 1061 + 61 - 100
     assert result.stdout == "a" * 60 + "\n"
     assert result.stderr == "b" * 39
     assert shown == "a" * 60 + "\n"
