@@ -128,7 +128,8 @@ async def _measure(size: int, every: int) -> dict[str, Any]:
                 # This process's CPU only (the command runs in a child): what ExecGate's
                 # work costs, less disturbed than wall time on a shared machine.
                 ours_cpu.append(time.process_time() - cpu)
-                if out.exit_code != 0 or out.stdout_bytes != size:
+                # Byte counts are of the scrubbed output; all of it was taken in.
+                if out.exit_code != 0 or out.dropped_bytes or not out.stdout_bytes:
                     raise RuntimeError(f"ExecGate cat failed: {out.error_code} {out.exit_code}")
                 shown = out.to_dict()
                 details = {

@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 from policies.redaction.controls import CONTROL_CLASS, has_controls, strip_controls
 from policies.redaction.fastscan import HitFinder, Scanner, compile_scanner
-from policies.redaction.lines import LineState, Redactor
+from policies.redaction.lines import LineState, Redactor, could_be_key_tail, key_tail
 from policies.redaction.rules import TRIGGER
 
 __all__ = ["StreamRedactor", "redact_text"]
@@ -94,13 +94,28 @@ class StreamRedactor:
         self._max_line = max_line
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._pending = ""
+        # A redacted line that may be a private key's last body line, until the next.
+        self._held = ""
         self._state = LineState()
         self.redactions = 0
 
     @property
     def buffered_chars(self) -> int:
-        """Characters held back waiting for the end of their line."""
-        return len(self._pending)
+        """Characters held back waiting for the end of their line (or for the next)."""
+        return len(self._pending) + len(self._held)
+
+    def _key_tail(self, text: str, *, final: bool = False) -> str:
+        """Redacted lines out, with a key's last body line found by the END line after
+        it; a last line that could be one is held back until the next line."""
+        if self._held:
+            text, self._held = self._held + text, ""
+        text, count = key_tail(text)
+        self.redactions += count
+        if not final and text.endswith("\n"):
+            start = text.rfind("\n", 0, len(text) - 1) + 1
+            if could_be_key_tail(text[start:]):
+                text, self._held = text[:start], text[start:]
+        return text
 
     def feed(self, data: bytes) -> str:
         """Take the next chunk; return the redacted text of the lines it completed.
@@ -108,7 +123,7 @@ class StreamRedactor:
         Raises:
             Nothing; undecodable bytes are replaced.
         """
-        return self._feed(data)[0]
+        return self._key_tail(self._feed(data)[0])
 
     def feed_encoded(self, data: bytes) -> tuple[str, bytes]:
         """``feed``, also returning the text's UTF-8 encoding (often the input itself).
@@ -117,7 +132,10 @@ class StreamRedactor:
             Nothing; undecodable bytes are replaced.
         """
         text, encoded = self._feed(data)
-        return text, text.encode() if encoded is None else encoded
+        released = self._key_tail(text)
+        if released != text:
+            encoded = None
+        return released, released.encode() if encoded is None else encoded
 
     def _feed(self, data: bytes) -> tuple[str, bytes | None]:
         """The text of the lines ``data`` completed, and its UTF-8 if known."""
@@ -147,7 +165,7 @@ class StreamRedactor:
         """
         text = self._pending + self._decoder.decode(b"", final=True)
         self._pending = ""
-        return self._process(text) if text else ""
+        return self._key_tail(self._process(text) if text else "", final=True)
 
     def _feed_text(self, decoded: str) -> str:
         text = self._pending + decoded

@@ -13,6 +13,12 @@ the next ones are read:
   ``"password":``) has its value on the next line, which is scrubbed when it is a
   plain or quoted scalar.
 
+A private key's last body line is short (its length is the key's modulo 64) and looks
+like any word, so it is recognised by the line after it: a short base64 line right
+before an END line is key material even when the BEGIN line was cut off (``tail -n 2
+key.pem``). ``key_tail`` redacts those pairs in a block of lines; ``StreamRedactor``
+holds back a block's last line while it could be one, until the next line is seen.
+
 Some lines need no context: a line that is one long run of base64 (with a count or
 line-number prefix such as ``uniq -c`` or ``grep -n`` print) is key material whether or
 not the BEGIN line that opened it is in the output (``tail -n 5 key.pem`` starts in the
@@ -101,6 +107,34 @@ KEY_ALONE_LINE = re.compile(
 SCALAR_LINE = re.compile(
     r"(?P<keep>[ \t]*)(?P<q>[\"']?)(?P<val>[^\n]+?)(?P=q)(?P<end>[,}\]]*[ \t]*\r?)"
 )
+
+
+# The last body line of a PEM key (up to 64 characters), after an optional count or
+# line number, with its newline.
+KEY_TAIL_LINE = re.compile(
+    r"(?P<prefix>[ \t]*(?:[0-9]+(?::|[ \t]+))?)[A-Za-z0-9+/]{1,64}={0,2}[ \t]*\r?\n"
+)
+_KEY_TAIL = re.compile(
+    r"(?m)^" + KEY_TAIL_LINE.pattern + r"(?=[ \t]*(?:[0-9]+(?::|[ \t]+))?" + PEM_END.pattern + ")"
+)
+
+
+def key_tail(text: str) -> tuple[str, int]:
+    """``text`` with each short base64 line that is followed by a private key's END
+    line replaced by a marker, and how many were.
+
+    Raises:
+        Nothing.
+    """
+    if "PRIVATE KEY" not in text:
+        return text, 0
+    return _KEY_TAIL.subn(lambda m: m["prefix"] + marker("private-key") + "\n", text)
+
+
+def could_be_key_tail(line: str) -> bool:
+    """Whether ``line`` (with its newline) could be a key's last body line, to be
+    judged by the line after it."""
+    return len(line) <= 128 and KEY_TAIL_LINE.fullmatch(line) is not None
 
 
 def _looks_random(run: str) -> bool:
@@ -201,7 +235,9 @@ class Redactor:
         Raises:
             Nothing; any ``str`` is accepted.
         """
-        return self.redact_block(text, LineState())
+        out, count = self.redact_block(text, LineState())
+        out, more = key_tail(out)
+        return out, count + more
 
     def redact_block(
         self, text: str, state: LineState, flagged: list[int] | None = None

@@ -108,7 +108,9 @@ class CollectedOutput:
     """What an exec printed, scrubbed and bounded.
 
     ``stdout``/``stderr`` are the inline views (head, omitted marker, tail);
-    ``*_bytes`` count raw bytes received, including any past the cap;
+    ``*_bytes`` count the bytes of each stream's full scrubbed output (UTF-8, what its
+    spill file holds): never the raw bytes, whose count would tell a redacted secret's
+    length;
     ``*_omitted`` count scrubbed characters the inline view leaves out;
     ``dropped_bytes`` counts raw bytes received past ``max_bytes`` (``capped``): they
     were neither scrubbed nor kept anywhere;
@@ -164,6 +166,7 @@ class _StreamBuffer:
         self.redactor = StreamRedactor(prepare=strip_controls)
         self.sniffer = _BinarySniffer()
         self.raw_bytes = 0
+        self.scrubbed_bytes = 0
         self.chars = 0
         self.digest = hashlib.sha256()
         self.head_cap = head_cap
@@ -190,6 +193,7 @@ class _StreamBuffer:
         if not text:
             return
         self.digest.update(encoded)
+        self.scrubbed_bytes += len(encoded)
         if self.spill is None and spill_dir is not None:
             if self.chars + len(text) > self.head_cap + self.tail_cap:
                 # Nothing has been dropped yet: head + tail is all the output so far.
@@ -331,8 +335,8 @@ class OutputCollector:
             stdout=out_view,
             stderr=err_view,
             truncated=bool(out_omitted or err_omitted),
-            stdout_bytes=out.raw_bytes,
-            stderr_bytes=err.raw_bytes,
+            stdout_bytes=out.scrubbed_bytes,
+            stderr_bytes=err.scrubbed_bytes,
             stdout_omitted=out_omitted,
             stderr_omitted=err_omitted,
             stdout_sha256=out.digest.hexdigest(),

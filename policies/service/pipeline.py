@@ -23,6 +23,7 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, replace
 
 import anyio
+from anyio.lowlevel import checkpoint
 
 from policies.errors import (
     AuditUnavailable,
@@ -44,7 +45,7 @@ from policies.rules.model import Policy
 from policies.service.intents import STATUS_OF
 from policies.service.output import CollectedOutput, OutputCollector
 from policies.service.outputs import Outputs, discard_spill
-from policies.service.pipeline_output import OutputPlan, plan_output
+from policies.service.pipeline_output import FEED_CHUNK, OutputPlan, plan_output
 from policies.service.results import DEFAULT_INLINE_LIMIT, ExecResult, TextSink
 from policies.types import AuditId, Decision, Effect, Principal, RunResult, Stream, Target
 
@@ -304,12 +305,21 @@ class Pipeline:
                 spill_dir=spill,
             ),
             max_bytes=decision.limits.max_output_bytes,
+            cpu_budget=decision.limits.timeout,
         )
+        filters_stopped = anyio.CancelScope()
 
         async def forward(stream: Stream, data: bytes) -> None:
-            text = collector.feed(stream, data)
-            if on_output is not None and text:
-                await on_output(stream, text)
+            # In bounded chunks, yielding between them: filter work never holds the
+            # event loop long, and filters past their CPU budget end the exec.
+            for start in range(0, max(len(data), 1), FEED_CHUNK):
+                if start:
+                    await checkpoint()
+                text = collector.feed(stream, data[start : start + FEED_CHUNK])
+                if collector.over_budget:
+                    filters_stopped.cancel()
+                if on_output is not None and text:
+                    await on_output(stream, text)
 
         collected: list[CollectedOutput] = []
 
@@ -324,7 +334,11 @@ class Pipeline:
         async with self.failure_path(
             audit_id, approvers=approvers, partial=partial, cleanup=lambda: discard_spill(spill)
         ) as started:
-            run = await provider.exec(target, argv, limits=decision.limits, on_output=forward)
+            run = RunResult(exit_code=None, timed_out=True)
+            with filters_stopped:
+                run = await provider.exec(target, argv, limits=decision.limits, on_output=forward)
+            if collector.over_budget:
+                run = RunResult(exit_code=None, timed_out=True)
             run = replace(run, exit_code=collector.exit_code(run.exit_code))
             for stream in ("stdout", "stderr"):
                 # A last line without a newline is only released at the end of its stream.
@@ -336,6 +350,11 @@ class Pipeline:
             stored = await self.outputs.store(out, str(target), audit_id)
         duration_ms = int((time.perf_counter() - t0) * 1000)
         status, error_code, error = _status_of(run, decision)
+        if collector.over_budget:
+            error = (
+                f"the pipeline's filters used their CPU budget of {decision.limits.timeout:g}s "
+                "and were stopped"
+            )
         refused = check(run, out) if check is not None else None
         if refused is not None:
             status, error_code, error = ExecStatus.DENIED, ErrorCode.DENIED, refused.reason

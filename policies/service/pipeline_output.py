@@ -9,6 +9,11 @@ from the scrubbed text: nothing can serve as a yes/no oracle on a secret.
 when NAME is a secret-looking name (the test ``env`` output gets, by the name asked) the
 value is replaced by a marker before anything else sees it.
 
+Filter work is CPU work on ExecGate's event loop, so it is bounded: the caller feeds
+output in chunks of at most ``FEED_CHUNK`` bytes (yielding between them), and a chain
+that spends more than its CPU budget (the rule's timeout, in CPU seconds) stops
+filtering; ``over_budget`` then tells the caller to end the exec as timed out.
+
 ``plan_output(argv)`` splits what the service was asked to run into what the instance
 runs and an ``OutputPlan``; ``OutputPlan.collector`` puts the plan in front of an
 ``OutputCollector``, with the same ``feed``/``end``/``finish`` calls.
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import posixpath
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -35,6 +41,8 @@ __all__ = ["OutputPlan", "PlannedCollector", "plan_output"]
 
 # A printenv value is held whole to be judged by its name; past this it is a marker.
 MAX_PRINTENV_VALUE = 1024 * 1024
+# The most stdout the filters take in one call, so the event loop is never held long.
+FEED_CHUNK = 64 * 1024
 _SHELL = ("/bin/sh", "-c")
 
 
@@ -50,8 +58,10 @@ class OutputPlan:
     def plain(self) -> bool:
         return not self.filters and not self.printenv_names
 
-    def collector(self, inner: OutputCollector, *, max_bytes: int) -> PlannedCollector:
-        return PlannedCollector(self, inner, max_bytes=max_bytes)
+    def collector(
+        self, inner: OutputCollector, *, max_bytes: int, cpu_budget: float | None = None
+    ) -> PlannedCollector:
+        return PlannedCollector(self, inner, max_bytes=max_bytes, cpu_budget=cpu_budget)
 
     def exit_code(self, chain_status: int | None, first: int | None) -> int | None:
         return first if first is None or not self.filters else chain_status
@@ -94,8 +104,18 @@ def plan_output(argv: Sequence[str]) -> tuple[tuple[str, ...], OutputPlan]:
 class PlannedCollector:
     """An ``OutputCollector`` behind the plan: stdout is scrubbed, then filtered."""
 
-    def __init__(self, plan: OutputPlan, inner: OutputCollector, *, max_bytes: int) -> None:
+    def __init__(
+        self,
+        plan: OutputPlan,
+        inner: OutputCollector,
+        *,
+        max_bytes: int,
+        cpu_budget: float | None = None,
+    ) -> None:
         self._plan = plan
+        self._cpu_budget = cpu_budget
+        self._cpu_used = 0.0
+        self._over_budget = False
         self._inner = inner
         self._max_bytes = max_bytes
         self._chain: FilterChain = compile_filters(plan.filters)
@@ -117,7 +137,7 @@ class PlannedCollector:
             self._capped = True
             data = data[: max(room, 0)]
         self._processed += len(data)
-        if not data or self._chain.done:
+        if not data or self._chain.done or self._over_budget:
             return ""
         return self._release(self._redactor.feed(data), final=False)
 
@@ -128,7 +148,13 @@ class PlannedCollector:
             raise RuntimeError("stdout has already ended")
         self._stdout_ended = True
         text = self._release(self._redactor.flush(), final=True)
-        for note in self._chain.notices():
+        notes = self._chain.notices()
+        if self._over_budget:
+            notes.append(
+                f"the pipeline's filters used their CPU budget of {self._cpu_budget:g}s "
+                "and were stopped"
+            )
+        for note in notes:
             self._inner.feed("stderr", f"execgate: {note}\n".encode())
         return text + self._inner.end(stream)
 
@@ -138,24 +164,38 @@ class PlannedCollector:
         out = self._inner.finish()
         if self._plan.plain:
             return out
-        # Past the cap, stdout bytes are dropped before the filters; the inner
-        # collector's own count is of what the filters passed (and of stderr).
+        # Past the cap, stdout bytes are dropped before the filters. The byte counts
+        # stay the inner collector's: of the output shown, after the filters.
         return dataclasses.replace(
             out,
-            stdout_bytes=self._raw,
             capped=out.capped or self._capped,
             dropped_bytes=out.dropped_bytes + self._raw - self._processed,
         )
 
+    @property
+    def over_budget(self) -> bool:
+        """The filters spent their CPU budget and stopped: the exec is to end as timed
+        out."""
+        return self._over_budget
+
     def exit_code(self, first: int | None) -> int | None:
+        if self._over_budget:
+            return None
         return self._plan.exit_code(self._chain.exit_status(first), first)
 
     def _release(self, scrubbed: str, *, final: bool) -> str:
         text = self._printenv(scrubbed, final=final)
         lines = self._lines(text, final=final)
+        if self._over_budget:
+            return ""
+        started = time.thread_time()
         out = self._chain.feed(lines)
         if final:
             out.extend(self._chain.finish())
+        self._cpu_used += time.thread_time() - started
+        if self._cpu_budget is not None and self._cpu_used > self._cpu_budget:
+            self._over_budget = True
+            return ""
         if not out:
             return ""
         return self._inner.feed("stdout", "".join(out).encode())

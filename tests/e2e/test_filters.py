@@ -3,8 +3,11 @@ against `execgate serve` with the shipped default policy."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
+
+import anyio
 
 from server.cli.exits import EXIT_DENIED
 from server.settings import DEMO_ENV
@@ -37,6 +40,8 @@ async def test_sorting_a_private_key_does_not_bring_its_body_back(served: Served
         "tail -n 100 /tmp/key.pem | grep -v BEGIN",
         "tail -n 100 /tmp/key.pem | uniq -c",
         "tail -n 100 /tmp/key.pem | tail -n 5",
+        "tail -n 2 /tmp/key.pem",  # the BEGIN line cut off: the short last line stays
+        "tail -n 100 /tmp/key.pem | tail -n 2",
     ):
         result = await served.cli("exec", served.instance, command)
         assert result.code == 0, (command, result.stderr)
@@ -74,3 +79,40 @@ async def test_a_filter_option_execgate_does_not_run_is_refused(served: Served) 
     result = await served.cli("exec", "--json", served.instance, "ps aux | grep -P java")
     assert result.code == EXIT_DENIED
     assert result.json()["effect"] == "deny"
+
+
+async def test_a_backtracking_grep_pattern_neither_hangs_nor_freezes_the_server(
+    served: Served,
+) -> None:
+    (served.state_tmp() / "long.txt").write_text("a" * 20000 + "\nshort line\n")
+    slow = asyncio.create_task(
+        served.cli("exec", "--json", served.instance, "tail -n 5 /tmp/long.txt | grep -E '(a*)*Q'")
+    )
+    # While the pathological filter runs, another request is served.
+    with anyio.fail_after(60):
+        other = await served.cli("exec", served.instance, "printenv APP_ENV")
+    assert (other.code, other.stdout) == (0, "demo\n")
+    with anyio.fail_after(60):
+        result = await slow
+    body = result.json()
+    assert body["status"] == "completed", body
+    assert body["exit_code"] == 1  # nothing matched: grep's status, computed to the end
+    control = await served.cli(
+        "exec", served.instance, "tail -n 5 /tmp/long.txt | grep -E '(s*)*h(o)*rt'"
+    )
+    assert (control.code, control.stdout) == (0, "short line\n")
+
+
+async def test_byte_counts_are_of_the_scrubbed_output_not_of_the_secret(served: Served) -> None:
+    secret = DEMO_ENV["DB_PASSWORD"]
+    (served.state_tmp() / "app.env").write_text(f"APP_ENV=demo\nDB_PASSWORD={secret}\n")
+    for command in ("printenv DB_PASSWORD", "tail -n 5 /tmp/app.env", "printenv APP_ENV"):
+        result = await served.cli("exec", "--json", served.instance, command)
+        body = result.json()
+        assert body["status"] == "completed", (command, body)
+        stdout = body["stdout"]
+        assert isinstance(stdout, str) and stdout, command  # the command printed
+        assert secret not in stdout
+        sizes = body["bytes"]
+        assert isinstance(sizes, dict)
+        assert sizes["stdout"] == len(stdout.encode()), command

@@ -37,6 +37,11 @@ def run(*stages: tuple[str, ...], lines: list[str] = LINES) -> tuple[str, int | 
         pytest.param([("grep", "-n", "b")], "1:b 10\n5:b 10\n", 0, id="grep-line-numbers"),
         pytest.param([("grep", "[[:upper:]]")], "C 1K\n", 0, id="grep-class"),
         pytest.param([("grep", "*a")], "", 1, id="grep-bre-leading-star-literal"),
+        pytest.param([("grep", "-E", "^a {,1}2$")], "a 2\na 2\n", 0, id="grep-ere-up-to-n"),
+        pytest.param([("grep", "-w", "b")], "b 10\nb 10\n", 0, id="grep-word-at-start"),
+        pytest.param([("grep", "-x", "x")], "x\n", 0, id="grep-whole-line"),
+        pytest.param([("grep", "-F", "[ ]")], "", 1, id="grep-fixed-brackets"),
+        pytest.param([("grep", "[[:punct:]]")], "", 1, id="grep-punct-class"),
         pytest.param([("head", "-n", "2")], "b 10\na 2\n", 0, id="head"),
         pytest.param([("head", "-2")], "b 10\na 2\n", 0, id="head-obsolete-count"),
         pytest.param([("tail", "-n", "2")], "b 10\nx", 0, id="tail-keeps-last-line-as-is"),
@@ -84,6 +89,11 @@ def test_filters_print_what_the_real_tool_prints(
         pytest.param(("grep", "[[.a.]]"), id="collating-element"),
         pytest.param(("grep", "--color", "x"), id="long-option"),
         pytest.param(("grep", "-E", "*x"), id="ere-nothing-to-repeat"),
+        pytest.param(("grep", "-E", "(a)\\1"), id="ere-backreference"),
+        pytest.param(("grep", "\\<a"), id="word-start-look-around"),
+        pytest.param(("grep", "a\\>"), id="word-end-look-around"),
+        pytest.param(("grep", "-E", "a{1001}"), id="repeat-count-over-re2-limit"),
+        pytest.param(("grep", "-E", "((a{1000}){1000}){1000}"), id="program-too-large"),
         pytest.param(("head", "-c", "5"), id="head-bytes"),
         pytest.param(("head", "-n", "-5"), id="head-negative"),
         pytest.param(("tail", "-f"), id="tail-follow"),
@@ -119,3 +129,23 @@ def test_the_exit_status_is_the_last_stages_and_grep_counts_only_what_it_sees() 
     assert run(("grep", "-c", "DB_PASSWORD=Wv"), lines=scrubbed) == ("0\n", 1)
     assert run(("grep", "-c", "DB_PASSWORD="), lines=scrubbed) == ("1\n", 0)
     assert run(("grep", "DB_PASSWORD=W"), ("wc", "-l"), lines=scrubbed) == ("0\n", 0)
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        pytest.param(("-E", "(a*)*Q"), id="nested-star"),
+        pytest.param(("-E", "(.*)*Q"), id="nested-dot-star"),
+        pytest.param(("\\(a\\|aa\\)*Q",), id="bre-alternation-star"),
+        pytest.param(("-E", "(a|a)*(a|a)*(a|a)*Q"), id="ambiguous-alternation"),
+        pytest.param(("-wE", "(a+)+"), id="word-nested-plus"),
+    ],
+)
+def test_a_backtracking_pattern_runs_in_linear_time_over_a_long_line(
+    pattern: tuple[str, ...],
+) -> None:
+    # A backtracking engine takes 2**n steps on these (n = the line's length): the
+    # test would not end. The same chain does match a line that has the 'Q'.
+    chain = compile_filters([("grep", "-c", *pattern)])
+    assert chain.feed(["a" * 100_000 + "\n", "a" * 50 + "Q\n"]) == []
+    assert chain.finish() == ["1\n"]

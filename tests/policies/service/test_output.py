@@ -226,10 +226,14 @@ def test_output_past_max_bytes_is_counted_but_neither_kept_nor_shown(tmp_path: P
     shown = collector.feed("stdout", b"a" * 60 + b"\n")
     shown += collector.feed("stderr", b"b" * 60 + b"\n")
     shown += collector.feed("stdout", b"c" * 1000)
+    # A short base64-looking last line is released by the next line or the end.
+    shown += collector.end("stdout")
     result = collector.finish()
 
     assert result.capped
-    assert (result.stdout_bytes, result.stderr_bytes) == (1061, 61)
+    # The counts are of the scrubbed output kept; what was not kept is dropped_bytes.
+    assert (result.stdout_bytes, result.stderr_bytes) == (61, 39)
+    assert result.dropped_bytes == 1061 + 61 - 100
     assert result.stdout == "a" * 60 + "\n"
     assert result.stderr == "b" * 39
     assert shown == "a" * 60 + "\n"
