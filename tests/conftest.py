@@ -1,20 +1,27 @@
 """Shared fixtures: a fresh audit database per test, migrated, and an open audit store.
 
 The suite runs against SQLite by default, and against PostgreSQL instead when
-EXECGATE_TEST_DATABASE_URL names a server (CI runs `make test` once each way)."""
+EXECGATE_TEST_DATABASE_URL names a server (CI runs `make test` once each way).
+
+Each test process migrates one template database; a test that asks for
+``migrated_url`` gets a copy of it (see tests/support/databases.py)."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from policies.audit import SqlAuditStore, open_audit_store
-from policies.audit.migrate import upgrade
-from policies.audit.scratch import scratch_database
+from tests.support.databases import (
+    PostgresDatabases,
+    copy_sqlite,
+    migrate_sqlite_template,
+    sqlite_url,
+)
 
 PG_ENV = "EXECGATE_TEST_DATABASE_URL"
 # A fixed key: child processes in tests sign with the same one.
@@ -27,20 +34,48 @@ _BACKENDS = (
 )
 
 
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """This test process's migrated SQLite database (never opened by a test)."""
+    path = tmp_path_factory.mktemp("template") / "audit.db"
+    migrate_sqlite_template(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_databases() -> Iterator[PostgresDatabases]:
+    """Scratch databases on the PostgreSQL test server, with a migrated template."""
+    databases = PostgresDatabases(os.environ[PG_ENV])
+    try:
+        databases.migrate_template()
+        yield databases
+    finally:
+        databases.close()
+
+
 @pytest.fixture(params=_BACKENDS)
 async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    """A URL of a fresh, empty database (no tables)."""
+    """A URL of a fresh, empty database (no tables); already at the newest schema when
+    the test also asks for ``migrated_url`` (a copy of the migrated template)."""
+    migrated = "migrated_url" in request.fixturenames
     if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'audit.db'}"
+        path = tmp_path / "audit.db"
+        if migrated:
+            yield copy_sqlite(request.getfixturevalue("sqlite_template"), path)
+        else:
+            yield sqlite_url(path)
         return
-    async with scratch_database(os.environ[PG_ENV], prefix="execgate_test") as url:
-        yield url
+    databases: PostgresDatabases = request.getfixturevalue("postgres_databases")
+    name = await databases.create(migrated=migrated)
+    try:
+        yield databases.url_of(name)
+    finally:
+        databases.drop_later(name)
 
 
 @pytest.fixture
 async def migrated_url(database_url: str) -> str:
-    """``database_url`` upgraded to the newest schema."""
-    await upgrade(database_url)
+    """``database_url`` at the newest schema."""
     return database_url
 
 
