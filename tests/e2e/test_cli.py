@@ -77,6 +77,11 @@ async def test_denied_command_never_starts_a_process(served: Served) -> None:
     wrapped = await served.cli("exec", served.instance, "--", "sh", "-c", "touch /tmp/pwned")
     assert wrapped.code == EXIT_DENIED
     assert not marker.exists()
+    # Control: an allowed command on the same instance runs and sees the /tmp looked in.
+    marker.with_name("canary").write_text("canary\n")
+    listed = await served.cli("exec", served.instance, "--", "ls", "/tmp")
+    assert listed.code == 0, listed.stderr
+    assert "canary" in listed.stdout.split()
 
 
 async def test_sh_exit_3_is_refused_by_the_default_policy(served: Served) -> None:
