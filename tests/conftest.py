@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from policies.audit import SqlAuditStore, open_audit_store
 from tests.support.databases import (
+    MigratedDatabase,
     PostgresDatabases,
     copy_sqlite,
     migrate_sqlite_template,
@@ -71,6 +73,35 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
         yield databases.url_of(name)
     finally:
         databases.drop_later(name)
+
+
+@pytest.fixture(scope="session")
+def migrated_database(request: pytest.FixtureRequest) -> MigratedDatabase:
+    """``async with migrated_database(directory) as url``: a copy of the migrated
+    template for a longer-lived fixture (a module's shared server); dropped on exit."""
+
+    @asynccontextmanager
+    async def new(directory: Path) -> AsyncIterator[str]:
+        if not os.environ.get(PG_ENV):
+            yield copy_sqlite(request.getfixturevalue("sqlite_template"), directory / "audit.db")
+            return
+        databases: PostgresDatabases = request.getfixturevalue("postgres_databases")
+        name = await databases.create(migrated=True)
+        try:
+            yield databases.url_of(name)
+        finally:
+            databases.drop_later(name)
+
+    return new
+
+
+@pytest.fixture(scope="module")
+async def module_migrated_url(
+    migrated_database: MigratedDatabase, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[str]:
+    """A migrated database shared by the tests of one module."""
+    async with migrated_database(tmp_path_factory.mktemp("module-db")) as url:
+        yield url
 
 
 @pytest.fixture

@@ -17,7 +17,8 @@ import asyncio
 import secrets
 import sqlite3
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from queue import SimpleQueue
 from typing import Any, TypeVar
@@ -31,6 +32,8 @@ from policies.audit.migrate import upgrade
 PREFIX = "execgate_test"
 T = TypeVar("T")
 DROP_BATCH = 8
+# ``async with migrated_database(directory) as url`` (the fixture in tests/conftest.py).
+MigratedDatabase = Callable[[Path], AbstractAsyncContextManager[str]]
 
 
 def run_sync(coro: Coroutine[Any, Any, T]) -> T:
