@@ -18,8 +18,12 @@ $(SYNC_STAMP): $(UV) pyproject.toml uv.lock
 run: $(SYNC_STAMP)
 	$(VENV)/bin/execgate serve
 
+# Test processes run in parallel (pytest-xdist), a module per worker so module-scoped
+# servers start once; `make test PYTEST_WORKERS=0` runs in one process.
+PYTEST_WORKERS ?= 2
+
 test: $(SYNC_STAMP)
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -n $(PYTEST_WORKERS) --dist loadscope
 
 lint: $(SYNC_STAMP)
 	$(VENV)/bin/ruff format --check .
