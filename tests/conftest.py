@@ -8,12 +8,15 @@ Each test process migrates one template database; a test that asks for
 
 from __future__ import annotations
 
+import asyncio
 import os
+import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from policies.audit import SqlAuditStore, open_audit_store
@@ -34,6 +37,22 @@ _BACKENDS = (
     if os.environ.get(PG_ENV)
     else [pytest.param("sqlite", id="sqlite")]
 )
+
+
+@pytest_asyncio.fixture(scope="session", autouse=True)
+async def session_loop() -> asyncio.AbstractEventLoop:
+    """The one event loop of the run (pyproject: asyncio_default_*_loop_scope)."""
+    return asyncio.get_running_loop()
+
+
+@pytest.fixture(autouse=True)
+def child_watcher_on_the_session_loop(session_loop: asyncio.AbstractEventLoop) -> Iterator[None]:
+    """A test that runs the CLI in-process (``main([...])`` -> ``asyncio.run``) leaves the
+    process's child watcher attached to that run's closed loop; put it back on the
+    session loop so later tests can start subprocesses."""
+    yield
+    if sys.version_info < (3, 12):
+        asyncio.get_child_watcher().attach_loop(session_loop)
 
 
 @pytest.fixture(scope="session")
