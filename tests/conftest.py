@@ -49,10 +49,13 @@ async def session_loop() -> asyncio.AbstractEventLoop:
 def child_watcher_on_the_session_loop(session_loop: asyncio.AbstractEventLoop) -> Iterator[None]:
     """A test that runs the CLI in-process (``main([...])`` -> ``asyncio.run``) leaves the
     process's child watcher attached to that run's closed loop; put it back on the
-    session loop so later tests can start subprocesses."""
+    session loop so later tests can start subprocesses. Only then: re-attaching forgets
+    the children being watched (a module's shared server)."""
     yield
     if sys.version_info < (3, 12):
-        asyncio.get_child_watcher().attach_loop(session_loop)
+        watcher = asyncio.get_child_watcher()
+        if getattr(watcher, "_loop", session_loop) is not session_loop:
+            watcher.attach_loop(session_loop)
 
 
 @pytest.fixture(scope="session")
