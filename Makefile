@@ -48,8 +48,12 @@ test-deps:
 	fi
 	@[ -d $(OIDC_TEST_DIR)/node_modules/oidc-provider ] || npm ci --prefix $(OIDC_TEST_DIR) --no-audit --no-fund
 
+# Test processes run in parallel (pytest-xdist), a module per worker so module-scoped
+# servers start once; `make test PYTEST_WORKERS=0` runs in one process.
+PYTEST_WORKERS ?= 2
+
 test: tools test-deps haproxy
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -n $(PYTEST_WORKERS) --dist loadscope
 
 lint: $(SYNC_STAMP)
 	$(VENV)/bin/ruff format --check .

@@ -1,20 +1,32 @@
 """Shared fixtures: a fresh audit database per test, migrated, and an open audit store.
 
 The suite runs against SQLite by default, and against PostgreSQL instead when
-EXECGATE_TEST_DATABASE_URL names a server (CI runs `make test` once each way)."""
+EXECGATE_TEST_DATABASE_URL names a server (CI runs `make test` once each way).
+
+Each test process migrates one template database; a test that asks for
+``migrated_url`` gets a copy of it (see tests/support/databases.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import AsyncIterator
+import sys
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from policies.audit import SqlAuditStore, open_audit_store
-from policies.audit.migrate import upgrade
-from policies.audit.scratch import scratch_database
+from tests.support.databases import (
+    MigratedDatabase,
+    PostgresDatabases,
+    copy_sqlite,
+    migrate_sqlite_template,
+    sqlite_url,
+)
 
 PG_ENV = "EXECGATE_TEST_DATABASE_URL"
 # A fixed key: child processes in tests sign with the same one.
@@ -27,20 +39,96 @@ _BACKENDS = (
 )
 
 
+@pytest_asyncio.fixture(scope="session", autouse=True)
+async def session_loop() -> asyncio.AbstractEventLoop:
+    """The one event loop of the run (pyproject: asyncio_default_*_loop_scope)."""
+    return asyncio.get_running_loop()
+
+
+@pytest.fixture(autouse=True)
+def child_watcher_on_the_session_loop(session_loop: asyncio.AbstractEventLoop) -> Iterator[None]:
+    """A test that runs the CLI in-process (``main([...])`` -> ``asyncio.run``) leaves the
+    process's child watcher attached to that run's closed loop; put it back on the
+    session loop so later tests can start subprocesses. Only then: re-attaching forgets
+    the children being watched (a module's shared server)."""
+    yield
+    if sys.version_info < (3, 12):
+        watcher = asyncio.get_child_watcher()
+        if getattr(watcher, "_loop", session_loop) is not session_loop:
+            watcher.attach_loop(session_loop)
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """This test process's migrated SQLite database (never opened by a test)."""
+    path = tmp_path_factory.mktemp("template") / "audit.db"
+    migrate_sqlite_template(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_databases() -> Iterator[PostgresDatabases]:
+    """Scratch databases on the PostgreSQL test server, with a migrated template."""
+    databases = PostgresDatabases(os.environ[PG_ENV])
+    try:
+        databases.migrate_template()
+        yield databases
+    finally:
+        databases.close()
+
+
 @pytest.fixture(params=_BACKENDS)
 async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    """A URL of a fresh, empty database (no tables)."""
+    """A URL of a fresh, empty database (no tables); already at the newest schema when
+    the test also asks for ``migrated_url`` (a copy of the migrated template)."""
+    migrated = "migrated_url" in request.fixturenames
     if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'audit.db'}"
+        path = tmp_path / "audit.db"
+        if migrated:
+            yield copy_sqlite(request.getfixturevalue("sqlite_template"), path)
+        else:
+            yield sqlite_url(path)
         return
-    async with scratch_database(os.environ[PG_ENV], prefix="execgate_test") as url:
+    databases: PostgresDatabases = request.getfixturevalue("postgres_databases")
+    name = await databases.create(migrated=migrated)
+    try:
+        yield databases.url_of(name)
+    finally:
+        databases.drop_later(name)
+
+
+@pytest.fixture(scope="session")
+def migrated_database(request: pytest.FixtureRequest) -> MigratedDatabase:
+    """``async with migrated_database(directory) as url``: a copy of the migrated
+    template for a longer-lived fixture (a module's shared server); dropped on exit."""
+
+    @asynccontextmanager
+    async def new(directory: Path) -> AsyncIterator[str]:
+        if not os.environ.get(PG_ENV):
+            yield copy_sqlite(request.getfixturevalue("sqlite_template"), directory / "audit.db")
+            return
+        databases: PostgresDatabases = request.getfixturevalue("postgres_databases")
+        name = await databases.create(migrated=True)
+        try:
+            yield databases.url_of(name)
+        finally:
+            databases.drop_later(name)
+
+    return new
+
+
+@pytest.fixture(scope="module")
+async def module_migrated_url(
+    migrated_database: MigratedDatabase, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[str]:
+    """A migrated database shared by the tests of one module."""
+    async with migrated_database(tmp_path_factory.mktemp("module-db")) as url:
         yield url
 
 
 @pytest.fixture
 async def migrated_url(database_url: str) -> str:
-    """``database_url`` upgraded to the newest schema."""
-    await upgrade(database_url)
+    """``database_url`` at the newest schema."""
     return database_url
 
 

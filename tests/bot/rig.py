@@ -17,7 +17,7 @@ import httpx
 import pytest
 from slack_sdk.signature import SignatureVerifier
 
-from policies.ports import ApprovalRecord
+from policies.ports import ApprovalRecord, AuditFilter
 from server.serve import Running, running_server
 from server.settings import DatabaseSettings, SecretRef, ServerSettings, Settings, SlackSettings
 from tests.bot.fake_slack import TEAM_ID, Call, FakeSlack
@@ -187,6 +187,17 @@ class Rig:
     ) -> httpx.Response:
         body = self.message_body(user, text, thread_ts=thread_ts, channel=channel)
         return await self.post(body, "application/json")
+
+    async def audited_control(self) -> None:
+        """Control for an "audit log is empty" assertion: an allowed `/exec pwd` in the
+        same rig runs and is the one record the audit log then holds."""
+        _, name = await self.command("UALICE", f"{self.instance} pwd")
+        await self.fake.wait_call(
+            "response_url",
+            lambda c: c.data.get("_name") == name and c.data.get("response_type") == "in_channel",
+        )
+        records = await self.running.service.audit_list(AuditFilter())
+        assert [(r.intent.argv, r.intent.effect) for r in records] == [(("pwd",), "allow")]
 
     async def card_for(self, approval: ApprovalRecord | str) -> Call:
         approval_id = approval if isinstance(approval, str) else approval.approval_id

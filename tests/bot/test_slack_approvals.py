@@ -39,6 +39,14 @@ async def _ephemeral_to(rig: Rig, user: str, code: str) -> Call:
     )
 
 
+async def _approved_runs(rig: Rig, card: Call) -> None:
+    """Control for a "nothing ran" assertion: an approver's click on ``card`` runs the
+    capture, and its file appears where the test looked for it."""
+    await rig.click("UBOB", card, APPROVE_ACTION)
+    await rig.fake.wait_for(lambda _: (rig.state_tmp() / "capture.pcap").exists() or None)
+    assert (rig.state_tmp() / "capture.pcap").exists()
+
+
 async def test_command_needing_approval_posts_a_card_and_tells_the_requester(rig: Rig) -> None:
     _, card = await _ask(rig)
     assert card.data["channel"] == APPROVALS
@@ -49,6 +57,7 @@ async def test_command_needing_approval_posts_a_card_and_tells_the_requester(rig
     assert "`capture`" in shown
     assert "<!date^" in shown  # the expiry, in the reader's time zone
     assert not (rig.state_tmp() / "capture.pcap").exists()
+    await _approved_runs(rig, card)
 
 
 async def test_approver_click_runs_the_command_posts_the_result_where_asked_and_updates_the_card(
@@ -73,6 +82,7 @@ async def test_requester_cannot_approve_their_own_request(rig: Rig) -> None:
     assert not (rig.state_tmp() / "capture.pcap").exists()
     (pending,) = await rig.running.service.audit.list_approvals(ApprovalState.PENDING)
     assert pending.approvals == ()
+    await _approved_runs(rig, card)
 
 
 async def test_click_by_someone_outside_the_approver_role_is_refused(rig: Rig) -> None:
@@ -81,6 +91,7 @@ async def test_click_by_someone_outside_the_approver_role_is_refused(rig: Rig) -
     await _ephemeral_to(rig, "UDAVE", "not_an_approver")
     assert not (rig.state_tmp() / "capture.pcap").exists()
     assert _updates(rig, card) == []
+    await _approved_runs(rig, card)
 
 
 async def test_member_of_the_approvers_user_group_can_approve(rig: Rig) -> None:
@@ -138,6 +149,9 @@ async def test_deny_tells_the_requester_and_nothing_runs(rig: Rig) -> None:
     update = await rig.fake.wait_for(lambda _: _updates(rig, card))
     assert not update[-1].has_action(APPROVE_ACTION)
     assert not (rig.state_tmp() / "capture.pcap").exists()
+    # Control: the same request asked again and approved runs and leaves the file.
+    _, again = await _ask(rig)
+    await _approved_runs(rig, again)
 
 
 @pytest.mark.parametrize("surface", [Surface.CLI, Surface.MCP], ids=["cli", "mcp"])

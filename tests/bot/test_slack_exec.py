@@ -101,6 +101,12 @@ async def test_denied_exec_is_ephemeral_and_runs_nothing(
     records = await rig.running.service.audit_list(AuditFilter())
     assert [r.intent.effect for r in records] == ["deny"]
     assert records[0].audit_id in context_text(refusal)
+    # Control: an allowed command on the same instance runs and sees the /tmp the test
+    # looked in.
+    (rig.state_tmp() / "canary.txt").write_text("canary\n")
+    _, shown = await rig.command("UALICE", f"{rig.instance} cat /tmp/canary.txt")
+    control = await rig.fake.wait_call("response_url", to(shown, "in_channel"))
+    assert "canary" in control.rendered
 
 
 @pytest.mark.parametrize("user", ["UNOBODY", "UGHOST"], ids=["not-in-policy", "deactivated"])

@@ -34,6 +34,7 @@ async def test_usage_errors_are_answered_in_the_ack_and_run_nothing(
     assert body["response_type"] == "ephemeral"
     assert f"code `{code}`" in body["blocks"][1]["elements"][0]["text"]
     assert await rig.running.service.audit_list(AuditFilter()) == []
+    await rig.audited_control()
 
 
 async def test_instances_lists_live_instances_to_the_asker(rig: Rig) -> None:
@@ -57,6 +58,7 @@ async def test_explain_shows_the_decision_and_records_nothing(rig: Rig) -> None:
     assert "rule `capture`" in context_text(answer)
     assert "would wait for approval" in answer.rendered
     assert await rig.running.service.audit_list(AuditFilter()) == []
+    await rig.audited_control()
 
 
 async def test_audit_shows_the_asker_their_own_records_and_auditors_everyone_s(rig: Rig) -> None:

@@ -75,6 +75,7 @@ async def test_idle_session_ends_and_the_thread_says_so_on_next_use(
     (ended,) = await rig.fake.wait_for(_in_thread(anchor))
     assert "code `session_ended`" in context_text(ended)
     assert await rig.running.service.audit_list(AuditFilter()) == []
+    await rig.audited_control()
 
 
 async def test_replies_from_other_people_in_the_thread_are_not_run(rig: Rig) -> None:

@@ -13,6 +13,9 @@ from pathlib import Path
 
 import anyio
 import pytest
+import pytest_asyncio
+
+from tests.support.databases import MigratedDatabase
 
 EXECGATE = str(Path(sys.executable).parent / "execgate")
 HERE = Path(__file__).resolve().parent
@@ -79,20 +82,52 @@ def write_config(
     return config, data_dir
 
 
+# A fresh server per test: for tests that count or change server-wide state (the audit
+# log, approvals) or the database behind it. Tests that only run commands and read their
+# own results use the shared_* servers below: starting `execgate serve` costs seconds.
+
+
 @pytest.fixture
-async def served(tmp_path: Path, database_url: str) -> AsyncIterator[Served]:
-    """`execgate serve` with the shipped default policy."""
-    config, data_dir = write_config(tmp_path, database_url)
+async def served(tmp_path: Path, database_url: str, migrated_url: str) -> AsyncIterator[Served]:
+    """`execgate serve` with the shipped default policy, for this test alone."""
+    config, data_dir = write_config(tmp_path, migrated_url)
     async with serve_process(config, data_dir) as served:
         yield served
 
 
 @pytest.fixture
-async def served_custom(tmp_path: Path, database_url: str) -> AsyncIterator[Served]:
-    """`execgate serve` with tests/e2e/policy.yaml (short timeouts and TTLs)."""
-    config, data_dir = write_config(tmp_path, database_url, policy=HERE / "policy.yaml")
+async def served_custom(
+    tmp_path: Path, database_url: str, migrated_url: str
+) -> AsyncIterator[Served]:
+    """`execgate serve` with tests/e2e/policy.yaml (short timeouts and TTLs), for this
+    test alone."""
+    config, data_dir = write_config(tmp_path, migrated_url, policy=HERE / "policy.yaml")
     async with serve_process(config, data_dir) as served:
         yield served
+
+
+@pytest_asyncio.fixture(scope="module")
+async def shared_served(
+    tmp_path_factory: pytest.TempPathFactory, migrated_database: MigratedDatabase
+) -> AsyncIterator[Served]:
+    """`execgate serve` with the shipped default policy, shared by a module's tests."""
+    directory = tmp_path_factory.mktemp("served")
+    async with migrated_database(directory) as url:
+        config, data_dir = write_config(directory, url)
+        async with serve_process(config, data_dir) as served:
+            yield served
+
+
+@pytest_asyncio.fixture(scope="module")
+async def shared_served_custom(
+    tmp_path_factory: pytest.TempPathFactory, migrated_database: MigratedDatabase
+) -> AsyncIterator[Served]:
+    """`execgate serve` with tests/e2e/policy.yaml, shared by a module's tests."""
+    directory = tmp_path_factory.mktemp("served-custom")
+    async with migrated_database(directory) as url:
+        config, data_dir = write_config(directory, url, policy=HERE / "policy.yaml")
+        async with serve_process(config, data_dir) as served:
+            yield served
 
 
 from contextlib import asynccontextmanager  # noqa: E402

@@ -16,8 +16,10 @@ from server.settings import DEMO_ENV
 from tests.e2e.conftest import Served
 
 
-async def test_env_prints_the_environment_with_the_fake_secret_redacted(served: Served) -> None:
-    result = await served.cli("exec", served.instance, "env")
+async def test_env_prints_the_environment_with_the_fake_secret_redacted(
+    shared_served: Served,
+) -> None:
+    result = await shared_served.cli("exec", shared_served.instance, "env")
     assert result.code == 0, result.stderr
     assert "APP_ENV=demo" in result.stdout
     for name in ("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "ALIBABA_CLOUD_SECURITY_TOKEN", "DB_PASSWORD"):
@@ -26,8 +28,8 @@ async def test_env_prints_the_environment_with_the_fake_secret_redacted(served: 
     assert "ALIBABA_CLOUD_ACCESS_KEY_SECRET=[REDACTED" in result.stdout
 
 
-async def test_json_result_carries_the_documented_fields(served: Served) -> None:
-    result = await served.cli("exec", "--json", served.instance, "--", "ls", "/tmp")
+async def test_json_result_carries_the_documented_fields(shared_served: Served) -> None:
+    result = await shared_served.cli("exec", "--json", shared_served.instance, "--", "ls", "/tmp")
     assert result.code == 0, result.stderr
     data = result.json()
     for key in ("effect", "rule", "reason", "exit_code", "stdout", "stderr", "truncated"):
@@ -40,15 +42,15 @@ async def test_json_result_carries_the_documented_fields(served: Served) -> None
 
 
 async def test_json_result_marks_a_stream_that_printed_bytes_that_are_not_text(
-    served: Served,
+    shared_served: Served,
 ) -> None:
-    served.state_tmp().joinpath("blob.bin").write_bytes(b"head\x00\xff\xfe tail\n")
-    served.state_tmp().joinpath("text.log").write_text("plain ✓\n")
-    blob = await served.cli(
-        "exec", "--json", served.instance, "--", "head", "-n", "5", "/tmp/blob.bin"
+    shared_served.state_tmp().joinpath("blob.bin").write_bytes(b"head\x00\xff\xfe tail\n")
+    shared_served.state_tmp().joinpath("text.log").write_text("plain ✓\n")
+    blob = await shared_served.cli(
+        "exec", "--json", shared_served.instance, "--", "head", "-n", "5", "/tmp/blob.bin"
     )
-    text = await served.cli(
-        "exec", "--json", served.instance, "--", "head", "-n", "5", "/tmp/text.log"
+    text = await shared_served.cli(
+        "exec", "--json", shared_served.instance, "--", "head", "-n", "5", "/tmp/text.log"
     )
     assert (blob.code, text.code) == (0, 0), blob.stderr + text.stderr
     assert blob.json()["binary"] == {"stdout": True, "stderr": False}
@@ -57,8 +59,10 @@ async def test_json_result_marks_a_stream_that_printed_bytes_that_are_not_text(
     assert text.json()["stdout"] == "plain ✓\n"
 
 
-async def test_shell_syntax_is_refused_and_nothing_starts(served: Served) -> None:
-    result = await served.cli("exec", "--json", served.instance, "cat /etc/passwd; id")
+async def test_shell_syntax_is_refused_and_nothing_starts(shared_served: Served) -> None:
+    result = await shared_served.cli(
+        "exec", "--json", shared_served.instance, "cat /etc/passwd; id"
+    )
     assert result.code == EXIT_DENIED
     data = result.json()
     assert data["effect"] == "deny"
@@ -67,41 +71,56 @@ async def test_shell_syntax_is_refused_and_nothing_starts(served: Served) -> Non
     assert data["exit_code"] is None
 
 
-async def test_denied_command_never_starts_a_process(served: Served) -> None:
-    marker = served.state_tmp() / "pwned"
-    result = await served.cli("exec", "--json", served.instance, "--", "touch", "/tmp/pwned")
+async def test_denied_command_never_starts_a_process(shared_served: Served) -> None:
+    marker = shared_served.state_tmp() / "pwned"
+    result = await shared_served.cli(
+        "exec", "--json", shared_served.instance, "--", "touch", "/tmp/pwned"
+    )
     assert result.code == EXIT_DENIED
     assert result.json()["effect"] == "deny"
     assert not marker.exists()
     # The same argv through a rule-less shell wrapper is refused too.
-    wrapped = await served.cli("exec", served.instance, "--", "sh", "-c", "touch /tmp/pwned")
+    wrapped = await shared_served.cli(
+        "exec", shared_served.instance, "--", "sh", "-c", "touch /tmp/pwned"
+    )
     assert wrapped.code == EXIT_DENIED
     assert not marker.exists()
+    # Control: an allowed command on the same instance runs and sees the /tmp looked in.
+    marker.with_name("canary").write_text("canary\n")
+    listed = await shared_served.cli("exec", shared_served.instance, "--", "ls", "/tmp")
+    assert listed.code == 0, listed.stderr
+    assert "canary" in listed.stdout.split()
 
 
-async def test_sh_exit_3_is_refused_by_the_default_policy(served: Served) -> None:
-    result = await served.cli("exec", "--json", served.instance, "--", "sh", "-c", "exit 3")
+async def test_sh_exit_3_is_refused_by_the_default_policy(shared_served: Served) -> None:
+    result = await shared_served.cli(
+        "exec", "--json", shared_served.instance, "--", "sh", "-c", "exit 3"
+    )
     assert result.code == EXIT_DENIED
     assert result.json()["rule"] == "no-shells-or-wrappers"
 
 
-async def test_allowed_command_exits_with_the_instance_exit_code(served: Served) -> None:
-    (served.state_tmp() / "hello.txt").write_text("hello from the instance\n")
-    ok = await served.cli("exec", served.instance, "--", "head", "-n", "5", "/tmp/hello.txt")
+async def test_allowed_command_exits_with_the_instance_exit_code(shared_served: Served) -> None:
+    (shared_served.state_tmp() / "hello.txt").write_text("hello from the instance\n")
+    ok = await shared_served.cli(
+        "exec", shared_served.instance, "--", "head", "-n", "5", "/tmp/hello.txt"
+    )
     assert ok.code == 0
     assert ok.stdout == "hello from the instance\n"
-    missing = await served.cli("exec", served.instance, "--", "ls", "/tmp/does-not-exist")
+    missing = await shared_served.cli(
+        "exec", shared_served.instance, "--", "ls", "/tmp/does-not-exist"
+    )
     assert missing.code == 2  # ls's own exit status for a missing operand
     assert "does-not-exist" in missing.stderr
 
 
-async def test_instances_list_shows_fc_style_instances(served: Served) -> None:
-    result = await served.cli("instances", "list", "demo-api", "--json")
+async def test_instances_list_shows_fc_style_instances(shared_served: Served) -> None:
+    result = await shared_served.cli("instances", "list", "demo-api", "--json")
     assert result.code == 0, result.stderr
     rows = result.json()
     assert isinstance(rows, list)
     ids = [row["instance_id"] for row in rows]
-    assert served.instance_id in ids
+    assert shared_served.instance_id in ids
     assert all(i.startswith("c-") for i in ids)
 
 
@@ -185,11 +204,11 @@ def _processes_with(marker: str) -> list[int]:
     return found
 
 
-async def test_timeout_kills_the_whole_process_tree(served_custom: Served) -> None:
-    result = await served_custom.cli(
+async def test_timeout_kills_the_whole_process_tree(shared_served_custom: Served) -> None:
+    result = await shared_served_custom.cli(
         "exec",
         "--json",
-        served_custom.instance,
+        shared_served_custom.instance,
         "--",
         "sh",
         "-c",
@@ -214,9 +233,11 @@ async def test_timeout_kills_the_whole_process_tree(served_custom: Served) -> No
     ],
 )
 async def test_exit_status_and_streams_match_the_sandbox(
-    served_custom: Served, command: str, code: int, stdout: str, stderr: str
+    shared_served_custom: Served, command: str, code: int, stdout: str, stderr: str
 ) -> None:
-    result = await served_custom.cli("exec", served_custom.instance, "--", "sh", "-c", command)
+    result = await shared_served_custom.cli(
+        "exec", shared_served_custom.instance, "--", "sh", "-c", command
+    )
     assert result.code == code
     assert result.stdout == stdout
     assert result.stderr.startswith(stderr)

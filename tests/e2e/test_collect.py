@@ -65,11 +65,11 @@ def write_random(path: Path, size: int) -> str:
 
 
 async def test_a_capture_on_the_instance_comes_back_as_a_link_with_the_same_bytes(
-    served: Served,
+    shared_served: Served,
 ) -> None:
-    digest = write_random(served.state_tmp() / "trace.pcap", 6 << 20)
-    result = await served.cli(
-        "collect", "--json", served.instance, "/tmp/trace.pcap", "--reason", "slow upstream"
+    digest = write_random(shared_served.state_tmp() / "trace.pcap", 6 << 20)
+    result = await shared_served.cli(
+        "collect", "--json", shared_served.instance, "/tmp/trace.pcap", "--reason", "slow upstream"
     )
     assert result.code == 0, result.stderr
     data = result.json()
@@ -84,15 +84,15 @@ async def test_a_capture_on_the_instance_comes_back_as_a_link_with_the_same_byte
     answer = await fetch(str(data["link"]))
     assert answer.status_code == 200
     assert hashlib.sha256(answer.content).hexdigest() == digest
-    shown = await served.cli("audit", "show", "--json", str(data["audit_id"]))
+    shown = await shared_served.cli("audit", "show", "--json", str(data["audit_id"]))
     outcome = shown.json()["outcome"]
     assert isinstance(outcome, dict)
     assert outcome["artifacts"] == [artifact]
 
 
-async def test_plain_collect_prints_only_the_link_on_stdout(served: Served) -> None:
-    (served.state_tmp() / "cpu.pprof").write_bytes(b"pprof bytes")
-    result = await served.cli("collect", served.instance, "/tmp/cpu.pprof")
+async def test_plain_collect_prints_only_the_link_on_stdout(shared_served: Served) -> None:
+    (shared_served.state_tmp() / "cpu.pprof").write_bytes(b"pprof bytes")
+    result = await shared_served.cli("collect", shared_served.instance, "/tmp/cpu.pprof")
     assert result.code == 0, result.stderr
     answer = await fetch(result.stdout.strip())
     assert answer.content == b"pprof bytes"
@@ -122,11 +122,11 @@ async def test_plain_collect_prints_only_the_link_on_stdout(served: Served) -> N
     ],
 )
 async def test_refused_collects_fetch_nothing(
-    served: Served, setup: object, path: str, code: str
+    shared_served: Served, setup: object, path: str, code: str
 ) -> None:
     if callable(setup):
-        setup(served.state_tmp())
-    result = await served.cli("collect", "--json", served.instance, path)
+        setup(shared_served.state_tmp())
+    result = await shared_served.cli("collect", "--json", shared_served.instance, path)
     assert result.code == EXIT_DENIED, result.stderr
     data = result.json()
     error = data["error"]
@@ -165,12 +165,12 @@ async def test_an_approved_collect_hands_the_link_to_the_approver_and_requester(
 
 
 async def test_large_output_comes_back_truncated_with_a_link_to_all_of_it_scrubbed(
-    served: Served,
+    shared_served: Served,
 ) -> None:
     row = "{:05d} request ok DB_PASSWORD=hunter2-demo-password " + "z" * 400 + "\n"
-    (served.state_tmp() / "big.log").write_text("".join(row.format(i) for i in range(10000)))
-    result = await served.cli(
-        "exec", "--json", served.instance, "--", "head", "-n", "10000", "/tmp/big.log"
+    (shared_served.state_tmp() / "big.log").write_text("".join(row.format(i) for i in range(10000)))
+    result = await shared_served.cli(
+        "exec", "--json", shared_served.instance, "--", "head", "-n", "10000", "/tmp/big.log"
     )
     assert result.code == 0, result.stderr
     data = result.json()

@@ -28,9 +28,9 @@ def _leaked(text: str) -> list[str]:
     return [line for line in BODY if line[:24] in text]
 
 
-async def test_sorting_a_private_key_does_not_bring_its_body_back(served: Served) -> None:
-    (served.state_tmp() / "key.pem").write_text(KEY)
-    plain = await served.cli("exec", served.instance, "tail -n 100 /tmp/key.pem")
+async def test_sorting_a_private_key_does_not_bring_its_body_back(shared_served: Served) -> None:
+    (shared_served.state_tmp() / "key.pem").write_text(KEY)
+    plain = await shared_served.cli("exec", shared_served.instance, "tail -n 100 /tmp/key.pem")
     assert plain.code == 0, plain.stderr
     assert "[REDACTED:private-key]" in plain.stdout  # the key was read, and scrubbed
     assert not _leaked(plain.stdout)
@@ -43,40 +43,42 @@ async def test_sorting_a_private_key_does_not_bring_its_body_back(served: Served
         "tail -n 2 /tmp/key.pem",  # the BEGIN line cut off: the short last line stays
         "tail -n 100 /tmp/key.pem | tail -n 2",
     ):
-        result = await served.cli("exec", served.instance, command)
+        result = await shared_served.cli("exec", shared_served.instance, command)
         assert result.code == 0, (command, result.stderr)
         assert not _leaked(result.stdout + result.stderr), command
 
 
-async def test_grep_count_and_exit_status_are_no_oracle_on_a_secret(served: Served) -> None:
+async def test_grep_count_and_exit_status_are_no_oracle_on_a_secret(shared_served: Served) -> None:
     secret = DEMO_ENV["DB_PASSWORD"]
-    (served.state_tmp() / "app.env").write_text(f"APP_ENV=demo\nDB_PASSWORD={secret}\n")
+    (shared_served.state_tmp() / "app.env").write_text(f"APP_ENV=demo\nDB_PASSWORD={secret}\n")
     # The positive control: grep sees the line and counts it.
-    named = await served.cli(
-        "exec", served.instance, "tail -n 5 /tmp/app.env | grep -c DB_PASSWORD="
+    named = await shared_served.cli(
+        "exec", shared_served.instance, "tail -n 5 /tmp/app.env | grep -c DB_PASSWORD="
     )
     assert (named.code, named.stdout) == (0, "1\n")
-    right = await served.cli(
-        "exec", served.instance, f"tail -n 5 /tmp/app.env | grep -c DB_PASSWORD={secret[:3]}"
+    right = await shared_served.cli(
+        "exec", shared_served.instance, f"tail -n 5 /tmp/app.env | grep -c DB_PASSWORD={secret[:3]}"
     )
-    wrong = await served.cli(
-        "exec", served.instance, "tail -n 5 /tmp/app.env | grep -c DB_PASSWORD=xyz"
+    wrong = await shared_served.cli(
+        "exec", shared_served.instance, "tail -n 5 /tmp/app.env | grep -c DB_PASSWORD=xyz"
     )
     # A right guess and a wrong one answer the same, in output and in exit status.
     assert (right.code, right.stdout) == (wrong.code, wrong.stdout) == (1, "0\n")
 
 
-async def test_printenv_of_a_secret_name_prints_a_marker(served: Served) -> None:
-    shown = await served.cli("exec", served.instance, "printenv APP_ENV")
+async def test_printenv_of_a_secret_name_prints_a_marker(shared_served: Served) -> None:
+    shown = await shared_served.cli("exec", shared_served.instance, "printenv APP_ENV")
     assert (shown.code, shown.stdout) == (0, "demo\n")
-    secret = await served.cli("exec", served.instance, "printenv DB_PASSWORD")
+    secret = await shared_served.cli("exec", shared_served.instance, "printenv DB_PASSWORD")
     assert secret.code == 0, secret.stderr
     assert secret.stdout.startswith("[REDACTED:")
     assert DEMO_ENV["DB_PASSWORD"] not in secret.stdout + secret.stderr
 
 
-async def test_a_filter_option_execgate_does_not_run_is_refused(served: Served) -> None:
-    result = await served.cli("exec", "--json", served.instance, "ps aux | grep -P java")
+async def test_a_filter_option_execgate_does_not_run_is_refused(shared_served: Served) -> None:
+    result = await shared_served.cli(
+        "exec", "--json", shared_served.instance, "ps aux | grep -P java"
+    )
     assert result.code == EXIT_DENIED
     assert result.json()["effect"] == "deny"
 

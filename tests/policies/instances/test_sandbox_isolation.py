@@ -31,6 +31,16 @@ async def test_the_root_file_system_is_read_only(
         )
     assert result.exit_code not in (0, None)
     assert not Path("/etc/execgate-test-file").exists()
+    # Control: the same shell in the same sandbox writes where writing is allowed.
+    with anyio.fail_after(30):
+        control = await bwrap_runner.run(
+            ["sh", "-c", "echo x > /tmp/execgate-test-file"],
+            spec,
+            limits=LIMITS,
+            on_output=Output(),
+        )
+    assert control.exit_code == 0
+    assert (spec.state_dir / "execgate-test-file").read_text() == "x\n"
 
 
 @pytest.mark.bwrap

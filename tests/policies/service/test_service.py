@@ -47,6 +47,10 @@ async def test_output_streams_scrubbed_text_to_the_surface(rig: Rig) -> None:
 
 
 async def test_audit_store_failure_refuses_and_runs_nothing(rig: Rig, migrated_url: str) -> None:
+    # Control: with the store up, the very same request runs and leaves its file.
+    control = await rig.service.exec(rig.request(argv=("touch", "/tmp/control")))
+    assert control.exit_code == 0
+    assert (rig.state_tmp() / "control").exists()
     engine = create_async_engine(migrated_url)
     cascade = "" if migrated_url.startswith("sqlite") else " CASCADE"
     async with engine.begin() as conn:
@@ -63,6 +67,10 @@ async def test_shell_syntax_is_denied_recorded_and_never_run(rig: Rig) -> None:
     assert result.rule == "command-syntax"
     assert result.error_code == "command_rejected"
     assert not (rig.state_tmp() / "ran").exists()
+    # Control: the same touch without the shell syntax runs and leaves the file.
+    control = await rig.service.exec(rig.request(argv=("touch", "/tmp/ran")))
+    assert control.exit_code == 0
+    assert (rig.state_tmp() / "ran").exists()
     assert result.audit_id is not None
     record = await rig.store.get_exec(result.audit_id)
     assert record.intent.status is ExecStatus.DENIED

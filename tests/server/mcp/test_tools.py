@@ -216,6 +216,11 @@ async def test_explain_shows_the_decision_and_records_nothing(inproc: InProcess)
     assert data(allow)["stages"] == [["ps", "aux"], ["grep", "python"]]
     assert (data(held)["effect"], data(held)["rule"]) == ("approve", "packet-capture")
     assert data(audit)["records"] == []
+    # Control: an exec through the same server is what audit_search then shows.
+    async with Client(inproc.server) as client:
+        ran = data(await client.call_tool("exec", inproc.exec_args("uptime")))
+        after = data(await client.call_tool("audit_search", {}))
+    assert [r["audit_id"] for r in after["records"]] == [ran["audit_id"]]
 
 
 async def test_held_command_runs_after_a_human_approves_and_its_result_is_readable(
