@@ -133,8 +133,26 @@ def key_tail(text: str) -> tuple[str, int]:
 
 def could_be_key_tail(line: str) -> bool:
     """Whether ``line`` (with its newline) could be a key's last body line, to be
-    judged by the line after it."""
-    return len(line) <= 128 and KEY_TAIL_LINE.fullmatch(line) is not None
+    judged by the line after it.
+
+    Only lines that look like base64 of binary data are held: with ``+``, ``/`` or
+    ``=``, or mixing upper case, lower case and digits. A plain word or number (``OK``,
+    ``started``, ``0205``), the common last line of live output, is not held back; a
+    key's last line that happens to be one leaks at most those few characters.
+    """
+    if len(line) > 128:
+        return False
+    match = KEY_TAIL_LINE.fullmatch(line)
+    if match is None:
+        return False
+    body = line[match.end("prefix") :].strip()
+    if any(c in "+/=" for c in body):
+        return True
+    return (
+        any(c.isupper() for c in body)
+        and any(c.islower() for c in body)
+        and any(c.isdigit() for c in body)
+    )
 
 
 def _looks_random(run: str) -> bool:

@@ -104,25 +104,18 @@ def exec_result_from_dict(data: dict[str, Any]) -> ExecResult:
 def exec_error_dict(
     error: dict[str, Any], audit_id: str | None, target: str, argv: Sequence[str] | None
 ) -> dict[str, Any]:
-    """`exec --json` for an exec an error stopped: the keys of a result, with ``error``."""
-    return {
+    """`exec --json` for an exec an error stopped: the keys of a result (taken from an
+    empty result, so the two never drift apart), with ``error`` and ``status: error``."""
+    empty = ExecResult(
+        effect=Effect.DENY, rule=None, reason="", audit_id=None, status=ExecStatus.FAILED, target=""
+    ).to_dict()
+    return empty | {
         "effect": None,
-        "rule": None,
         "reason": None,
         "status": "error",
         "target": target,
         "argv": list(argv or ()),
-        "exit_code": None,
-        "stdout": "",
-        "stderr": "",
-        "truncated": False,
-        "omitted": {"stdout": 0, "stderr": 0},
-        "bytes": {"stdout": 0, "stderr": 0},
-        "duration_ms": None,
         "audit_id": audit_id,
-        "approval_id": None,
-        "approval_expires_at": None,
-        "links": {},
         "error": error,
     }
 

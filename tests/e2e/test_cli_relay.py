@@ -9,6 +9,7 @@ import os
 import socket
 import stat
 import sys
+import tempfile
 from pathlib import Path
 
 import anyio
@@ -88,12 +89,15 @@ async def test_the_relay_socket_is_reachable_by_the_servers_user_only(
     mode = path.stat().st_mode
     assert stat.S_ISSOCK(mode)
     assert stat.S_IMODE(mode) == 0o600
-    # Let another user walk to the data directory (pytest's directories are private).
-    root = tmp_path_factory.getbasetemp().parent
+    # Let another user walk to the data directory (pytest's directories are private, and
+    # under xdist the base temp is one level deeper): every directory below the system's
+    # temporary directory.
+    root = Path(tempfile.gettempdir()).resolve()
+    assert root in data_dir.parents
     for directory in [data_dir, *data_dir.parents]:
-        os.chmod(directory, os.stat(directory).st_mode | 0o011)
         if directory == root:
             break
+        os.chmod(directory, os.stat(directory).st_mode | 0o011)
     control = socket.socket(socket.AF_UNIX)
     control.bind(str(data_dir / "control.sock"))
     os.chmod(data_dir / "control.sock", 0o666)

@@ -438,3 +438,21 @@ def test_hit_finder_refuses_to_move_backwards() -> None:
 
     with pytest.raises(ValueError):
         hits.next_start(1)
+
+
+@pytest.mark.parametrize(
+    ("line", "held"),
+    [
+        ("started\n", False),
+        ("OK\n", False),
+        ("0205\n", False),
+        ("DFV9zvom3l/Ut9aREQyMaOxHqA==\n", True),
+        ("aB3xY9kQ\n", True),
+    ],
+    ids=["word", "upper-word", "number", "key-tail", "mixed-base64"],
+)
+def test_only_a_line_that_could_end_a_key_waits_for_the_next_line(line: str, held: bool) -> None:
+    stream = StreamRedactor()
+    released = stream.feed(line.encode())
+    assert (released == "") is held
+    assert released + stream.flush() == line
