@@ -17,7 +17,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from tests.e2e.conftest import CliResult, write_config
+from tests.e2e.conftest import Served, write_config
 
 EXECGATE = str(Path(sys.executable).parent / "execgate")
 HERE = Path(__file__).resolve().parent
@@ -35,39 +35,11 @@ SCREENSHOTS = HERE.parent.parent / "docs" / "console"
 
 
 @dataclass(frozen=True)
-class Console:
-    config: Path
-    data_dir: Path
-    url: str
-    instance: str  # demo-api/<id>
-    instance_id: str
-    signin_link: str  # from the banner, for the OS user running the server
+class Console(Served):
+    """A served ExecGate (its CLI and instance /tmp as for e2e tests) with its console."""
 
-    def state_tmp(self) -> Path:
-        matches = list(self.data_dir.glob(f"instances/**/{self.instance_id}/tmp"))
-        assert matches, "instance state directory not found"
-        return matches[0]
-
-    async def cli(
-        self, *args: str, principal: str | None = None, env: Mapping[str, str] | None = None
-    ) -> CliResult:
-        environ = {k: v for k, v in os.environ.items() if not k.startswith("EXECGATE_")}
-        environ["EXECGATE_CONFIG"] = str(self.config)
-        if principal:
-            environ["EXECGATE_CLI__PRINCIPAL"] = principal
-        environ.update(env or {})
-        proc = await asyncio.create_subprocess_exec(
-            EXECGATE,
-            *args,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=environ,
-        )
-        with anyio.fail_after(120):
-            out, err = await proc.communicate()
-        assert proc.returncode is not None
-        return CliResult(proc.returncode, out.decode(), err.decode())
+    url: str = ""
+    signin_link: str = ""  # from the banner, for the OS user running the server
 
     async def link_for(self, principal: str) -> str:
         """A sign-in link made by `execgate console link --as PRINCIPAL`."""
@@ -108,12 +80,12 @@ async def console_server(
         found = re.search(r"execgate exec (demo-api/\S+) env", text)
         assert link and found, text
         yield Console(
-            config,
-            data_dir,
-            address["url"],
-            found[1],
-            found[1].split("/", 1)[1],
-            link[1],
+            config=config,
+            data_dir=data_dir,
+            instance=found[1],
+            instance_id=found[1].split("/", 1)[1],
+            url=address["url"],
+            signin_link=link[1],
         )
     finally:
         if proc.returncode is None:
