@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
@@ -69,6 +70,13 @@ async def test_idle_session_ends_and_the_thread_says_so_on_next_use(
     rig: Rig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     anchor = await _open(rig)
+    # The reply path alone: this process's idle watch is stopped first, so it cannot
+    # end the session (and say so) before the reply does.
+    watches = [t for t in asyncio.all_tasks() if t.get_name().startswith("slack-session-idle-")]
+    assert watches, "the session thread has no idle watch"
+    for watch in watches:
+        watch.cancel()
+    await asyncio.gather(*watches, return_exceptions=True)
     # Every session is idle past a zero timeout by its next command.
     monkeypatch.setattr(rig.running.service._sessions, "_idle", 0.0)
     await rig.message("UALICE", "pwd", thread_ts=anchor.ts)
