@@ -7,15 +7,30 @@ A name is read as words: separators and camelCase humps split it (``DbPassword``
   ``identitytoken``, ``SENTRY_DSN``, ``GPG_PASSPHRASE``), wherever it stands; or
 * a word is exactly a weak one (``key``, ``pass``, ``pwd``, ``auth``) at the end of the
   name (``REDIS_AUTH``, ``x-api-key``; not ``sort_key`` or ``public_key``, whose values
-  are names), or ``key`` after a qualifier anywhere (``API_KEY_VALUE``);
+  are names), or ``key`` after a qualifier anywhere (``API_KEY_VALUE``); or
+* the last word is exactly a short secret word (``ak``, ``sk``: Alibaba Cloud's
+  AccessKey pair as ``OSS_AK``/``OSS_SK``; ``salt``, ``hmac``, ``seed``). Only whole
+  words count: ``TASK``, ``DISK``, ``SKU``, ``AKS_CLUSTER``, ``BASALT`` and
+  ``SEED_FILE`` are no secrets;
 
 unless every word after the last secret word only describes it (``PASSWORD_FILE``,
 ``TOKEN_TTL``, ``secretName``): those values are paths, names and numbers.
 
 A bare weak word (``pass=``, ``pwd=``, ``"auth":``) counts only where the syntax says
-"this is a setting"; ``PASS: test_x`` (test output) and ``PWD=/code`` (the working
-directory) stay readable. ``KEY`` is the regex for a candidate name;
-``is_secret_key`` decides.
+"this is a setting"; ``PASS: test_x`` (test output) stays readable. ``pwd`` also
+counts before a colon (YAML ``pwd: hunter2``), the short secret words wherever the
+syntax allows a one-word name (``AK=``, ``salt: x``), and ``key`` alone only spelled
+``KEY`` (an environment variable; a lower-case ``key=`` is a data key, as in logfmt
+``key=orders:4121``). ``PWD`` (any case, alone) holding a path that starts with ``/``
+or ``~`` is the working directory (``PWD=/code``, ``pwd: /srv/app``); any other value
+is a password.
+
+``name VALUE`` at a line start (Java properties, sshd/redis-style configs; ``Bare.SPACED``)
+is read more strictly, as such a line may as well be prose or a listing: the name must
+be an identifier of several words (``db.password``; not ``password policy ...``), and
+``key`` ends it only after a qualifier (``api.key``; not ``server.key  server.crt``).
+
+``KEY`` is the regex for a candidate name; ``is_secret_key`` decides.
 """
 
 from __future__ import annotations
@@ -28,12 +43,26 @@ import re
 # once from its start (every rule starts KEY at a run start), then the run is taken
 # possessively: linear in the run length.
 KEY = (
-    r"(?=[A-Za-z0-9_.-]*?(?i:secret|token|pass|pwd|key|auth|credential|dsn))"
+    r"(?=[A-Za-z0-9_.-]*?(?i:secret|token|pass|pwd|key|auth|credential|dsn|ak|sk|salt|hmac|seed))"
     r"[A-Za-z0-9_.-]++"
 )
 
 # Lower-cased substrings one of which every secret key name contains.
-KEY_NEEDLES = ("secret", "token", "pass", "credential", "key", "pwd", "auth", "dsn")
+KEY_NEEDLES = (
+    "secret",
+    "token",
+    "pass",
+    "credential",
+    "key",
+    "pwd",
+    "auth",
+    "dsn",
+    "ak",
+    "sk",
+    "salt",
+    "hmac",
+    "seed",
+)
 
 _WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
 _STRONG_ENDINGS = (
@@ -53,6 +82,16 @@ _STRONG_ENDINGS = (
 )
 _KEY_WORDS = frozenset({"key", "keyid"})
 _WEAK = _KEY_WORDS | {"pass", "pwd", "auth"}
+# Secret words that count only whole and last: inside other words they are everywhere
+# (task, disk, basalt), and before other words they name something else (SEED_FILE).
+# Each gives its own kind.
+_SHORT_KINDS = {
+    "ak": "access-key-id",
+    "sk": "secret-key",
+    "salt": "salt",
+    "hmac": "hmac-key",
+    "seed": "seed",
+}
 # "key" in the middle of a name is a secret only after one of these (API_KEY_VALUE).
 _KEY_QUALIFIERS = frozenset(
     "api access secret private signing encryption decryption master client app auth"
@@ -87,6 +126,7 @@ class Bare(enum.Enum):
     NONE = "none"  # mid-line "name: value": identifier-looking names only
     STRONG = "strong"  # "password: x" at a line start: strong words, not "pass: 3"
     ANY = "any"  # "pass=x", {"auth": ...}, --pass x, <pass>: weak words too
+    SPACED = "spaced"  # "db.password VALUE" at a line start: see is_secret_key
 
 
 # Output repeats its key names: what a name means is remembered for names up to this
@@ -107,23 +147,42 @@ def _words(name: str) -> tuple[tuple[str, ...], bool]:
     return _cached_words(name) if len(name) <= _CACHED_NAME else _split_words(name)
 
 
-def _is_secret_word(words: tuple[str, ...], i: int, bare: Bare, alone: bool) -> bool:
+def _is_secret_word(words: tuple[str, ...], i: int, bare: Bare, alone: bool, upper: bool) -> bool:
     word = words[i]
+    last = i == len(words) - 1
+    if len(words) == 1 and (bare is Bare.NONE or bare is Bare.SPACED):
+        # A lone word mid-line or before a blank is prose ("password policy ...").
+        return False
     if word.endswith(_STRONG_ENDINGS):
-        return len(words) > 1 or bare is not Bare.NONE
+        return True
+    if word in _SHORT_KINDS:
+        return last and (len(words) > 1 or alone)
     if word not in _WEAK:
         return False
     if len(words) == 1:
         # PASS_2 or 22AUTH is no setting name a tool would use.
-        return alone and bare is Bare.ANY and word not in _KEY_WORDS
-    if i == len(words) - 1:
-        return word not in _KEY_WORDS or words[i - 1] not in _BENIGN_KEY_PREFIXES
+        if not alone:
+            return False
+        if word in _KEY_WORDS:
+            return upper and word == "key"
+        return bare is Bare.ANY or (word == "pwd" and bare is Bare.STRONG)
+    if last:
+        if word not in _KEY_WORDS:
+            return True
+        if bare is Bare.SPACED:
+            # OPENAI_KEY sk-..., api.key x; not server.key in a listing
+            return words[i - 1] not in _BENIGN_KEY_PREFIXES and (
+                upper or words[i - 1] in _KEY_QUALIFIERS
+            )
+        return words[i - 1] not in _BENIGN_KEY_PREFIXES
     return word in _KEY_WORDS and i > 0 and words[i - 1] in _KEY_QUALIFIERS
 
 
-def _last_secret_word(words: tuple[str, ...], bare: Bare, alone: bool) -> int | None:
+def _last_secret_word(
+    words: tuple[str, ...], bare: Bare, alone: bool, upper: bool = False
+) -> int | None:
     for i in range(len(words) - 1, -1, -1):
-        if _is_secret_word(words, i, bare, alone):
+        if _is_secret_word(words, i, bare, alone, upper):
             return i
     return None
 
@@ -139,7 +198,7 @@ def is_secret_key(name: str, value: str = "", *, bare: Bare = Bare.ANY) -> bool:
         Nothing.
     """
     words, alone = _words(name)
-    last = _last_secret_word(words, bare, alone)
+    last = _last_secret_word(words, bare, alone, name.isupper())
     if last is None:
         return False
     trailing = words[last + 1 :]
@@ -198,11 +257,13 @@ def _kind(name: str) -> str:
     named = _NAMED_KINDS.get(upper)
     if named is not None:
         return named
+    words, alone = _words(name)
+    if words and words[-1] in _SHORT_KINDS:
+        return _SHORT_KINDS[words[-1]]
     kind = _suffix_kind(re.sub(r"[^A-Z0-9]", "", upper))
     if kind is None:
         # The secret word is not last (SECRET_KEY_BASE): name the kind after it.
-        words, alone = _words(name)
-        last = _last_secret_word(words, Bare.ANY, alone)
+        last = _last_secret_word(words, Bare.ANY, alone, name.isupper())
         if last is not None:
             kind = _suffix_kind("".join(words[: last + 1]).upper())
     return kind or "secret"

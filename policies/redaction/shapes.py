@@ -31,12 +31,16 @@ TRIGGER = "|".join(
         # secret words anywhere in a name (SECRET_KEY_BASE, PGPASSWORD, SENTRY_DSN)
         r"(?i:secret|token|passw|passphrase|credential|authoriz|bearer|apikey|dsn|cookie"
         r"|(?:api|access|private|auth|signing|encryption)[ _-]?key)",
-        # weak words ending a name: DB_PASS, x-api-key, REDIS_AUTH_2, apiKey, DBPass
-        r"(?i:[_.0-9-](?:key|keyid|pass|pwd|auth))(?:[^A-Za-z]|$)",
-        r"[A-Za-z0-9](?:Key|Keyid|Pass|Pwd|Auth)(?:[^a-z]|$)",
-        # a weak word alone as a setting: pass=, "auth":, <pwd>, --pass x, name: pwd
-        r"(?im:\b(?:pass|pwd|auth)(?:\\{0,3}[\"'>]|[ \t]*:?=|[ \t]*,?[ \t]*\r?$)"
-        r"|-(?:pass|pwd|auth)[ \t])",
+        # weak or short words ending a name: DB_PASS, x-api-key, REDIS_AUTH_2, apiKey,
+        # DBPass, OSS_SK, otpSeed
+        r"(?i:[_.0-9-](?:key|keyid|pass|pwd|auth|ak|sk|salt|hmac|seed))(?:[^A-Za-z]|$)",
+        r"[A-Za-z0-9](?:Key|Keyid|Pass|Pwd|Auth|Ak|Sk|Salt|Hmac|Seed)(?:[^a-z]|$)",
+        # a weak or short word alone as a setting: pass=, "auth":, <pwd>, --pass x,
+        # name: pwd, AK=, salt:, pwd:, KEY=; an OpenAI key (sk-proj-...)
+        r"(?im:\b(?:pass|pwd|auth|ak|sk|salt|hmac|seed)"
+        r"(?:\\{0,3}[\"'>]|[ \t]*:?=|[ \t]*,?[ \t]*\r?$)"
+        r"|\b(?:pwd|ak|sk|salt|hmac|seed)[ \t]*:|-(?:pass|pwd|auth|ak|sk|salt|hmac|seed)[ \t])",
+        r"(?m:\bKEY(?:\\{0,3}[\"'>]|[ \t]*:|[ \t]*=|[ \t]*,?[ \t]*\r?$))|\bsk-",
         # passwords on client command lines (mysql -phunter2, redis-cli -a hunter2)
         r"(?i:mysql|mariadb)[^\n]*[ \t]-p\S|(?:redis|valkey|keydb)-cli[^\n]*[ \t]-a[ \t]",
         r"Basic [A-Za-z0-9+/]",
@@ -162,6 +166,22 @@ def _line_value(match: re.Match[str]) -> list[Span]:
     return [span] if is_secret_key(match["key"], match.string[slice(*span)], bare=bare) else []
 
 
+# Values of "name VALUE" lines that are settings, not secrets.
+_SWITCHES = frozenset({"yes", "no", "on", "off"})
+
+
+def _spaced_value(match: re.Match[str]) -> list[Span]:
+    """name VALUE at a line start: the rest of the line, unless it is a switch or a
+    path (``PasswordAuthentication no``, ``HostKey /etc/ssh/ssh_host_ed25519_key``)."""
+    start, end = _strip(match.string, *match.span("val"))
+    value = match.string[start:end].rstrip("\r")
+    if value.lower() in _SWITCHES or value.startswith(("/", "~", "./")):
+        return []
+    if not is_secret_key(match["key"], value, bare=Bare.SPACED):
+        return []
+    return [(start, start + len(value))]
+
+
 def _strip(text: str, start: int, end: int) -> Span:
     while start < end and text[start] in " \t":
         start += 1
@@ -211,6 +231,17 @@ KEY_RULES: tuple[Rule, ...] = (
         (KEY_NEEDLES, ("=", ":")),
         _line_value,
         after=After.SEP,
+        begin=Begin.LINE,
+    ),
+    # name VALUE at the start of a line (Java properties, sshd- and redis-style configs)
+    rule(
+        "spaced",
+        rf"^[ \t]*(?P<key>{KEY})[ \t]+(?P<val>[^\s=:][^\n]*)",
+        _key_kind,
+        (KEY_NEEDLES,),
+        _spaced_value,
+        # TAG: followed by blanks (a value may start with '-', as ARG's may not)
+        after=After.TAG,
         begin=Begin.LINE,
     ),
     # {"name": "DB_PASSWORD", "value": "..."}: Kubernetes and container env lists.

@@ -1,5 +1,6 @@
-"""Secrets recognised by their own shape, wherever they stand: cloud access key ids,
-STS tokens, Slack, GitHub, GitLab, JWT, Google, Stripe, npm and PyPI tokens.
+"""Secrets recognised by their own shape, wherever they stand: cloud access key ids (and
+an AWS secret access key right after its key id), STS tokens, Slack, GitHub, GitLab,
+JWT, Google, Stripe, OpenAI, npm and PyPI tokens.
 
 Applied after ``redact_shapes.KEY_RULES`` (``redact_rules.RULES``); ``TRIGGER`` flags
 every line they can act on.
@@ -8,6 +9,9 @@ every line they can act on.
 from __future__ import annotations
 
 from policies.redaction.rulebase import Rule, rule
+
+_AWS_KEY_ID = r"(?<![A-Za-z0-9])(?:AKIA|ASIA|ABIA|ACCA|A3T[A-Z0-9])[A-Z0-9]{16}(?![A-Za-z0-9])"
+_AWS_KEY_ID_STARTS = ("AKIA", "ASIA", "ABIA", "ACCA", "A3T")
 
 TOKEN_RULES: tuple[Rule, ...] = (
     rule(
@@ -31,12 +35,23 @@ TOKEN_RULES: tuple[Rule, ...] = (
         (("cais",),),
         starts=("CAIS",),
     ),
+    # An AWS key id then, a few separators on, 40 characters of base64: the secret
+    # access key (aws_credentials AKIA... wJalr..., the credentials CSV: AKIA...,wJalr...).
+    # Before aws_key_id, which replaces the id.
+    rule(
+        "aws_secret_after_key_id",
+        rf"{_AWS_KEY_ID}[^A-Za-z0-9/+=\n]{{1,8}}"
+        r"(?P<val>[A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])",
+        "aws-secret",
+        (("akia", "asia", "abia", "acca", "a3t"),),
+        starts=_AWS_KEY_ID_STARTS,
+    ),
     rule(
         "aws_key_id",
-        r"(?<![A-Za-z0-9])(?P<val>(?:AKIA|ASIA|ABIA|ACCA|A3T[A-Z0-9])[A-Z0-9]{16})(?![A-Za-z0-9])",
+        rf"(?P<val>{_AWS_KEY_ID})",
         "aws-access-key-id",
         (("akia", "asia", "abia", "acca", "a3t"),),
-        starts=("AKIA", "ASIA", "ABIA", "ACCA", "A3T"),
+        starts=_AWS_KEY_ID_STARTS,
     ),
     rule(
         "slack_token",
@@ -80,6 +95,16 @@ TOKEN_RULES: tuple[Rule, ...] = (
         "stripe-key",
         (("k_live_", "k_test_"),),
         starts=("sk_", "rk_"),
+    ),
+    # sk-proj-..., sk-svcacct-..., sk-admin-..., sk-ant-api03-... (OpenAI, Anthropic),
+    # and the older sk-<48 letters and digits>
+    rule(
+        "openai_key",
+        r"(?<![A-Za-z0-9_-])(?P<val>sk-(?:(?:proj|svcacct|admin|ant-[a-z0-9]+)-[A-Za-z0-9_-]{20,}"
+        r"|(?=[A-Za-z]*[0-9])[A-Za-z0-9]{32,}(?![A-Za-z0-9_-])))",
+        "openai-key",
+        (("sk-",),),
+        starts=("sk-",),
     ),
     rule(
         "npm_token",

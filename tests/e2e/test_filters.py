@@ -48,6 +48,36 @@ async def test_sorting_a_private_key_does_not_bring_its_body_back(shared_served:
         assert not _leaked(result.stdout + result.stderr), command
 
 
+# Config and env output with short or uncommon secret names, and the near misses that
+# must stay readable. Every value is fake.
+_SHORT_NAMES = {
+    "OSS_AK=": "Ak4nQ7vLw2Zp",
+    "OSS_SK=": "Sk9mR3tYx8Hq",
+    "KEY=": "Ky2wE3rT4yU5",
+    "SALT=": "Sa1tQ2wE3rT4",
+    "WEBHOOK_HMAC_KEY=": "Hm9sD0fG1hJ2",
+    "OTP_SEED=": "JBSWY3DPEHPK3PXP",
+    "  pwd: ": "Pw3zX4cV5bN6",
+    "db.password ": "Pw1yU2iO3pA4",
+    "spring.datasource.password: ": "Pw9kL0zX1cV2",
+    "OPENAI_KEY ": "sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4zAb7cDe0fGh3iJk6lMn9oPq2rSt5",
+    "aws_credentials AKIAIOSFODNN7EXAMPLE ": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+}
+_NEAR_MISSES = ("TASK=build", "DISK=/dev/vda1", "SKU=ecs.g7.large", "PWD=/code", "KEYBOARD=us")
+
+
+async def test_short_secret_names_in_config_output_are_scrubbed(shared_served: Served) -> None:
+    lines = [name + value for name, value in _SHORT_NAMES.items()] + list(_NEAR_MISSES)
+    (shared_served.state_tmp() / "app.conf").write_text("\n".join(lines) + "\n")
+    for command in ("tail -n 100 /tmp/app.conf", "tail -n 100 /tmp/app.conf | sort"):
+        result = await shared_served.cli("exec", shared_served.instance, command)
+        assert result.code == 0, (command, result.stderr)
+        shown = result.stdout + result.stderr
+        assert [v for v in _SHORT_NAMES.values() if v in shown] == [], command
+        assert [line for line in _NEAR_MISSES if line not in result.stdout] == [], command
+        assert "OSS_SK=[REDACTED:" in result.stdout
+
+
 async def test_grep_count_and_exit_status_are_no_oracle_on_a_secret(shared_served: Served) -> None:
     secret = DEMO_ENV["DB_PASSWORD"]
     (shared_served.state_tmp() / "app.env").write_text(f"APP_ENV=demo\nDB_PASSWORD={secret}\n")

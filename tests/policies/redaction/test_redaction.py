@@ -284,6 +284,32 @@ _KEY_NAMES = {
     "key": False,
     "max_tokens": False,
     "PASS_2": False,
+    "OSS_AK": True,
+    "OSS_SK": True,
+    "AK": True,
+    "sk": True,
+    "appSk": True,
+    "KEY": True,
+    "ACCESS_KEY": True,
+    "SALT": True,
+    "PASSWORD_SALT": True,
+    "HMAC": True,
+    "WEBHOOK_HMAC_KEY": True,
+    "OTP_SEED": True,
+    "SEED": True,
+    "db.password": True,
+    "TASK": False,
+    "DISK": False,
+    "ASK": False,
+    "MASK": False,
+    "SKU": False,
+    "AKS_CLUSTER": False,
+    "BASALT": False,
+    "SEED_FILE": False,
+    "SEEDS": False,
+    "MONKEY": False,
+    "KEYBOARD": False,
+    "HOSTNAME": False,
 }
 
 
@@ -304,6 +330,16 @@ def test_key_name_is_read_as_words_to_decide_whether_its_value_is_secret(
         pytest.param("password", Bare.STRONG, True, id="password-before-a-colon"),
         pytest.param("password", Bare.NONE, False, id="password-as-a-word-mid-line"),
         pytest.param("db_password", Bare.NONE, True, id="identifier-mid-line"),
+        pytest.param("pwd", Bare.STRONG, True, id="pwd-before-a-colon-is-a-config-password"),
+        pytest.param("ak", Bare.STRONG, True, id="ak-before-a-colon"),
+        pytest.param("salt", Bare.NONE, False, id="salt-as-a-word-mid-line"),
+        pytest.param("KEY", Bare.ANY, True, id="upper-case-key-is-an-environment-variable"),
+        pytest.param("key", Bare.ANY, False, id="lower-case-key-is-a-data-key"),
+        pytest.param("db.password", Bare.SPACED, True, id="property-name-before-a-blank"),
+        pytest.param("password", Bare.SPACED, False, id="a-word-before-a-blank-is-prose"),
+        pytest.param("server.key", Bare.SPACED, False, id="a-key-file-name-before-a-blank"),
+        pytest.param("api.key", Bare.SPACED, True, id="a-qualified-key-before-a-blank"),
+        pytest.param("OPENAI_KEY", Bare.SPACED, True, id="an-env-style-key-before-a-blank"),
     ],
 )
 def test_a_one_word_key_counts_only_where_the_syntax_makes_it_a_setting(
@@ -315,10 +351,13 @@ def test_a_one_word_key_counts_only_where_the_syntax_makes_it_a_setting(
 def test_pwd_holding_a_path_is_the_working_directory_and_stays() -> None:
     assert is_secret_key("PWD", "/code") is False
     assert is_secret_key("pwd", "hunter2") is True
+    assert is_secret_key("pwd", "/srv/app", bare=Bare.STRONG) is False
+    assert is_secret_key("pwd", "hunter2", bare=Bare.STRONG) is True
 
 
 _GENERATED_WORDS = (
     "secret token password passphrase dsn key keyid pass pwd auth apikey api sort db file 2"
+    " ak sk salt hmac seed task"
 )
 _KEY_FORMS = (
     "{k}=v1",
@@ -333,6 +372,8 @@ _KEY_FORMS = (
     "  - name: {k}",
     "{k}: |",
     '\\"{k}\\":\\"v1\\"',
+    "{k} v1",
+    "  {k}\tv1",
 )
 
 
