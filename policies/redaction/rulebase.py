@@ -63,6 +63,9 @@ class Begin(enum.Enum):
 
     ANYWHERE = "anywhere"  # a plain search
     LINE = "line"  # only at the start of the line
+    # only at the start of a line whose first word (after blanks) is the identifier run
+    # of a key name followed as ``after`` says
+    LINE_KEY = "line-key"
     KEY_RUN = "key-run"  # where the identifier run of a key name followed as ``after`` begins
     LITERAL = "literal"  # where one of ``starts`` begins (in the lower-cased line if ``fold``)
 

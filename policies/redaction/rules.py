@@ -150,9 +150,16 @@ def _where(rule: Rule, line: _Line) -> list[int] | None:
         return []
     if rule.begin is Begin.KEY_RUN:
         return line.key_starts(rule.after)
-    if rule.begin is Begin.LINE:
+    if rule.begin is Begin.LINE or rule.begin is Begin.LINE_KEY:
         # "^" also matches after a newline, which a line should not hold.
-        return None if "\n" in line.text else [0]
+        if "\n" in line.text:
+            return None
+        if rule.begin is Begin.LINE_KEY:
+            starts = line.key_starts(rule.after)
+            first = len(line.text) - len(line.text.lstrip(" \t"))
+            if starts is not None and first not in starts:
+                return []
+        return [0]
     if rule.begin is Begin.LITERAL:
         if not rule.fold:
             return _occurrences(line.text, rule.starts)

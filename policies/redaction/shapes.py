@@ -242,7 +242,7 @@ KEY_RULES: tuple[Rule, ...] = (
         _spaced_value,
         # TAG: followed by blanks (a value may start with '-', as ARG's may not)
         after=After.TAG,
-        begin=Begin.LINE,
+        begin=Begin.LINE_KEY,
     ),
     # {"name": "DB_PASSWORD", "value": "..."}: Kubernetes and container env lists.
     _key_rule(
