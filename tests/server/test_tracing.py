@@ -1,8 +1,9 @@
-"""OpenTelemetry traces: a request served by the real server (MCP over streamable HTTP,
-under uvicorn) is one span with its decision, audit writes and provider run as
-children, continuing the caller's W3C trace from the MCP call's ``_meta`` or the HTTP
-``traceparent`` header; spans carry who, where and what was decided, never arguments
-or output; and with tracing off, nothing is recorded."""
+"""OpenTelemetry traces: a request served by the real server (MCP over streamable HTTP
+under uvicorn, or the CLI through its relay socket) is one span with its decision, audit
+writes and provider run as children, continuing the caller's W3C trace from the MCP
+call's ``_meta``, the HTTP ``traceparent`` header or the CLI's TRACEPARENT variable;
+spans carry who, where and what was decided, never arguments or output; and with
+tracing off, nothing is recorded."""
 
 from __future__ import annotations
 
@@ -180,6 +181,24 @@ async def test_with_tracing_off_no_span_is_recorded(
             )
     assert not result.is_error
     assert exporter.get_finished_spans() == ()
+
+
+async def test_the_cli_continues_the_trace_its_traceparent_variable_names(
+    tmp_path: Path, database_url: str, spans: tuple[TracerProvider, InMemorySpanExporter]
+) -> None:
+    provider, exporter = spans
+    async with http_server(
+        tmp_path, database_url, extra=TRACING_ON, tracer_provider=provider
+    ) as server:
+        served = server.served
+        # Handed to this server over its CLI relay socket, with the caller's trace.
+        result = await served.cli(
+            "exec", served.instance, "--", "uptime", env={"TRACEPARENT": TRACEPARENT}
+        )
+    assert result.code == 0, result.stderr
+    request, children = _request_and_steps(exporter.get_finished_spans())
+    assert children == STEPS
+    assert (request.attributes or {})["execgate.surface"] == "cli"
 
 
 async def test_tracing_enabled_without_the_sdk_installed_fails_clearly(
