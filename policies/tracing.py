@@ -30,6 +30,7 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Protocol
 
 from policies.errors import ExecGateError
+from policies.logctx import trace_id_var
 from policies.ports import ExecStatus
 from policies.types import AuditId, Decision, Effect, Principal, Surface, Target
 
@@ -192,6 +193,7 @@ class Tracing:
             record_exception=False,
             set_status_on_exception=False,
         ) as span:
+            token = trace_id_var.set(f"{span.get_span_context().trace_id:032x}") if server else None
             try:
                 yield Step(span)
             except BaseException as exc:
@@ -199,6 +201,9 @@ class Tracing:
                 span.set_attribute("error.type", _error_type(exc))
                 span.set_status(Status(StatusCode.ERROR))
                 raise
+            finally:
+                if token is not None:
+                    trace_id_var.reset(token)
 
 
 NO_TRACING = Tracing()

@@ -7,6 +7,7 @@ tracing off, nothing is recorded."""
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from policies.errors import ConfigError
+from policies.logctx import AuditIdFilter
+from policies.tracing import Tracing, incoming
+from policies.types import Principal, Surface
 from server.settings import TracingSettings
 from server.telemetry import build_provider, open_tracing
 from tests.server.mcp.conftest import data
@@ -199,6 +203,23 @@ async def test_the_cli_continues_the_trace_its_traceparent_variable_names(
     request, children = _request_and_steps(exporter.get_finished_spans())
     assert children == STEPS
     assert (request.attributes or {})["execgate.surface"] == "cli"
+
+
+def test_log_lines_of_a_traced_request_carry_its_trace_id(
+    spans: tuple[TracerProvider, InMemorySpanExporter],
+) -> None:
+    provider, _ = spans
+
+    def logged() -> logging.LogRecord:
+        record = logging.LogRecord("execgate", logging.INFO, __file__, 1, "a line", (), None)
+        AuditIdFilter().filter(record)
+        return record
+
+    alice = Principal.parse("local:alice")
+    with incoming(TRACEPARENT), Tracing(provider).request("exec", alice, Surface.CLI):
+        inside = logged()
+    assert getattr(inside, "trace_id", None) == TRACE_ID
+    assert not hasattr(logged(), "trace_id")
 
 
 async def test_tracing_enabled_without_the_sdk_installed_fails_clearly(
