@@ -9,15 +9,10 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-from typing import cast
 
 import pytest
-from mcp_types import RequestParamsMeta
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace import ReadableSpan
 
 from policies.errors import ConfigError
 from policies.logctx import AuditIdFilter
@@ -27,58 +22,19 @@ from server.settings import TracingSettings
 from server.telemetry import build_provider, open_tracing
 from tests.server.mcp.conftest import data
 from tests.server.mcp.test_http import TOKEN, http_server, mcp_client
+from tests.support.traces import (
+    CALLER_META,
+    STEPS,
+    TRACE_ID,
+    TRACEPARENT,
+    Recording,
+    by_name,
+    request_and_steps,
+)
 
-TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
-CALLER_SPAN = "00f067aa0ba902b7"
-TRACEPARENT = f"00-{TRACE_ID}-{CALLER_SPAN}-01"
 TRACING_ON = "[tracing]\nenabled = true\n"
-# RequestParamsMeta allows extra keys (PEP 728), which mypy does not read yet.
-CALLER_META = cast(RequestParamsMeta, {"traceparent": TRACEPARENT})
 # An argument that must never reach a span.
 SECRET_ARG = "/tmp/argument-that-could-hold-a-secret"
-STEPS = {
-    "execgate.decide",
-    "execgate.audit.intent",
-    "execgate.provider.exec",
-    "execgate.audit.outcome",
-}
-
-
-@pytest.fixture
-def spans() -> Iterator[tuple[TracerProvider, InMemorySpanExporter]]:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    yield provider, exporter
-    provider.shutdown()
-
-
-def _hex(value: int, width: int) -> str:
-    return f"{value:0{width}x}"
-
-
-def _by_name(finished: tuple[ReadableSpan, ...]) -> dict[str, ReadableSpan]:
-    named = {span.name: span for span in finished}
-    assert len(named) == len(finished), [span.name for span in finished]
-    return named
-
-
-def _request_and_steps(finished: tuple[ReadableSpan, ...]) -> tuple[ReadableSpan, set[str]]:
-    """The request span (checked to continue the caller's trace) and the names of its
-    children (checked to be in the same trace)."""
-    named = _by_name(finished)
-    request = named["execgate.exec"]
-    assert request.parent is not None
-    assert _hex(request.context.trace_id, 32) == TRACE_ID
-    assert _hex(request.parent.span_id, 16) == CALLER_SPAN
-    children = set()
-    for span in finished:
-        assert _hex(span.context.trace_id, 32) == TRACE_ID
-        if span is not request:
-            assert span.parent is not None
-            assert span.parent.span_id == request.context.span_id, span.name
-            children.add(span.name)
-    return request, children
 
 
 def _attribute_values(finished: tuple[ReadableSpan, ...]) -> list[str]:
@@ -86,7 +42,7 @@ def _attribute_values(finished: tuple[ReadableSpan, ...]) -> list[str]:
 
 
 async def test_an_mcp_call_with_a_meta_traceparent_is_traced_through_decide_audit_and_provider(
-    tmp_path: Path, database_url: str, spans: tuple[TracerProvider, InMemorySpanExporter]
+    tmp_path: Path, database_url: str, spans: Recording
 ) -> None:
     provider, exporter = spans
     async with http_server(
@@ -100,7 +56,7 @@ async def test_an_mcp_call_with_a_meta_traceparent_is_traced_through_decide_audi
             )
         instance = server.served.instance
     finished = exporter.get_finished_spans()
-    request, children = _request_and_steps(finished)
+    request, children = request_and_steps(finished)
     assert children == STEPS
     out = data(result)
     attributes = dict(request.attributes or {})
@@ -116,7 +72,7 @@ async def test_an_mcp_call_with_a_meta_traceparent_is_traced_through_decide_audi
         "execgate.exit_code": out["exit_code"],
     }
     assert out["exit_code"] != 0  # ls of a missing path: the output says why
-    named = _by_name(finished)
+    named = by_name(finished)
     assert (named["execgate.provider.exec"].attributes or {})["execgate.command"] == "ls"
     assert (named["execgate.audit.outcome"].attributes or {})["execgate.exec_id"] == out["audit_id"]
     values = _attribute_values(finished)
@@ -125,7 +81,7 @@ async def test_an_mcp_call_with_a_meta_traceparent_is_traced_through_decide_audi
 
 
 async def test_an_http_traceparent_header_links_the_request_to_the_callers_trace(
-    tmp_path: Path, database_url: str, spans: tuple[TracerProvider, InMemorySpanExporter]
+    tmp_path: Path, database_url: str, spans: Recording
 ) -> None:
     provider, exporter = spans
     other_trace = "0af7651916cd43dd8448eb211c80319c"
@@ -144,14 +100,14 @@ async def test_an_http_traceparent_header_links_the_request_to_the_callers_trace
             await client.call_tool("exec", args, meta=CALLER_META)
             by_meta = exporter.get_finished_spans()
     assert not result.is_error
-    request, children = _request_and_steps(by_header)
+    request, children = request_and_steps(by_header)
     assert children == STEPS
     assert (request.attributes or {})["execgate.exit_code"] == 0
-    assert _request_and_steps(by_meta)[1] == STEPS
+    assert request_and_steps(by_meta)[1] == STEPS
 
 
 async def test_a_denied_command_has_a_deny_decision_span_and_no_provider_span(
-    tmp_path: Path, database_url: str, spans: tuple[TracerProvider, InMemorySpanExporter]
+    tmp_path: Path, database_url: str, spans: Recording
 ) -> None:
     provider, exporter = spans
     async with http_server(
@@ -165,15 +121,15 @@ async def test_a_denied_command_has_a_deny_decision_span_and_no_provider_span(
             )
     assert result.is_error
     finished = exporter.get_finished_spans()
-    request, children = _request_and_steps(finished)
+    request, children = request_and_steps(finished)
     assert children == {"execgate.decide", "execgate.audit.intent"}
-    decide = _by_name(finished)["execgate.decide"]
+    decide = by_name(finished)["execgate.decide"]
     assert (decide.attributes or {})["execgate.effect"] == "deny"
     assert (request.attributes or {})["execgate.status"] == "denied"
 
 
 async def test_with_tracing_off_no_span_is_recorded(
-    tmp_path: Path, database_url: str, spans: tuple[TracerProvider, InMemorySpanExporter]
+    tmp_path: Path, database_url: str, spans: Recording
 ) -> None:
     provider, exporter = spans
     async with http_server(tmp_path, database_url, tracer_provider=provider) as server:
@@ -188,7 +144,7 @@ async def test_with_tracing_off_no_span_is_recorded(
 
 
 async def test_the_cli_continues_the_trace_its_traceparent_variable_names(
-    tmp_path: Path, database_url: str, spans: tuple[TracerProvider, InMemorySpanExporter]
+    tmp_path: Path, database_url: str, spans: Recording
 ) -> None:
     provider, exporter = spans
     async with http_server(
@@ -200,13 +156,13 @@ async def test_the_cli_continues_the_trace_its_traceparent_variable_names(
             "exec", served.instance, "--", "uptime", env={"TRACEPARENT": TRACEPARENT}
         )
     assert result.code == 0, result.stderr
-    request, children = _request_and_steps(exporter.get_finished_spans())
+    request, children = request_and_steps(exporter.get_finished_spans())
     assert children == STEPS
     assert (request.attributes or {})["execgate.surface"] == "cli"
 
 
 def test_log_lines_of_a_traced_request_carry_its_trace_id(
-    spans: tuple[TracerProvider, InMemorySpanExporter],
+    spans: Recording,
 ) -> None:
     provider, _ = spans
 
