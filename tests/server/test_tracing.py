@@ -8,6 +8,7 @@ tracing off, nothing is recorded."""
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -151,9 +152,11 @@ async def test_the_cli_continues_the_trace_its_traceparent_variable_names(
         tmp_path, database_url, extra=TRACING_ON, tracer_provider=provider
     ) as server:
         served = server.served
-        # Handed to this server over its CLI relay socket, with the caller's trace.
+        # Handed to this server over its CLI relay socket, with the caller's trace: the
+        # CLI sees this process's EXECGATE_* variables, so it has this server's settings.
+        same = {k: v for k, v in os.environ.items() if k.startswith("EXECGATE_")}
         result = await served.cli(
-            "exec", served.instance, "--", "uptime", env={"TRACEPARENT": TRACEPARENT}
+            "exec", served.instance, "--", "uptime", env=same | {"TRACEPARENT": TRACEPARENT}
         )
     assert result.code == 0, result.stderr
     request, children = request_and_steps(exporter.get_finished_spans())
