@@ -44,7 +44,7 @@ AUDIT_OUTCOME = "execgate.audit.outcome"
 PROVIDER_EXEC = "execgate.provider.exec"
 PREFIX = "execgate."
 _NAME_LIMIT = 64
-_CARRIER_LIMIT = 512  # a traceparent is 55 characters
+_CARRIER_LIMIT = 512  # a traceparent is 55 characters; a tracestate at most 512
 
 # The caller's (traceparent, tracestate), set by a surface for the request it serves.
 _incoming: contextvars.ContextVar[tuple[str, str | None] | None] = contextvars.ContextVar(
@@ -61,6 +61,8 @@ def incoming(traceparent: str | None, tracestate: str | None = None) -> Iterator
     if not traceparent or len(traceparent) > _CARRIER_LIMIT:
         yield
         return
+    if tracestate is not None and len(tracestate) > _CARRIER_LIMIT:
+        tracestate = None
     token = _incoming.set((traceparent.strip(), tracestate))
     try:
         yield
