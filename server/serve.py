@@ -15,8 +15,10 @@ import logging
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount
 
 from policies.audit import SqlAuditStore
@@ -34,7 +36,11 @@ from server.mcp.http import mcp_mount
 from server.metrics import ExecMetrics, metrics_route
 from server.settings import Settings
 from server.slack_http import slack_mount
+from server.telemetry import IncomingTrace
 from server.wiring import build_manager, open_service, prepare_database
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +97,7 @@ def build_app(
             account_id=settings.local_host.account_id,
         )
         routes.append(Mount("/", app=fc_host))
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(IncomingTrace)])
     app.state.surfaces = [
         str(getattr(route, "path", "")) for mount in mounts for route in mount.routes
     ]
@@ -100,9 +106,14 @@ def build_app(
 
 @contextlib.asynccontextmanager
 async def running_server(
-    settings: Settings, *, host: str | None = None, port: int | None = None
+    settings: Settings,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    tracer_provider: TracerProvider | None = None,
 ) -> AsyncIterator[Running]:
-    """Start everything `execgate serve` runs and yield once it listens."""
+    """Start everything `execgate serve` runs and yield once it listens
+    (``tracer_provider``: see ``open_service``)."""
     bind_host = host or settings.server.host
     bind_port = settings.server.port if port is None else port
     await prepare_database(settings)
@@ -113,7 +124,12 @@ async def running_server(
     box: dict[str, str] = {}
     try:
         async with (
-            open_service(settings, local_url=lambda: box["url"], manager=manager) as svc,
+            open_service(
+                settings,
+                local_url=lambda: box["url"],
+                manager=manager,
+                tracer_provider=tracer_provider,
+            ) as svc,
             _lease(settings, svc),
         ):
             app = build_app(settings, manager, keys, svc)

@@ -294,6 +294,21 @@ class LoggingSettings(_Model):
     format: Literal["auto", "json", "text"] = "auto"
 
 
+class TracingSettings(_Model):
+    """OpenTelemetry traces of every request (needs the ``otel`` extra): off by default.
+
+    ``otlp`` sends spans over OTLP/HTTP to ``endpoint`` (empty: the standard
+    ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` / ``OTEL_EXPORTER_OTLP_ENDPOINT`` variables,
+    else ``http://localhost:4318/v1/traces``; ``OTEL_EXPORTER_OTLP_HEADERS`` is honoured
+    for a collector that wants a key); ``console`` writes them to stderr.
+    """
+
+    enabled: bool = False
+    exporter: Literal["otlp", "console"] = "otlp"
+    endpoint: str = ""  # a full traces URL, e.g. http://otel-collector:4318/v1/traces
+    service_name: str = Field(default="execgate", min_length=1)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         frozen=True, extra="forbid", env_prefix=ENV_PREFIX, env_nested_delimiter="__"
@@ -319,6 +334,7 @@ class Settings(BaseSettings):
     console: ConsoleSettings = ConsoleSettings()
     logging: LoggingSettings = LoggingSettings()
     replica: ReplicaSettings = ReplicaSettings()
+    tracing: TracingSettings = TracingSettings()
     # Where the settings came from, for `config show`.
     source: str = "defaults"
 

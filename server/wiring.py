@@ -7,6 +7,7 @@ import contextlib
 import datetime as dt
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -25,6 +26,7 @@ from policies.instances.sandbox_provider import SandboxProvider
 from policies.ports import ArtifactStore, AuditStore, InstanceProvider, OutputCallback
 from policies.rules.holder import PolicyHolder
 from policies.service.core import ExecService
+from policies.tracing import Tracing
 from policies.types import InstanceInfo, Limits, RunResult, Target
 from server.artifact_store import open_artifact_store, store_config
 from server.localstate import (
@@ -36,6 +38,10 @@ from server.localstate import (
     read_address,
 )
 from server.settings import ProviderSettings, Settings
+from server.telemetry import open_tracing
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
 
 
 def local_functions(settings: Settings) -> list[LocalFunction]:
@@ -147,6 +153,7 @@ async def open_service(
     local_url: Callable[[], str] | None = None,
     manager: InstanceManager | None = None,
     audit: AuditStore | None = None,
+    tracer_provider: TracerProvider | None = None,
 ) -> AsyncIterator[ExecService]:
     """An ExecService with its audit store and providers; closes them on exit.
 
@@ -154,10 +161,29 @@ async def open_service(
     (the server passes its own bound address). ``manager`` is the in-process instance
     manager for ``type = "sandbox"`` providers; one is created on demand otherwise.
     Unless ``audit`` is given, the audit database is prepared first
-    (:func:`prepare_database`).
+    (:func:`prepare_database`). Traces go where ``[tracing]`` says, or to
+    ``tracer_provider`` when tracing is enabled and one is given.
 
     Raises: ConfigError, PolicyLoadError, AuditUnavailable.
     """
+    async with (
+        open_tracing(settings.tracing, tracer_provider) as tracing,
+        _open_service(
+            settings, tracing, local_url=local_url, manager=manager, audit=audit
+        ) as service,
+    ):
+        yield service
+
+
+@contextlib.asynccontextmanager
+async def _open_service(
+    settings: Settings,
+    tracing: Tracing,
+    *,
+    local_url: Callable[[], str] | None,
+    manager: InstanceManager | None,
+    audit: AuditStore | None,
+) -> AsyncIterator[ExecService]:
     holder = PolicyHolder(settings.policy_path)
     own_audit = audit is None
     anchors: AnchorStore | None = None
@@ -205,6 +231,7 @@ async def open_service(
             link_ttl_seconds=settings.artifacts.link_ttl_seconds,
             artifact_prefix=settings.artifacts.prefix,
             session_idle_seconds=settings.session_idle_seconds,
+            tracing=tracing,
         )
     finally:
         for provider in providers.values():

@@ -27,6 +27,7 @@ from tests.support.databases import (
     migrate_sqlite_template,
     sqlite_url,
 )
+from tests.support.traces import Recording, recording
 
 PG_ENV = "EXECGATE_TEST_DATABASE_URL"
 # A fixed key: child processes in tests sign with the same one.
@@ -159,3 +160,10 @@ async def other_store(migrated_url: str, checkpoint_path: Path) -> AsyncIterator
     """A second store on the same database and checkpoint, as another process has."""
     async for store in _open_store(migrated_url, checkpoint_path):
         yield store
+
+
+@pytest.fixture
+def spans() -> Iterator[Recording]:
+    """A tracer provider recording spans in memory, and its exporter."""
+    with recording() as recorded:
+        yield recorded

@@ -169,10 +169,12 @@ class Approvals:
         path = collect_path_of(record.argv)
         # The policy may have changed since the request: it must still ask for approval
         # under the same rule, or nothing runs.
-        if path is None:
-            decision = decide(policy, requester, target, _stages_from_argv(record.argv))
-        else:
-            decision, _ = decide_collect(policy, requester, target, check_path(path))
+        with pipeline.deciding() as step:
+            if path is None:
+                decision = decide(policy, requester, target, _stages_from_argv(record.argv))
+            else:
+                decision, _ = decide_collect(policy, requester, target, check_path(path))
+            step.decided(decision)
         with pipeline.scope(record.audit_id):
             recorded = Recorded(record.audit_id, decision, None)
             base = recorded.result(target, record.argv, status=ExecStatus.RUNNING)

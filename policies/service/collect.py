@@ -38,7 +38,13 @@ import dataclasses
 import time
 
 from policies.artifacts.keys import FILES, artifact_key
-from policies.collect.protocol import Refusal, check_path, file_name, symbolic_argv
+from policies.collect.protocol import (
+    COLLECT_VERB,
+    Refusal,
+    check_path,
+    file_name,
+    symbolic_argv,
+)
 from policies.collect.run import fetch
 from policies.errors import ArtifactError, DuplicateRequest, ErrorCode
 from policies.ports import ApprovalRecord, ArtifactStore, ExecIntent, ExecLog
@@ -94,7 +100,9 @@ class Collect:
             existing = await self._execs.find_by_request_key(request_key)
             if existing is not None:
                 return await self._duplicate(existing, shown)
-        decision, error_code = decide_collect(policy, principal, target, checked)
+        with pipeline.deciding() as step:
+            decision, error_code = decide_collect(policy, principal, target, checked)
+            step.decided(decision)
         argv = symbolic_argv(shown)
 
         def build(decided: Decision) -> ExecIntent:
@@ -197,9 +205,10 @@ class Collect:
                 name=file_name(path),
                 prefix=pipeline.outputs.prefix,
             )
-            fetched = await fetch(
-                provider, store, target, path, decision=decision, key=key, follow=follow
-            )
+            with pipeline.provider_step(target, (COLLECT_VERB,), decision):
+                fetched = await fetch(
+                    provider, store, target, path, decision=decision, key=key, follow=follow
+                )
         outcome = fetched.outcome(started=started, ended=pipeline.clock(), approvers=approvers)
         await pipeline.finish(audit_id, outcome)
         refusal, info = fetched.refusal, fetched.info

@@ -57,6 +57,7 @@ from policies.service.results import (
 )
 from policies.service.review import ReviewService
 from policies.service.sessions import Sessions
+from policies.tracing import NO_TRACING, Tracing, command_name
 from policies.types import (
     ApprovalId,
     AuditId,
@@ -96,6 +97,7 @@ class ExecService:
         resolve_principal: PrincipalResolver = _identity,
         clock: Callable[[], dt.datetime] = _utcnow,
         session_idle_seconds: float = 600.0,
+        tracing: Tracing = NO_TRACING,
     ) -> None:
         self._policies = policies
         self._audit = audit
@@ -108,8 +110,10 @@ class ExecService:
             outputs=outputs,
             resolve_principal=resolve_principal,
             clock=clock,
+            tracing=tracing,
         )
         self._pipeline = pipeline
+        self._tracing = tracing
         self._asker = ApprovalAsker(audit)
         self._sessions = Sessions(pipeline, audit, session_idle_seconds)
         self._execs = Execs(pipeline, audit, self._sessions, self._asker)
@@ -178,7 +182,13 @@ class ExecService:
         on_output: TextSink | None = None,
         inline_limit: int = DEFAULT_INLINE_LIMIT,
     ) -> ExecResult:
-        return await self._execs.exec(request, on_output=on_output, inline_limit=inline_limit)
+        command = command_name(request.argv) if self._tracing.enabled else None
+        with self._tracing.request(
+            "exec", request.principal, request.surface, request.target, command=command
+        ) as span:
+            result = await self._execs.exec(request, on_output=on_output, inline_limit=inline_limit)
+            span.finished(result)
+            return result
 
     async def collect(
         self,
@@ -191,15 +201,18 @@ class ExecService:
         context: tuple[tuple[str, str], ...] = (),
         request_key: str | None = None,
     ) -> CollectResult:
-        return await self._collect.collect(
-            principal,
-            surface,
-            target,
-            path,
-            reason=reason,
-            context=context,
-            request_key=request_key,
-        )
+        with self._tracing.request("collect", principal, surface, target) as span:
+            result = await self._collect.collect(
+                principal,
+                surface,
+                target,
+                path,
+                reason=reason,
+                context=context,
+                request_key=request_key,
+            )
+            span.finished(result)
+            return result
 
     # ------------------------------------------------------------------ approvals
 
@@ -213,14 +226,20 @@ class ExecService:
         on_output: TextSink | None = None,
         inline_limit: int = DEFAULT_INLINE_LIMIT,
     ) -> VoteResult:
-        return await self._approvals.vote(
-            approval_id,
-            approver,
-            approve=approve,
-            reason=reason,
-            on_output=on_output,
-            inline_limit=inline_limit,
-        )
+        with self._tracing.request("approval", approver, None) as span:
+            span.set(approval_id=approval_id, approve=approve)
+            vote = await self._approvals.vote(
+                approval_id,
+                approver,
+                approve=approve,
+                reason=reason,
+                on_output=on_output,
+                inline_limit=inline_limit,
+            )
+            span.set(approval_state=vote.approval.state.value)
+            if vote.result is not None:
+                span.finished(vote.result)
+            return vote
 
     async def withdraw(self, approval_id: ApprovalId, requester: Principal) -> ApprovalRecord:
         return await self._approvals.withdraw(approval_id, requester)

@@ -21,6 +21,7 @@ from policies.service.pipeline import Pipeline
 from policies.service.results import DEFAULT_INLINE_LIMIT, ExecResult, Explanation, TextSink
 from policies.service.session_state import Builtin, parse_builtin, recorded_form
 from policies.service.sessions import Sessions
+from policies.tracing import command_name
 from policies.types import AuditId, Decision, Effect, ExecRequest, Principal, Target
 
 
@@ -83,7 +84,11 @@ class Execs:
             existing = await self._execs.find_by_request_key(request.request_key)
             if existing is not None:
                 return await self._duplicate(existing)
-        decided = _decide(policy, principal, target, request, session)
+        with pipeline.deciding() as step:
+            decided = _decide(policy, principal, target, request, session)
+            step.decided(decided.decision)
+            if step.recording:
+                step.set(command=command_name(decided.argv, decided.decision))
         shown_argv, shown_text = recorded_form(decided.stages, decided.argv, request.command_text)
 
         def build(decision: Decision) -> ExecIntent:

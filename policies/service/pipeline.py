@@ -10,6 +10,9 @@ provider error ends ``failed`` with its code; a cancellation (the MCP client wen
 a Slack worker stopped, Ctrl-C on the CLI) ends ``cancelled`` with the output that had
 arrived, written even while the task is being cancelled, and then the cancellation goes
 on. The provider's exec is cancelled with the task.
+
+Each step is a span of the request's trace (``policies.tracing``): the intent write, the
+provider's run and the outcome write.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import datetime as dt
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass, replace
 
 import anyio
@@ -47,6 +50,16 @@ from policies.service.output import CollectedOutput, OutputCollector
 from policies.service.outputs import Outputs, discard_spill
 from policies.service.pipeline_output import FEED_CHUNK, OutputPlan, plan_output
 from policies.service.results import DEFAULT_INLINE_LIMIT, ExecResult, TextSink
+from policies.tracing import (
+    AUDIT_INTENT,
+    AUDIT_OUTCOME,
+    DECIDE,
+    NO_TRACING,
+    PROVIDER_EXEC,
+    Step,
+    Tracing,
+    command_name,
+)
 from policies.types import AuditId, Decision, Effect, Principal, RunResult, Stream, Target
 
 logger = logging.getLogger(__name__)
@@ -110,8 +123,10 @@ class Pipeline:
         outputs: Outputs,
         resolve_principal: PrincipalResolver,
         clock: Callable[[], dt.datetime],
+        tracing: Tracing = NO_TRACING,
     ) -> None:
         self._policies = policies
+        self.tracing = tracing
         self._execs = execs
         self._providers = dict(providers)
         self._default_provider = default_provider
@@ -159,7 +174,10 @@ class Pipeline:
 
         Raises: AuditUnavailable (nothing may run).
         """
-        recorded = await self._record(decision, build, error_code)
+        with self.tracing.step(AUDIT_INTENT) as step:
+            recorded = await self._record(decision, build, error_code)
+            step.set(exec_id=recorded.audit_id)
+            step.decided(recorded.decision)
         logger.info(
             "%s decided",
             kind,
@@ -211,7 +229,13 @@ class Pipeline:
 
     async def _finish(self, audit_id: AuditId, outcome: ExecOutcome) -> None:
         try:
-            await self._execs.record_outcome(audit_id, outcome)
+            with self.tracing.step(
+                AUDIT_OUTCOME,
+                exec_id=audit_id,
+                status=outcome.status.value,
+                exit_code=outcome.exit_code,
+            ):
+                await self._execs.record_outcome(audit_id, outcome)
         except AuditUnavailable:
             # The command already ran; the intent row stands and will read as
             # interrupted. Say so loudly rather than hide the result.
@@ -335,8 +359,12 @@ class Pipeline:
             audit_id, approvers=approvers, partial=partial, cleanup=lambda: discard_spill(spill)
         ) as started:
             run = RunResult(exit_code=None, timed_out=True)
-            with filters_stopped:
-                run = await provider.exec(target, argv, limits=decision.limits, on_output=forward)
+            with self.provider_step(target, argv, decision) as step:
+                with filters_stopped:
+                    run = await provider.exec(
+                        target, argv, limits=decision.limits, on_output=forward
+                    )
+                step.set(exit_code=run.exit_code, timed_out=run.timed_out or run.idle_timed_out)
             if collector.over_budget:
                 run = RunResult(exit_code=None, timed_out=True)
             run = replace(run, exit_code=collector.exit_code(run.exit_code))
@@ -396,6 +424,21 @@ class Pipeline:
             links=stored.links,
             error_code=error_code,
             error=error,
+        )
+
+    def deciding(self) -> AbstractContextManager[Step]:
+        """The span of a decision (the step is told it with ``decided``)."""
+        return self.tracing.step(DECIDE)
+
+    def provider_step(
+        self, target: Target, argv: tuple[str, ...], decision: Decision
+    ) -> AbstractContextManager[Step]:
+        """The span of the provider's work on the instance (the command's name only)."""
+        return self.tracing.step(
+            PROVIDER_EXEC,
+            provider=target.provider,
+            target=str(target),
+            command=command_name(argv, decision),
         )
 
     async def refuse(

@@ -62,11 +62,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not inspect.iscoroutinefunction(handler):
             return int(handler(args, settings))
         import asyncio
+        import os
 
+        from policies.tracing import incoming
         from server.runtime import install_child_watcher
 
         install_child_watcher()
-        return int(asyncio.run(handler(args, settings)))
+        # Requests continue the caller's trace when it names one (W3C TRACEPARENT).
+        with incoming(os.environ.get("TRACEPARENT"), os.environ.get("TRACESTATE")):
+            return int(asyncio.run(handler(args, settings)))
     except ExecGateError as exc:
         if getattr(args, "json", False):
             # `--json` promises one JSON object on stdout, also when the command failed.

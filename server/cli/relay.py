@@ -17,7 +17,9 @@ command may have run): it is reported as unavailable.
 
 Wire: one JSON object per line. The CLI sends the request; the server answers with
 ``{"out": "stdout"|"stderr", "data": TEXT}`` lines while the command runs, then one
-``{"result": {...}}`` (ExecResult.to_dict) or ``{"error": {...}, "exit": N}``.
+``{"result": {...}}`` (ExecResult.to_dict) or ``{"error": {...}, "exit": N}``. The
+request carries the TRACEPARENT and TRACESTATE variables of the CLI's environment, so
+the server's spans continue the caller's trace as in-process ones do.
 """
 
 from __future__ import annotations
@@ -136,6 +138,9 @@ def relay_exec(
         "reason": reason,
         "json": as_json,
         "principal": principal,
+        # The caller's W3C trace context, continued by the server's spans.
+        "traceparent": os.environ.get("TRACEPARENT"),
+        "tracestate": os.environ.get("TRACESTATE"),
     }
     end: dict[str, Any] | None = None
     with sock:

@@ -16,6 +16,7 @@ from typing import Any
 
 from policies.errors import ExecGateError
 from policies.service.core import ExecService
+from policies.tracing import incoming
 from policies.types import ExecRequest, Stream, Surface, Target
 from server.cli.exits import EXIT_INTERNAL, exit_code_for
 from server.cli.principal import principal_for
@@ -82,15 +83,16 @@ class _Relay:
                 command_text=request.get("text"),
                 reason=str(request.get("reason") or ""),
             )
-            run = asyncio.ensure_future(
-                self._service.exec(
-                    exec_request,
-                    on_output=None if as_json else sink,
-                    inline_limit=self._settings.output.cli_json_inline_bytes
-                    if as_json
-                    else TERMINAL_INLINE,
+            with incoming(_text(request.get("traceparent")), _text(request.get("tracestate"))):
+                run = asyncio.ensure_future(
+                    self._service.exec(
+                        exec_request,
+                        on_output=None if as_json else sink,
+                        inline_limit=self._settings.output.cli_json_inline_bytes
+                        if as_json
+                        else TERMINAL_INLINE,
+                    )
                 )
-            )
             # The CLI going away (Ctrl-C) ends the exec, as it does in-process.
             gone = asyncio.ensure_future(reader.read(1))
             await asyncio.wait({run, gone}, return_when=asyncio.FIRST_COMPLETED)
@@ -107,6 +109,10 @@ class _Relay:
             message = "internal error (details in the server log)"
             return {"error": {"code": "internal", "message": message}, "exit": EXIT_INTERNAL}
         return {"result": result.to_dict()}
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def _bind_private(path: Path) -> socket.socket:

@@ -12,11 +12,13 @@ from collections.abc import Awaitable, Callable
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp_types import CallToolResult, InputRequiredResult, ToolAnnotations
 
 from policies.service.core import ExecService
+from policies.tracing import incoming
 from server.mcp import render
 from server.mcp.auth import Identify
 from server.mcp.errors import argument_error
@@ -82,6 +84,21 @@ class ExecGateServer(MCPServer):
             return render.error_result(argument_error(name, exc, known))
 
 
+class IncomingTrace:
+    """MCP middleware: what a call serves continues the trace its
+    ``params._meta.traceparent`` names (over any HTTP header's)."""
+
+    async def __call__(
+        self, ctx: ServerRequestContext[Any, Any], call_next: CallNext
+    ) -> HandlerResult:
+        meta = ctx.meta or {}
+        traceparent, tracestate = meta.get("traceparent"), meta.get("tracestate")
+        if not isinstance(traceparent, str):
+            return await call_next(ctx)
+        with incoming(traceparent, tracestate if isinstance(tracestate, str) else None):
+            return await call_next(ctx)
+
+
 def build_server(
     service: ExecService, settings: Settings, identify: Identify, *, read_only: bool = False
 ) -> MCPServer:
@@ -94,7 +111,11 @@ def build_server(
     if functions and settings.local_host.enabled:
         instructions += f"\nLocal functions on this ExecGate: {functions}."
     server: MCPServer = ExecGateServer(
-        name="execgate", title="ExecGate", version=_version(), instructions=instructions
+        name="execgate",
+        title="ExecGate",
+        version=_version(),
+        instructions=instructions,
+        middleware=[IncomingTrace()],
     )
     tools = Tools(service, settings, identify)
     offered: list[tuple[Callable[..., Awaitable[CallToolResult]], str, ToolAnnotations]] = [

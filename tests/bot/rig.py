@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
 from slack_sdk.signature import SignatureVerifier
 
 from policies.ports import ApprovalRecord, AuditFilter
@@ -218,8 +219,10 @@ async def fake_slack() -> AsyncIterator[FakeSlack]:
 
 
 @contextlib.asynccontextmanager
-async def open_rig(settings: Settings, fake: FakeSlack) -> AsyncIterator[Rig]:
-    async with running_server(settings, port=0) as running:
+async def open_rig(
+    settings: Settings, fake: FakeSlack, *, tracer_provider: TracerProvider | None = None
+) -> AsyncIterator[Rig]:
+    async with running_server(settings, port=0, tracer_provider=tracer_provider) as running:
         live = running.manager.list("demo-api")
         assert live, "the demo-api function has no provisioned instance"
         async with httpx.AsyncClient(timeout=30) as http:

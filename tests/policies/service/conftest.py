@@ -16,6 +16,7 @@ from policies.instances.sandbox import SandboxRunner
 from policies.instances.sandbox_provider import SandboxProvider
 from policies.rules.holder import PolicyHolder
 from policies.service.core import ExecService
+from policies.tracing import NO_TRACING, Tracing
 from policies.types import ExecRequest, Principal, PrincipalKind, Surface, Target
 from tests.support.fchost import FakeClock
 
@@ -59,7 +60,13 @@ def local(name: str) -> Principal:
 
 
 @pytest.fixture
-async def rig(tmp_path: Path, audit_store: SqlAuditStore) -> AsyncIterator[Rig]:
+def tracing() -> Tracing:
+    """The service's tracing (off; a module traces by overriding this fixture)."""
+    return NO_TRACING
+
+
+@pytest.fixture
+async def rig(tmp_path: Path, audit_store: SqlAuditStore, tracing: Tracing) -> AsyncIterator[Rig]:
     policy_path = tmp_path / "policy.yaml"
     shutil.copy(HERE / "policy.yaml", policy_path)
     holder = PolicyHolder(policy_path)
@@ -81,6 +88,7 @@ async def rig(tmp_path: Path, audit_store: SqlAuditStore) -> AsyncIterator[Rig]:
         audit=audit_store,
         providers={"local": SandboxProvider("local", manager)},
         default_provider="local",
+        tracing=tracing,
     )
     instance = manager.list("demo-api")[0].instance_id
     try:

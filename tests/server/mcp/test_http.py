@@ -16,6 +16,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 from mcp_types import ResourceLink, TextResourceContents
+from opentelemetry.sdk.trace import TracerProvider
 
 from server.mcp.auth import token_sha256
 from server.serve import running_server
@@ -38,8 +39,15 @@ class HttpServed:
 
 
 @contextlib.asynccontextmanager
-async def http_server(tmp_path: Path, database_url: str) -> AsyncIterator[HttpServed]:
-    extra = "".join(
+async def http_server(
+    tmp_path: Path,
+    database_url: str,
+    *,
+    extra: str = "",
+    tracer_provider: TracerProvider | None = None,
+) -> AsyncIterator[HttpServed]:
+    """The server with the tokens above (``extra``: more of its config file)."""
+    extra += "".join(
         f'[[mcp.tokens]]\nclient = "{client}"\nsha256 = "{token_sha256(token)}"\n'
         for client, token in (("http-assistant", TOKEN), ("other-assistant", OTHER_TOKEN))
     )
@@ -49,15 +57,19 @@ async def http_server(tmp_path: Path, database_url: str) -> AsyncIterator[HttpSe
     )
     config, data_dir = write_config(tmp_path, database_url, extra=extra)
     settings = load_settings(config, environ={})
-    async with running_server(settings, port=0) as running:
+    async with running_server(settings, port=0, tracer_provider=tracer_provider) as running:
         instance_id = running.manager.list("demo-api")[0].instance_id
         served = Served(config, data_dir, f"demo-api/{instance_id}", instance_id)
         yield HttpServed(running.url + "/mcp", served)
 
 
 @contextlib.asynccontextmanager
-async def mcp_client(url: str, token: str | None) -> AsyncIterator[Client]:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
+async def mcp_client(
+    url: str, token: str | None, *, headers: dict[str, str] | None = None
+) -> AsyncIterator[Client]:
+    headers = dict(headers or {})
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
     async with httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30, read=120)) as http:
         async with Client(streamable_http_client(url, http_client=http)) as client:
             yield client
