@@ -51,6 +51,7 @@ from policies.errors import CommandRejected, ProviderUnavailable
 from policies.instances.inline_script import split_inline_script
 from policies.instances.live import LiveSandbox, memfd_args
 from policies.instances.plain import DESCRIPTION as UNSANDBOXED_DESCRIPTION
+from policies.instances.plain import TMP_ROOT as UNSANDBOXED_TMP_ROOT
 from policies.instances.plain import PlainRunner
 from policies.instances.sandbox_layout import (
     SANDBOX_CODE,
@@ -110,7 +111,8 @@ class Launch:
 
 
 class SandboxRunner:
-    """Runs argv in bubblewrap sandboxes, or in plain subprocesses as a loud fallback.
+    """Runs argv in bubblewrap sandboxes, or in plain subprocesses as a loud fallback
+    (mode ``none``: the instances' /tmp then lies under ``unsandboxed_tmp``).
 
     One runner serves every instance; it probes bubblewrap once (on the first run or an
     explicit :meth:`probe`) and costs nothing extra per exec after that.
@@ -123,8 +125,10 @@ class SandboxRunner:
         *,
         protected: Sequence[Path] = (),
         user_namespace: UserNamespace = "auto",
+        unsandboxed_tmp: Path = UNSANDBOXED_TMP_ROOT,
     ) -> None:
         self._mode: SandboxMode = mode
+        self._unsandboxed_tmp = unsandboxed_tmp
         self._user_namespace: UserNamespace = user_namespace
         self._mapping: IdMapping | None = None
         self._stage_dir: str | None = None
@@ -174,6 +178,21 @@ class SandboxRunner:
         """Who unsandboxed commands run as (mode ``none``, after the probe)."""
         return self._plain.identity if self._plain is not None else None
 
+    def make_state_dir(self, state_dir: Path) -> None:
+        """Create an instance's state directory (after the probe).
+
+        Raises: OSError.
+        """
+        if self._plain is not None:
+            self._plain.instance_tmp(state_dir)
+        else:
+            state_dir.mkdir(parents=True, exist_ok=True)
+
+    def discard_state_dir(self, state_dir: Path) -> None:
+        """Remove what lies behind a released instance's state directory outside it."""
+        if self._plain is not None:
+            self._plain.discard(state_dir)
+
     def protect(self, *paths: Path) -> None:
         """Add paths an unsandboxed command must not be able to read (checked at probe)."""
         self._protected += paths
@@ -188,7 +207,9 @@ class SandboxRunner:
         async with self._probe_lock:
             if not self._probed:
                 if self._mode in UNSANDBOXED_MODES:
-                    self._plain = PlainRunner.probe(self._protected, self._layout)
+                    self._plain = PlainRunner.probe(
+                        self._protected, self._layout, self._unsandboxed_tmp
+                    )
                 else:
                     self._use_bwrap = await self._bwrap_works()
                     if self._use_bwrap:
@@ -229,12 +250,12 @@ class SandboxRunner:
             raise CommandRejected("the command is empty", kind="empty")
         if not self._probed or not (self._use_bwrap or self._plain):
             await self.probe()  # fails closed without a sandbox
-        spec.state_dir.mkdir(parents=True, exist_ok=True)
         env = {**DEFAULT_ENV, **spec.env}
         if self._plain is not None:
             return await self._plain.run(
                 argv, spec, env, limits=limits, on_output=on_output, stdin=stdin
             )
+        spec.state_dir.mkdir(parents=True, exist_ok=True)
         missing = self._layout.missing_command(argv[0], spec, env["PATH"])
         if missing is not None:
             await on_output("stderr", f"{argv[0]}: command not found\n".encode())
