@@ -324,7 +324,7 @@ class InstanceManager:
         Raises: UnknownFunction.
         """
         self.get_function(function)
-        sandboxed = self._runner.sandboxed
+        sandboxed, isolation = self._runner.sandboxed, self._runner.isolation
         return [
             InstanceInfo(
                 instance_id=inst.instance_id,
@@ -335,6 +335,7 @@ class InstanceManager:
                 version_id=LATEST,
                 created_ms=inst.created_ms,
                 sandboxed=sandboxed,
+                isolation=isolation,
             )
             for inst in sorted(self._instances.values(), key=lambda i: i.created_ms)
             if inst.function == function

@@ -174,6 +174,15 @@ class SandboxRunner:
         return f"bubblewrap sandbox, root only mapped: no packet captures ({self._single_reason})"
 
     @property
+    def isolation(self) -> str | None:
+        """How instances are isolated (one of ``ISOLATION_MODES``); None before the probe."""
+        if self._plain is not None:
+            return "none"
+        if not self._use_bwrap:
+            return None
+        return "bwrap-mapped" if self._mapping is not None else "bwrap-single"
+
+    @property
     def identity(self) -> Identity | None:
         """Who unsandboxed commands run as (mode ``none``, after the probe)."""
         return self._plain.identity if self._plain is not None else None

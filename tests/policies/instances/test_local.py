@@ -162,7 +162,8 @@ async def test_list_describes_live_instances(manager: InstanceManager) -> None:
     assert info.instance_id == instance_id
     assert (info.function, info.provider, info.status) == ("demo-api", "local-test", "Running")
     assert (info.version_id, info.qualifier) == ("LATEST", "prod")
-    assert info.sandboxed is False  # the fixture's runner is the unsandboxed mode
+    # The fixture's runner is the unsandboxed mode, and the listing says which it is.
+    assert (info.sandboxed, info.isolation) == (False, "none")
     assert info.created_ms is not None and info.created_ms > 0
 
 
