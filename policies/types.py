@@ -160,6 +160,13 @@ class ExecRequest:
     context: tuple[tuple[str, str], ...] = ()
 
 
+# How a local instance is isolated, as the local host chose it at start: bubblewrap
+# with a user namespace mapping 65,536 ids onto a subordinate range ("bwrap-mapped":
+# packet captures work), bubblewrap mapping only the running user ("bwrap-single"), or
+# plain subprocesses as nobody ("none": sandbox = "none").
+ISOLATION_MODES = ("bwrap-mapped", "bwrap-single", "none")
+
+
 @dataclass(frozen=True, slots=True)
 class InstanceInfo:
     instance_id: str
@@ -170,6 +177,9 @@ class InstanceInfo:
     version_id: str | None = None
     created_ms: int | None = None
     sandboxed: bool = True
+    # One of ISOLATION_MODES for a local instance; None where the provider does not say
+    # (Function Compute isolates its instances itself).
+    isolation: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -244,7 +244,7 @@ class InstanceManager:
                 inst = _Instance(
                     instance_id, fn.name, True, self._root(fn.name, instance_id), created_ms, now
                 )
-                inst.state_dir.mkdir(parents=True, exist_ok=True)
+                self._runner.make_state_dir(inst.state_dir)
                 self._instances[instance_id] = inst
         saving: Provisioned = {name: [] for name in self._functions}
         for inst in self._instances.values():
@@ -255,6 +255,7 @@ class InstanceManager:
         base = self._data_dir / "instances"
         for path in base.glob("*/*"):
             if path.name not in self._instances and path.is_dir():
+                self._runner.discard_state_dir(path / "tmp")
                 shutil.rmtree(path, ignore_errors=True)
 
     def _spec(self, inst: _Instance) -> SandboxSpec:
@@ -323,7 +324,7 @@ class InstanceManager:
         Raises: UnknownFunction.
         """
         self.get_function(function)
-        sandboxed = self._runner.sandboxed
+        sandboxed, isolation = self._runner.sandboxed, self._runner.isolation
         return [
             InstanceInfo(
                 instance_id=inst.instance_id,
@@ -334,6 +335,7 @@ class InstanceManager:
                 version_id=LATEST,
                 created_ms=inst.created_ms,
                 sandboxed=sandboxed,
+                isolation=isolation,
             )
             for inst in sorted(self._instances.values(), key=lambda i: i.created_ms)
             if inst.function == function
@@ -376,7 +378,7 @@ class InstanceManager:
             # Synchronous on purpose: no await between the capacity check and taking the
             # slot, so concurrent invokes cannot overshoot max_on_demand.
             try:
-                inst.state_dir.mkdir(parents=True, exist_ok=True)
+                self._runner.make_state_dir(inst.state_dir)
             except OSError as exc:
                 logger.exception("cannot create the state directory of %s", instance_id)
                 raise ProviderUnavailable("the local instance could not be started") from exc
@@ -475,6 +477,7 @@ class InstanceManager:
             task.add_done_callback(self._closing.discard)
         if len(self._released) > _RELEASED_MEMORY:
             self._released.popitem(last=False)
+        self._runner.discard_state_dir(inst.state_dir)
         shutil.rmtree(inst.root, ignore_errors=True)
         logger.info("released on-demand instance %s of %s", inst.instance_id, inst.function)
 

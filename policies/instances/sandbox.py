@@ -31,10 +31,7 @@ not its command line (see ``inline_script``).
 Modes: ``auto`` and ``bwrap`` both require a working bubblewrap and refuse to run
 anything without it (ProviderUnavailable saying how to install it or opt out).
 ``none`` (``subprocess`` is its old name) is the explicit opt-out: plain subprocesses
-with a loud ``UNSANDBOXED`` warning at every start, run as the unprivileged user
-``nobody`` (root only; see ``unsandboxed``); ``/tmp`` and ``/code`` as working
-directories are mapped to the state and code directories, but the command sees the
-host's file system (what ``nobody`` may read) and network.
+run as the unprivileged user ``nobody``, see ``plain``.
 """
 
 from __future__ import annotations
@@ -50,19 +47,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from policies.errors import CommandRejected, ConfigError, ProviderUnavailable
+from policies.errors import CommandRejected, ProviderUnavailable
 from policies.instances.inline_script import split_inline_script
 from policies.instances.live import LiveSandbox, memfd_args
+from policies.instances.plain import DESCRIPTION as UNSANDBOXED_DESCRIPTION
+from policies.instances.plain import TMP_ROOT as UNSANDBOXED_TMP_ROOT
+from policies.instances.plain import PlainRunner
 from policies.instances.sandbox_layout import (
-    EXIT_NOT_EXECUTABLE,
-    EXIT_NOT_FOUND,
     SANDBOX_CODE,
     SANDBOX_TMP,
     HostLayout,
     SandboxSpec,
+    check_env,
 )
-from policies.instances.supervise import Spawned, kill_group, supervise
-from policies.instances.unsandboxed import Identity, dedicated_identity, refuse_readable
+from policies.instances.supervise import Spawned, kill_group, spawn_in_session, supervise
+from policies.instances.unsandboxed import Identity
 from policies.instances.userns import IdMapping, find_mapping, own_tree, stage, staging_dir
 from policies.ports import OutputCallback
 from policies.types import Limits, RunResult
@@ -112,7 +111,8 @@ class Launch:
 
 
 class SandboxRunner:
-    """Runs argv in bubblewrap sandboxes, or in plain subprocesses as a loud fallback.
+    """Runs argv in bubblewrap sandboxes, or in plain subprocesses as a loud fallback
+    (mode ``none``: the instances' /tmp then lies under ``unsandboxed_tmp``).
 
     One runner serves every instance; it probes bubblewrap once (on the first run or an
     explicit :meth:`probe`) and costs nothing extra per exec after that.
@@ -125,8 +125,10 @@ class SandboxRunner:
         *,
         protected: Sequence[Path] = (),
         user_namespace: UserNamespace = "auto",
+        unsandboxed_tmp: Path = UNSANDBOXED_TMP_ROOT,
     ) -> None:
         self._mode: SandboxMode = mode
+        self._unsandboxed_tmp = unsandboxed_tmp
         self._user_namespace: UserNamespace = user_namespace
         self._mapping: IdMapping | None = None
         self._stage_dir: str | None = None
@@ -134,7 +136,7 @@ class SandboxRunner:
         self._bwrap = bwrap_path or shutil.which("bwrap")
         self._use_bwrap = False
         self._probed = False
-        self._identity: Identity | None = None
+        self._plain: PlainRunner | None = None
         # What an unsandboxed command must not read (keys, database, config); a sandbox
         # never mounts them.
         self._protected = tuple(protected)
@@ -163,7 +165,7 @@ class SandboxRunner:
     def description(self) -> str:
         """What isolates instances, in a sentence for banners and listings."""
         if self._mode in UNSANDBOXED_MODES:
-            return 'UNSANDBOXED (sandbox = "none": commands run on this host as nobody)'
+            return UNSANDBOXED_DESCRIPTION
         if self._mapping is not None:
             return (
                 f"bubblewrap sandbox, ids 0-{self._mapping.count - 1} mapped to host "
@@ -172,9 +174,33 @@ class SandboxRunner:
         return f"bubblewrap sandbox, root only mapped: no packet captures ({self._single_reason})"
 
     @property
+    def isolation(self) -> str | None:
+        """How instances are isolated (one of ``ISOLATION_MODES``); None before the probe."""
+        if self._plain is not None:
+            return "none"
+        if not self._use_bwrap:
+            return None
+        return "bwrap-mapped" if self._mapping is not None else "bwrap-single"
+
+    @property
     def identity(self) -> Identity | None:
         """Who unsandboxed commands run as (mode ``none``, after the probe)."""
-        return self._identity
+        return self._plain.identity if self._plain is not None else None
+
+    def make_state_dir(self, state_dir: Path) -> None:
+        """Create an instance's state directory (after the probe).
+
+        Raises: OSError.
+        """
+        if self._plain is not None:
+            self._plain.instance_tmp(state_dir)
+        else:
+            state_dir.mkdir(parents=True, exist_ok=True)
+
+    def discard_state_dir(self, state_dir: Path) -> None:
+        """Remove what lies behind a released instance's state directory outside it."""
+        if self._plain is not None:
+            self._plain.discard(state_dir)
 
     def protect(self, *paths: Path) -> None:
         """Add paths an unsandboxed command must not be able to read (checked at probe)."""
@@ -190,22 +216,16 @@ class SandboxRunner:
         async with self._probe_lock:
             if not self._probed:
                 if self._mode in UNSANDBOXED_MODES:
-                    identity = dedicated_identity()
-                    refuse_readable(self._protected, identity)
-                    self._identity = identity
+                    self._plain = PlainRunner.probe(
+                        self._protected, self._layout, self._unsandboxed_tmp
+                    )
                 else:
                     self._use_bwrap = await self._bwrap_works()
                     if self._use_bwrap:
                         await self._probe_mapping()
                 self._probed = True
-            if self._mode in UNSANDBOXED_MODES:
-                logger.warning(
-                    "UNSANDBOXED: sandbox mode is 'none'; local instances run commands as "
-                    "plain subprocesses on this host (as uid %d) with its network and every "
-                    "file that user may read. Install bubblewrap and use sandbox mode "
-                    "'auto' to sandbox them.",
-                    self._identity.uid if self._identity else -1,
-                )
+            if self._plain is not None:
+                self._plain.warn()
             elif not self._use_bwrap:
                 raise ProviderUnavailable(INSTALL_HINT)
             return self._use_bwrap
@@ -237,33 +257,27 @@ class SandboxRunner:
         """
         if not argv:
             raise CommandRejected("the command is empty", kind="empty")
-        if not self._probed or not (self._use_bwrap or self._identity):
+        if not self._probed or not (self._use_bwrap or self._plain):
             await self.probe()  # fails closed without a sandbox
-        spec.state_dir.mkdir(parents=True, exist_ok=True)
         env = {**DEFAULT_ENV, **spec.env}
-        if self._use_bwrap:
-            missing = self._layout.missing_command(argv[0], spec, env["PATH"])
-            if missing is not None:
-                await on_output("stderr", f"{argv[0]}: command not found\n".encode())
-                return RunResult(exit_code=missing)
-            mapping = self._mapping
-            owner = (mapping.uid, mapping.gid) if mapping is not None else None
-            inline = split_inline_script(argv, owner)
-            try:
-                spawned = await self._spawn_bwrap(
-                    inline.argv, spec, env, stdin is not None, extra_fds=inline.fds
-                )
-            finally:
-                inline.close()
-        else:
-            try:
-                spawned = await self._spawn_plain(argv, spec, env, stdin is not None)
-            except FileNotFoundError:
-                await on_output("stderr", f"{argv[0]}: command not found\n".encode())
-                return RunResult(exit_code=EXIT_NOT_FOUND)
-            except PermissionError:
-                await on_output("stderr", f"{argv[0]}: permission denied\n".encode())
-                return RunResult(exit_code=EXIT_NOT_EXECUTABLE)
+        if self._plain is not None:
+            return await self._plain.run(
+                argv, spec, env, limits=limits, on_output=on_output, stdin=stdin
+            )
+        spec.state_dir.mkdir(parents=True, exist_ok=True)
+        missing = self._layout.missing_command(argv[0], spec, env["PATH"])
+        if missing is not None:
+            await on_output("stderr", f"{argv[0]}: command not found\n".encode())
+            return RunResult(exit_code=missing)
+        mapping = self._mapping
+        owner = (mapping.uid, mapping.gid) if mapping is not None else None
+        inline = split_inline_script(argv, owner)
+        try:
+            spawned = await self._spawn_bwrap(
+                inline.argv, spec, env, stdin is not None, extra_fds=inline.fds
+            )
+        finally:
+            inline.close()
         return await supervise(spawned, limits=limits, on_output=on_output, stdin=stdin)
 
     async def run_entered(
@@ -421,7 +435,7 @@ class SandboxRunner:
         info_r, info_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         try:
             full = [*launch.argv, "--args", str(args_fd), "--info-fd", str(info_w), "--", *argv]
-            proc = await _spawn(
+            proc = await spawn_in_session(
                 full,
                 env={},
                 cwd=None,
@@ -446,74 +460,6 @@ class SandboxRunner:
             after_exit=lambda: None,
             close=lambda: os.close(info_r),
         )
-
-    # ------------------------------------------------------------------ plain subprocess
-
-    async def _spawn_plain(
-        self, argv: Sequence[str], spec: SandboxSpec, env: Mapping[str, str], with_stdin: bool
-    ) -> Spawned:
-        check_env(env)
-        identity = self._identity
-        if identity is None:  # only reachable if the probe was skipped: fail closed
-            raise ProviderUnavailable(INSTALL_HINT)
-        host_env = dict(env)
-        state = str(spec.state_dir)
-        # Unsandboxed there is no private /tmp to point HOME at: use the state dir.
-        if host_env.get("HOME") == SANDBOX_TMP:
-            host_env["HOME"] = state
-        host_env.setdefault("TMPDIR", state)
-        cwd = self._layout.host_path(spec.workdir, spec) or spec.workdir
-        # The instance's directory is the one place of ExecGate's the command may write.
-        os.chown(spec.state_dir, identity.uid, identity.gid)
-        proc = await _spawn(
-            list(argv), env=host_env, cwd=cwd, with_stdin=with_stdin, identity=identity
-        )
-        # Background processes left behind would hold the output pipes open; they end
-        # with the command, as they do in a sandbox whose pid namespace ends.
-        return Spawned(
-            proc,
-            kill_tree=lambda: kill_group(proc),
-            after_exit=lambda: kill_group(proc),
-            close=lambda: None,
-        )
-
-
-async def _spawn(
-    argv: list[str],
-    *,
-    env: Mapping[str, str],
-    cwd: str | None,
-    with_stdin: bool,
-    pass_fds: tuple[int, ...] = (),
-    identity: Identity | None = None,
-) -> asyncio.subprocess.Process:
-    # A new session makes the process a group leader, so the group can be killed whole.
-    # The working directory is entered before the identity changes: it may lie below a
-    # directory (ExecGate's data directory) that the identity cannot traverse.
-    if identity is not None:
-        return await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.PIPE if with_stdin else asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=dict(env),
-            cwd=cwd,
-            start_new_session=True,
-            pass_fds=pass_fds,
-            user=identity.uid,
-            group=identity.gid,
-            extra_groups=[],
-        )
-    return await asyncio.create_subprocess_exec(
-        *argv,
-        stdin=asyncio.subprocess.PIPE if with_stdin else asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=dict(env),
-        cwd=cwd,
-        start_new_session=True,
-        pass_fds=pass_fds,
-    )
 
 
 def _kill_bwrap(proc: asyncio.subprocess.Process, info_fd: int) -> None:
@@ -545,13 +491,3 @@ def _read_child_pid(info_fd: int) -> int | None:
     except (ValueError, AttributeError):
         return None
     return pid if isinstance(pid, int) and pid > 1 else None
-
-
-def check_env(env: Mapping[str, str]) -> None:
-    """Refuse what no environment can hold; a NUL would also split bubblewrap's arguments.
-
-    Raises: ConfigError.
-    """
-    for key, value in env.items():
-        if not key or "=" in key or "\0" in key or "\0" in value:
-            raise ConfigError("a function's environment has an invalid variable name or value")

@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from policies.errors import ConfigError
+
 SANDBOX_TMP = "/tmp"  # noqa: S108 - the sandbox's own /tmp, backed by the state dir
 SANDBOX_CODE = "/code"
 EXIT_NOT_EXECUTABLE = 126
@@ -135,3 +137,13 @@ def _normalize(path: str) -> str:
 def _top(path: str) -> str:
     """The first component of an absolute path: ``/usr/bin/ls`` -> ``/usr``."""
     return "/" + _normalize(path).split("/")[1]
+
+
+def check_env(env: Mapping[str, str]) -> None:
+    """Refuse what no environment can hold; a NUL would also split bubblewrap's arguments.
+
+    Raises: ConfigError.
+    """
+    for key, value in env.items():
+        if not key or "=" in key or "\0" in key or "\0" in value:
+            raise ConfigError("a function's environment has an invalid variable name or value")

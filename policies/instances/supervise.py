@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -39,6 +39,31 @@ class Spawned:
     kill_tree: Callable[[], None]
     after_exit: Callable[[], None]
     close: Callable[[], None]
+
+
+async def spawn_in_session(
+    argv: list[str],
+    *,
+    env: Mapping[str, str],
+    cwd: str | None,
+    with_stdin: bool,
+    pass_fds: tuple[int, ...] = (),
+    **as_user: Any,
+) -> asyncio.subprocess.Process:
+    """Start argv with piped output as the leader of a new session, so that the whole
+    group can be killed; ``as_user`` are the ``user``/``group``/``extra_groups`` options
+    of :func:`asyncio.create_subprocess_exec` (applied after ``cwd`` is entered)."""
+    return await asyncio.create_subprocess_exec(
+        *argv,
+        stdin=asyncio.subprocess.PIPE if with_stdin else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=dict(env),
+        cwd=cwd,
+        start_new_session=True,
+        pass_fds=pass_fds,
+        **as_user,
+    )
 
 
 def kill_group(proc: asyncio.subprocess.Process) -> None:

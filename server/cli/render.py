@@ -176,13 +176,20 @@ def instances(rows: Sequence[InstanceInfo], *, as_json: bool) -> None:
                 _age(r.created_ms),
                 r.version_id or r.qualifier or "-",
                 r.provider,
-                "yes" if r.sandboxed else "UNSANDBOXED",
+                _isolation(r),
             ]
             for r in rows
         ],
     )
     if any(not r.sandboxed for r in rows):
         _err("WARNING: some instances run without a sandbox (bubblewrap unavailable)")
+
+
+def _isolation(row: InstanceInfo) -> str:
+    """The SANDBOX column: the local host's isolation mode, else whether it is sandboxed."""
+    if not row.sandboxed:
+        return f"UNSANDBOXED ({row.isolation})" if row.isolation else "UNSANDBOXED"
+    return row.isolation or "yes"
 
 
 def approvals(records: Sequence[ApprovalRecord], *, as_json: bool) -> None:

@@ -107,6 +107,7 @@ class _Host:
                     "status": info.status,
                     "createdTimeMs": info.created_ms,
                     "sandboxed": info.sandboxed,
+                    "isolation": info.isolation,
                 }
                 for info in page
             ],

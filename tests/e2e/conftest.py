@@ -6,8 +6,10 @@ import asyncio
 import json
 import os
 import re
+import shutil
 import sys
 from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +17,7 @@ import anyio
 import pytest
 import pytest_asyncio
 
+from tests.policies.instances.sandbox_helpers import require_bwrap
 from tests.support.databases import MigratedDatabase
 
 EXECGATE = str(Path(sys.executable).parent / "execgate")
@@ -38,6 +41,11 @@ class Served:
     data_dir: Path
     instance: str  # demo-api/<id>
     instance_id: str
+
+    @property
+    def url(self) -> str:
+        """Where the server listens (from the address file it writes)."""
+        return str(json.loads((self.data_dir / "local-host.json").read_text())["url"])
 
     def state_tmp(self) -> Path:
         """The instance's /tmp as seen from the host."""
@@ -82,6 +90,15 @@ def write_config(
     return config, data_dir
 
 
+@pytest.fixture
+def story_tools() -> None:
+    """The troubleshooting stories need bubblewrap, tcpdump and py-spy on the host."""
+    require_bwrap()
+    for tool in ("/usr/local/bin/py-spy", shutil.which("tcpdump")):
+        if tool is None or not os.path.exists(tool):
+            pytest.fail("local instances need tcpdump and py-spy on the host: run `make tools`")
+
+
 # A fresh server per test: for tests that count or change server-wide state (the audit
 # log, approvals) or the database behind it. Tests that only run commands and read their
 # own results use the shared_* servers below: starting `execgate serve` costs seconds.
@@ -111,11 +128,8 @@ async def shared_served(
     tmp_path_factory: pytest.TempPathFactory, migrated_database: MigratedDatabase
 ) -> AsyncIterator[Served]:
     """`execgate serve` with the shipped default policy, shared by a module's tests."""
-    directory = tmp_path_factory.mktemp("served")
-    async with migrated_database(directory) as url:
-        config, data_dir = write_config(directory, url)
-        async with serve_process(config, data_dir) as served:
-            yield served
+    async with module_server(tmp_path_factory, migrated_database, "served") as served:
+        yield served
 
 
 @pytest_asyncio.fixture(scope="module")
@@ -123,14 +137,28 @@ async def shared_served_custom(
     tmp_path_factory: pytest.TempPathFactory, migrated_database: MigratedDatabase
 ) -> AsyncIterator[Served]:
     """`execgate serve` with tests/e2e/policy.yaml, shared by a module's tests."""
-    directory = tmp_path_factory.mktemp("served-custom")
+    policy = HERE / "policy.yaml"
+    async with module_server(
+        tmp_path_factory, migrated_database, "served-custom", policy=policy
+    ) as served:
+        yield served
+
+
+@asynccontextmanager
+async def module_server(
+    tmp_path_factory: pytest.TempPathFactory,
+    migrated_database: MigratedDatabase,
+    name: str,
+    *,
+    policy: Path | None = None,
+    extra: str = "",
+) -> AsyncIterator[Served]:
+    """`execgate serve` on a database of its own, for a module-scoped fixture."""
+    directory = tmp_path_factory.mktemp(name)
     async with migrated_database(directory) as url:
-        config, data_dir = write_config(directory, url, policy=HERE / "policy.yaml")
+        config, data_dir = write_config(directory, url, policy=policy, extra=extra)
         async with serve_process(config, data_dir) as served:
             yield served
-
-
-from contextlib import asynccontextmanager  # noqa: E402
 
 
 @asynccontextmanager

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 from pathlib import Path
 
 import anyio
 import pytest
 
+from policies.instances.userns import find_mapping
 from server.cli.exits import EXIT_DENIED, EXIT_PENDING, EXIT_TIMEOUT
 from server.settings import DEMO_ENV
 from tests.e2e.conftest import Served
@@ -122,6 +124,21 @@ async def test_instances_list_shows_fc_style_instances(shared_served: Served) ->
     ids = [row["instance_id"] for row in rows]
     assert shared_served.instance_id in ids
     assert all(i.startswith("c-") for i in ids)
+
+
+async def test_instances_list_shows_the_isolation_mode_the_local_host_chose(
+    shared_served: Served,
+) -> None:
+    # The full id mapping when the host has a subordinate id range for this user.
+    chosen = "bwrap-single" if isinstance(find_mapping(), str) else "bwrap-mapped"
+    listed = await shared_served.cli("instances", "list", "demo-api", "--json")
+    assert [row["isolation"] for row in json.loads(listed.stdout)] == [chosen]
+    table = await shared_served.cli("instances", "list", "demo-api")
+    assert table.code == 0, table.stderr
+    header, row = table.stdout.splitlines()
+    assert header.split()[-1] == "SANDBOX"
+    assert row.split()[0] == shared_served.instance_id
+    assert row.split()[-1] == chosen
 
 
 async def test_approval_flow_runs_the_command_once_a_second_person_approves(

@@ -22,7 +22,8 @@ from policies.types import Principal, Surface
 from server.settings import TracingSettings
 from server.telemetry import build_provider, open_tracing
 from tests.server.mcp.conftest import data
-from tests.server.mcp.test_http import TOKEN, http_server, mcp_client
+from tests.server.mcp.http_client import mcp_client
+from tests.server.mcp.test_http import TOKEN, http_server
 from tests.support.traces import (
     CALLER_META,
     STEPS,

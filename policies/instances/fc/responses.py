@@ -23,7 +23,7 @@ from policies.errors import (
     ProviderAuthError,
     ProviderUnavailable,
 )
-from policies.types import InstanceInfo
+from policies.types import ISOLATION_MODES, InstanceInfo
 
 logger = logging.getLogger(__name__)
 
@@ -166,6 +166,7 @@ def parse_instances(
 
     ``sandboxed`` is an ExecGate extension sent by the local host when an instance
     runs without a sandbox; real FC instances are isolated, so it defaults to True.
+    ``isolation`` (also the local host's) is kept only when it is a known mode.
 
     Raises: ProviderUnavailable when the body is not a ListInstances answer.
     """
@@ -182,6 +183,7 @@ def parse_instances(
             logger.warning("skipping an instance entry without an instanceId")
             continue
         sandboxed = item.get("sandboxed", True)
+        isolation = item.get("isolation")
         instances.append(
             InstanceInfo(
                 instance_id=item["instanceId"],
@@ -192,6 +194,7 @@ def parse_instances(
                 version_id=_version_id(item.get("versionId")),
                 created_ms=_int_or_none(item.get("createdTimeMs")),
                 sandboxed=sandboxed if isinstance(sandboxed, bool) else True,
+                isolation=isolation if isolation in ISOLATION_MODES else None,
             )
         )
     return InstancePage(instances, _str_or_none(data.get("nextToken")))

@@ -2,10 +2,26 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
 
 from policies.instances.sandbox import SandboxMode, SandboxRunner
 from tests.policies.instances.sandbox_helpers import require_bwrap
+
+
+@pytest.fixture(scope="session")
+def unsandboxed_tmp() -> Iterator[Path]:
+    """Where mode ``none`` puts the instances' /tmp in these tests (not the host's
+    shared /var/tmp/execgate-instances); removed at the end."""
+    root = Path(tempfile.mkdtemp(prefix="execgate-instances-", dir="/var/tmp"))
+    try:
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(
@@ -14,12 +30,12 @@ from tests.policies.instances.sandbox_helpers import require_bwrap
         pytest.param("subprocess", id="subprocess"),
     ]
 )
-async def runner(request: pytest.FixtureRequest) -> SandboxRunner:
+async def runner(request: pytest.FixtureRequest, unsandboxed_tmp: Path) -> SandboxRunner:
     """A probed runner: real bubblewrap, then the unsandboxed fallback."""
     mode: SandboxMode = request.param
     if mode == "bwrap":
         require_bwrap()
-    sandbox_runner = SandboxRunner(mode)
+    sandbox_runner = SandboxRunner(mode, unsandboxed_tmp=unsandboxed_tmp)
     await sandbox_runner.probe()
     return sandbox_runner
 

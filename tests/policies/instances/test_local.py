@@ -19,6 +19,7 @@ from policies.instances.local import (
     UnknownFunction,
 )
 from policies.instances.sandbox import SandboxRunner
+from policies.instances.unsandboxed import NOBODY, Identity, readable_by
 from policies.types import Limits
 from tests.policies.instances.sandbox_helpers import Output, env_of
 from tests.support.fchost import FakeClock
@@ -44,9 +45,9 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def subprocess_runner() -> SandboxRunner:
+def subprocess_runner(unsandboxed_tmp: Path) -> SandboxRunner:
     # Lifecycle tests that do not depend on the sandbox use the fast mode.
-    return SandboxRunner("subprocess")
+    return SandboxRunner("subprocess", unsandboxed_tmp=unsandboxed_tmp)
 
 
 async def started(
@@ -161,7 +162,8 @@ async def test_list_describes_live_instances(manager: InstanceManager) -> None:
     assert info.instance_id == instance_id
     assert (info.function, info.provider, info.status) == ("demo-api", "local-test", "Running")
     assert (info.version_id, info.qualifier) == ("LATEST", "prod")
-    assert info.sandboxed is False  # the fixture's runner is the unsandboxed mode
+    # The fixture's runner is the unsandboxed mode, and the listing says which it is.
+    assert (info.sandboxed, info.isolation) == (False, "none")
     assert info.created_ms is not None and info.created_ms > 0
 
 
@@ -311,6 +313,36 @@ async def test_a_file_written_by_one_exec_is_seen_by_the_next_on_the_same_instan
         assert result.exit_code == 1
     finally:
         await mgr.aclose()
+
+
+async def test_a_command_writes_and_reads_back_a_file_in_its_tmpdir(
+    runner: SandboxRunner, tmp_path: Path, clock: FakeClock
+) -> None:
+    data = tmp_path / "data"
+    mgr = await started([api(provisioned=1)], runner, data, clock)
+    try:
+        [instance_id] = [i.instance_id for i in mgr.list("demo-api")]
+        script = 'echo kept > "${TMPDIR:-/tmp}/note" && cat "${TMPDIR:-/tmp}/note"'
+        assert (await run(mgr, instance_id, "sh", "-c", script)).text("stdout") == "kept\n"
+        # It is the instance's /tmp: the working directory of the next exec.
+        assert (await run(mgr, instance_id, "cat", "note")).text("stdout") == "kept\n"
+    finally:
+        await mgr.aclose()
+    # ...and ExecGate's data directory stayed closed to the user commands run as.
+    assert data.stat().st_mode & 0o777 == 0o700
+    assert not readable_by(data, Identity(NOBODY, NOBODY))
+
+
+async def test_a_released_unsandboxed_instance_leaves_no_tmpdir_behind(
+    manager: InstanceManager, clock: FakeClock
+) -> None:
+    instance_id = await manager.invoke("demo-api")
+    manager.release_invocation(instance_id)
+    tmpdir = (await run(manager, instance_id, "sh", "-c", 'echo "$TMPDIR"')).text("stdout")
+    assert Path(tmpdir.strip()).is_dir()
+    clock.advance(IDLE + 1)
+    assert manager.release_idle() == [instance_id]
+    assert not Path(tmpdir.strip()).exists()
 
 
 async def test_closing_the_manager_stops_running_execs(

@@ -96,10 +96,10 @@ async def test_a_manager_without_a_working_sandbox_does_not_start(tmp_path: Path
     "mode", [pytest.param("bwrap", marks=pytest.mark.bwrap), "none"], ids=["bwrap", "none"]
 )
 async def test_no_sandbox_mode_lets_a_command_read_execgate_keys_database_or_config(
-    mode: SandboxMode, world: Path
+    mode: SandboxMode, world: Path, unsandboxed_tmp: Path
 ) -> None:
     data, config = _execgate_files(world)
-    runner = SandboxRunner(mode, protected=[config])
+    runner = SandboxRunner(mode, protected=[config], unsandboxed_tmp=unsandboxed_tmp)
     manager = InstanceManager([LocalFunction("demo", env={})], runner, data)
     if mode == "none":
         # A config file the unsandboxed user could read: refused before anything runs.
@@ -107,7 +107,7 @@ async def test_no_sandbox_mode_lets_a_command_read_execgate_keys_database_or_con
             await manager.start()
         assert caught.value.fields["path"] == str(config)
         config.chmod(0o600)
-        runner = SandboxRunner(mode, protected=[config])
+        runner = SandboxRunner(mode, protected=[config], unsandboxed_tmp=unsandboxed_tmp)
         manager = InstanceManager([LocalFunction("demo", env={})], runner, data)
     await manager.start()
     try:
@@ -176,3 +176,14 @@ async def test_ps_in_an_instance_shows_no_host_path_and_no_exit_code_nonce(
         assert str(data) not in listing
     finally:
         await manager.aclose()
+
+
+async def test_mode_none_refuses_an_instances_tmp_root_another_user_owns(world: Path) -> None:
+    squatted = world / "execgate-instances"
+    squatted.mkdir(mode=0o777)
+    os.chown(squatted, 65534, 65534)  # made first by the user commands run as
+    runner = SandboxRunner("none", unsandboxed_tmp=squatted)
+    with pytest.raises(ProviderUnavailable) as caught:
+        await runner.probe()
+    assert caught.value.fields["path"] == str(squatted)
+    assert runner.identity is None

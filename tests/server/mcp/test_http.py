@@ -12,17 +12,15 @@ from pathlib import Path
 
 import httpx2
 import pytest
-from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 from mcp_types import ResourceLink, TextResourceContents
 from opentelemetry.sdk.trace import TracerProvider
 
-from server.mcp.auth import token_sha256
 from server.serve import running_server
 from server.settings import load_settings
 from tests.e2e.conftest import Served, write_config
 from tests.server.mcp.conftest import data, error_code
+from tests.server.mcp.http_client import mcp_client, token_config
 from tests.server.mcp.story import troubleshooting_story
 
 TOKEN = "test-token-for-the-http-assistant"
@@ -47,13 +45,10 @@ async def http_server(
     tracer_provider: TracerProvider | None = None,
 ) -> AsyncIterator[HttpServed]:
     """The server with the tokens above (``extra``: more of its config file)."""
-    extra += "".join(
-        f'[[mcp.tokens]]\nclient = "{client}"\nsha256 = "{token_sha256(token)}"\n'
-        for client, token in (("http-assistant", TOKEN), ("other-assistant", OTHER_TOKEN))
-    )
     extra += (
-        f'[[mcp.tokens]]\nclient = "http-assistant"\nsha256 = "{token_sha256(READ_ONLY_TOKEN)}"'
-        "\nread_only = true\n"
+        token_config("http-assistant", TOKEN)
+        + token_config("other-assistant", OTHER_TOKEN)
+        + token_config("http-assistant", READ_ONLY_TOKEN, read_only=True)
     )
     config, data_dir = write_config(tmp_path, database_url, extra=extra)
     settings = load_settings(config, environ={})
@@ -61,18 +56,6 @@ async def http_server(
         instance_id = running.manager.list("demo-api")[0].instance_id
         served = Served(config, data_dir, f"demo-api/{instance_id}", instance_id)
         yield HttpServed(running.url + "/mcp", served)
-
-
-@contextlib.asynccontextmanager
-async def mcp_client(
-    url: str, token: str | None, *, headers: dict[str, str] | None = None
-) -> AsyncIterator[Client]:
-    headers = dict(headers or {})
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    async with httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30, read=120)) as http:
-        async with Client(streamable_http_client(url, http_client=http)) as client:
-            yield client
 
 
 async def test_token_holder_runs_the_troubleshooting_story_as_its_client(

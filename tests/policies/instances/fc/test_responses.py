@@ -138,6 +138,20 @@ def test_fc3_instance_lists_become_instance_infos() -> None:
     assert page.next_token is None
 
 
+def test_only_a_known_isolation_mode_of_an_instance_is_kept() -> None:
+    body = json.dumps(
+        {
+            "instances": [
+                {"instanceId": "c-1", "isolation": "bwrap-mapped"},
+                {"instanceId": "c-2", "isolation": "\x1b]0;owned\x07"},
+                {"instanceId": "c-3"},
+            ]
+        }
+    ).encode()
+    page = parse_instances(body, function="fn", provider="local", qualifier=None)
+    assert [i.isolation for i in page.instances] == ["bwrap-mapped", None, None]
+
+
 def test_fc2_instance_lists_become_instance_infos() -> None:
     body = json.dumps({"instances": [{"instanceId": "c-1", "versionId": "1"}]}).encode()
     page = parse_instances(body, function="fn", provider="p", qualifier="LATEST")
