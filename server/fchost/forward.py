@@ -63,6 +63,7 @@ class _Response:
         self._size = 0
         self.received = False  # any byte of the response arrived
         self.headers_done = False
+        self._framed = False  # a length or chunks say where the body ends
         self.complete = False
         self.keep_alive = False
         self.error: ForwardError | None = None
@@ -80,10 +81,10 @@ class _Response:
             self.keep_alive = False  # bytes after a complete response only end reuse
 
     def eof(self) -> None:
-        """The connection ended: a response without a length ends with it."""
+        """The connection ended: a response without a length (or chunks) ends with it."""
         if self.complete or self.error is not None:
             return
-        if self.headers_done and not self.keep_alive:
+        if self.headers_done and not self._framed:
             self.complete = True
         elif not self.received:
             self.error = ForwardError("the function closed the connection without answering")
@@ -102,12 +103,14 @@ class _Response:
 
     # httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
-        if name.lower() == b"content-type":
+        key = name.lower()
+        if key == b"content-type":
             self.content_type = value.decode("latin-1").strip()
+        elif key in (b"content-length", b"transfer-encoding"):
+            self._framed = True
 
     def on_headers_complete(self) -> None:
         self.headers_done = True
-        # Known only here: a response without a length (and not chunked) ends at EOF.
         self.keep_alive = self._parser.should_keep_alive()
 
     def on_body(self, body: bytes) -> None:
