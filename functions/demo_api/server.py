@@ -155,11 +155,18 @@ def serving(handler: Handler) -> Connection:
     async def connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while True:
+                body: dict[str, object]
                 try:
                     path, query, keep_alive = await _read_request(reader)
-                    status, body = await handler(path, query)
                 except BadRequest as exc:
                     status, body, keep_alive = exc.status, {"error": str(exc)}, False
+                else:
+                    try:
+                        status, body = await handler(path, query)
+                    except BadRequest as exc:
+                        status, body = exc.status, {"error": str(exc)}
+                    except Exception as exc:  # an answer, not a dropped connection
+                        status, body = 500, {"error": exc.__class__.__name__}
                 writer.write(_response(status, body, keep_alive))
                 await writer.drain()
                 if not keep_alive:

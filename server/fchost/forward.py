@@ -7,8 +7,9 @@ instance's network namespace is its own).
 Connections are kept alive and reused, per instance (:class:`FunctionConnections`): a
 quick invocation then costs one write and one read on each side instead of a connect,
 an accept and a close. A connection goes back to its instance's idle list only after a
-complete response the function allowed to keep alive; a reused connection the function
-has closed meanwhile (no byte of a response came back) is retried once on a fresh one.
+complete response the function allowed to keep alive; an invocation sent on a reused
+connection the function had closed meanwhile (no byte of a response came back) is sent
+again on the next idle connection or a fresh one.
 Instances are keyed by id, so a released instance's connections are never handed to
 another one; they end when its function does.
 """
