@@ -15,7 +15,7 @@ import pytest
 
 from policies.instances.local import LocalFunction
 from server.cli.exits import EXIT_UNAVAILABLE
-from server.cli.invoke import run_invoke
+from server.cli.invoke import Tally, run_invoke
 from server.localstate import KEYS_FILE, write_address
 from server.settings import DEMO_API_CODE, Settings
 from tests.policies.instances.sandbox_helpers import require_bwrap
@@ -43,6 +43,17 @@ async def _load(
     code = await run_invoke(args, settings)
     summary: dict[str, Any] = json.loads(capsys.readouterr().out)
     return code, summary
+
+
+def test_p50_and_p99_are_the_nearest_rank_latencies() -> None:
+    tally = Tally()
+    for ms in range(100, 0, -1):
+        tally.record("200", ms / 1000)
+    tally.record("502", None)
+    summary = tally.summary("f", "/", elapsed=1.0)
+    assert (summary["p50_ms"], summary["p99_ms"]) == (50.0, 99.0)
+    assert (summary["count"], summary["ok"], summary["errors"]) == (101, 100, 1)
+    assert summary["statuses"] == {"200": 100, "502": 1}
 
 
 async def test_every_answered_invocation_is_counted_ok_with_its_latency(
