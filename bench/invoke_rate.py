@@ -142,6 +142,7 @@ def run(quick: bool) -> Result:
         sent=summary["count"],
         ok=summary["ok"],
         errors=summary["errors"],
+        statuses=summary["statuses"],
         achieved_rate=summary["rate"],
         p50_ms=summary["p50_ms"],
         p99_ms=summary["p99_ms"],
