@@ -17,6 +17,7 @@ BENCHMARKS: tuple[str, ...] = (
     "slack_ack",
     "mcp_call",
     "invoke_rate",
+    "invoke_hops",
     "console_page",
     "cli_start",
 )

@@ -138,7 +138,9 @@ class LocalHostSettings(_Model):
             name="demo-api",
             env=DEMO_ENV,
             provisioned=1,
-            instance_concurrency=64,
+            # One asyncio loop serves many open invocations (FC allows up to 200 per
+            # instance); an on-demand instance starts only when that many are open.
+            instance_concurrency=200,
             code_dir=DEMO_API_CODE,
             command=("python3", "/code/server.py"),
         ),

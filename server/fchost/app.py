@@ -34,7 +34,7 @@ from policies.instances.fc.signing import HEADER_INSTANCE_ID, HEADER_REQUEST_ID
 from policies.instances.local import InstanceLimitReached, InstanceManager, UnknownFunction
 from server.fchost.auth import AuthFailure, HostKeys, verify_request
 from server.fchost.exec_session import BadExecRequest, HostExecSession, parse_exec_query
-from server.fchost.forward import ForwardError, forward
+from server.fchost.forward import ForwardError, FunctionConnections
 
 MAX_LIST_LIMIT = 100
 # Local only: the HTTP path the function's server is called with (FC's custom runtime
@@ -68,6 +68,7 @@ class _Host:
         self.manager = manager
         self.keys = keys
         self.wall_clock = wall_clock
+        self.functions = FunctionConnections()
 
     def _check(self, conn: HTTPConnection, method: str, request_id: str) -> JSONResponse | None:
         """The error response for an unsigned/badly signed request or unknown function."""
@@ -137,7 +138,9 @@ class _Host:
                 return Response(payload, media_type="application/octet-stream", headers=headers)
             path = request.headers.get(HEADER_INVOCATION_PATH, "/invoke")
             try:
-                answer = await forward(socket_path, path, payload, request_id)
+                answer = await self.functions.forward(
+                    instance_id, socket_path, path, payload, request_id
+                )
             except ValueError:
                 return fc_error(400, "InvalidArgument", "bad invocation path", request_id)
             except ForwardError:

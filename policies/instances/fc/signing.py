@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import email.utils
+import functools
 import hashlib
 import hmac
 from collections.abc import Mapping
@@ -99,6 +100,7 @@ def http_date(timestamp: float) -> str:
     return email.utils.formatdate(timestamp, usegmt=True)
 
 
+@functools.lru_cache(maxsize=64)  # requests within a second carry the same Date
 def parse_http_date(value: str) -> float | None:
     """Seconds since the epoch, or None when the value is not an RFC 1123 date."""
     try:
