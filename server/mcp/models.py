@@ -103,6 +103,11 @@ class InstanceOut(_Out):
     created_at: str | None = None
     age_seconds: int | None = None
     sandboxed: bool = True
+    isolation: str | None = Field(
+        default=None,
+        description="a local instance's isolation mode (bwrap-mapped, bwrap-single, none); "
+        "absent where the platform isolates instances itself",
+    )
 
 
 class InstancesOut(_Result):

@@ -336,6 +336,7 @@ def instance_out(info: InstanceInfo, now: dt.datetime) -> InstanceOut:
         created_at=_iso(created),
         age_seconds=max(int((now - created).total_seconds()), 0) if created else None,
         sandboxed=info.sandboxed,
+        isolation=info.isolation,
     )
 
 

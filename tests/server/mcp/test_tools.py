@@ -11,7 +11,7 @@ import anyio
 import pytest
 from mcp import Client
 
-from policies.types import ApprovalId, Principal, PrincipalKind
+from policies.types import ISOLATION_MODES, ApprovalId, Principal, PrincipalKind
 from server.mcp.models import UNTRUSTED_NOTICE
 from server.mcp.registry import build_server
 from tests.server.mcp.conftest import (
@@ -57,7 +57,9 @@ async def test_tools_are_listed_with_schemas_and_annotations(inproc: InProcess) 
     assert {"argv", "command"} <= set(tools["exec"].input_schema["properties"])
 
 
-async def test_list_instances_gives_targets_with_status_and_age(inproc: InProcess) -> None:
+async def test_list_instances_gives_targets_with_status_age_and_isolation(
+    inproc: InProcess,
+) -> None:
     async with Client(inproc.server) as client:
         result = await client.call_tool("list_instances", {"function": "demo-api"})
     assert not result.is_error
@@ -66,6 +68,9 @@ async def test_list_instances_gives_targets_with_status_and_age(inproc: InProces
     assert instance["status"] == "Running"
     assert instance["age_seconds"] >= 0
     assert instance["sandboxed"] == inproc.manager.sandboxed
+    (listed,) = inproc.manager.list("demo-api")
+    assert listed.isolation in ISOLATION_MODES
+    assert instance["isolation"] == listed.isolation
 
 
 async def test_list_instances_of_an_unknown_provider_is_a_refusal(inproc: InProcess) -> None:
