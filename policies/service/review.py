@@ -61,6 +61,17 @@ class BrowsableAudit(Protocol):
     def browser(self) -> AuditBrowser: ...
 
 
+@runtime_checkable
+class NonceStore(Protocol):
+    """An audit store that keeps one-time sign-in values (the SQL store)."""
+
+    async def claim_nonce(self, key: str, ttl: float) -> bool: ...
+
+    async def put_nonce(self, key: str, value: str, ttl: float) -> None: ...
+
+    async def take_nonce(self, key: str) -> str | None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Viewer:
     """Who is looking, and what the policy lets them see."""
@@ -135,6 +146,37 @@ class ReviewService:
         self._clock = clock
         self._link_ttl = link_ttl_seconds
         self._last_report: tuple[VerifyReport, dt.datetime] | None = None
+
+    # ------------------------------------------------------------------ sign-in
+    # One-time values of console sign-in live in the audit database, which every
+    # replica shares: each is accepted once, on any replica, also after a restart.
+
+    @property
+    def _nonces(self) -> NonceStore:
+        if not isinstance(self._audit, NonceStore):
+            raise AuditUnavailable("this audit store cannot keep sign-in nonces", kind="no_nonces")
+        return self._audit
+
+    async def use_nonce(self, key: str, ttl: float) -> bool:
+        """Use the one-time ``key`` (kept ``ttl`` seconds); False when it was used before.
+
+        Raises: AuditUnavailable.
+        """
+        return await self._nonces.claim_nonce(key, ttl)
+
+    async def hold_state(self, key: str, value: str, ttl: float) -> None:
+        """Keep ``value`` (a sign-in in progress) under ``key`` for one ``take_state``.
+
+        Raises: AuditUnavailable.
+        """
+        await self._nonces.put_nonce(key, value, ttl)
+
+    async def take_state(self, key: str) -> str | None:
+        """The value held under ``key``, once; None when taken, expired or never held.
+
+        Raises: AuditUnavailable.
+        """
+        return await self._nonces.take_nonce(key)
 
     @property
     def browser(self) -> AuditBrowser:

@@ -102,8 +102,8 @@ class Pages:
     async def signin(self, request: Request) -> Response:
         token = request.query_params.get("token", "")
         try:
-            principal = self._redeemer.redeem(token)
-        except SignInRefused as exc:
+            principal = await self._redeemer.redeem(token)
+        except ExecGateError as exc:
             return error_page(request, exc)
         start_session(request, principal)
         return RedirectResponse("/console/", status_code=303)

@@ -31,7 +31,18 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-SCREENSHOTS = HERE.parent.parent / "docs" / "console"
+DOCS_SCREENSHOTS = HERE.parent.parent / "docs" / "console"
+# Set to 1 to refresh the README's screenshots in docs/console; otherwise the browser
+# tests write theirs under the test's temporary directory and leave the tree clean.
+UPDATE_SCREENSHOTS = "EXECGATE_UPDATE_SCREENSHOTS"
+
+
+def screenshot_dir(tmp_path: Path) -> Path:
+    """Where the browser tests save their screenshots."""
+    wanted = os.environ.get(UPDATE_SCREENSHOTS, "") == "1"
+    folder = DOCS_SCREENSHOTS if wanted else tmp_path / "screenshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 @dataclass(frozen=True)

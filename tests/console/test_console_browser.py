@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, Page, async_playwright
 
-from tests.console.conftest import CHROMIUM_ARGS, SCREENSHOTS, Console, require_chromium
+from tests.console.conftest import CHROMIUM_ARGS, Console, require_chromium, screenshot_dir
 
 ALICE = "local:alice"
 BOB = "local:bob"
@@ -48,8 +48,9 @@ async def audit_id_of(console: Console, *argv: str, principal: str | None = None
 
 
 async def test_a_reviewer_signs_in_filters_opens_an_exec_and_downloads_its_artifact(
-    console: Console, browser: Browser
+    console: Console, browser: Browser, tmp_path: Path
 ) -> None:
+    shots = screenshot_dir(tmp_path)
     page = await new_page(browser, console.signin_link)
     me = (await page.text_content("#me")) or ""
     assert me.startswith("local:")
@@ -79,9 +80,8 @@ async def test_a_reviewer_signs_in_filters_opens_an_exec_and_downloads_its_artif
     await page.wait_for_url("**q=HELLO**")
     assert await rows.count() == 1
     assert "hello console" in ((await rows.first.text_content()) or "")
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     await page.goto(f"{console.url}/console/")
-    await page.screenshot(path=str(SCREENSHOTS / "activity.png"), full_page=True)
+    await page.screenshot(path=str(shots / "activity.png"), full_page=True)
 
     # One exec: the env output is scrubbed (the variables are there, their secrets not).
     await page.click(f'tr[data-audit-id="{env_id}"] a')
@@ -91,7 +91,7 @@ async def test_a_reviewer_signs_in_filters_opens_an_exec_and_downloads_its_artif
     assert "hunter2-demo-password" not in stdout
     assert "dEmOsEcReTnOtReAl" not in stdout
     assert (await page.text_content("#effect")) == "allow"
-    await page.screenshot(path=str(SCREENSHOTS / "exec.png"), full_page=True)
+    await page.screenshot(path=str(shots / "exec.png"), full_page=True)
 
     # ANSI colour codes are removed from the output shown.
     await page.goto(f"{console.url}/console/execs/{colour_id}")
