@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -47,6 +47,7 @@ from policies.types import ApprovalId, ApprovalSpec, AuditId, Principal, Session
 logger = logging.getLogger(__name__)
 
 AUDITOR_ROLE = "auditors"
+EXPORT_BATCH = 500  # records read from the database at a time for an export
 
 
 class RecordNotFound(ExecGateError):
@@ -240,14 +241,24 @@ class ReviewService:
         top = await self.browser.top_denied_rules(scoped)
         return Activity(tuple(counts), tuple(top))
 
-    async def export(self, principal: Principal, flt: BrowseFilter) -> list[ExecRecord]:
-        """Every record of ``flt`` the principal may see, newest first.
+    async def export(
+        self, principal: Principal, flt: BrowseFilter, *, batch: int = EXPORT_BATCH
+    ) -> AsyncIterator[tuple[ExecRecord, ...]]:
+        """Every record of ``flt`` the principal may see, newest first, ``batch`` at a
+        time: each batch is read when the one before was taken, so an export of any size
+        holds one batch in memory. Who may see what is decided before this returns.
 
-        Raises: UnknownPrincipal, AuditUnavailable.
+        Raises: UnknownPrincipal (here); AuditUnavailable (here, or while iterating).
         """
         viewer = await self.viewer(principal)
-        pages = await self.browser.all_matching(self._scope(viewer, flt))
-        return [record for page in pages for record in page.records]
+        scoped = self._scope(viewer, flt)
+        browser = self.browser
+
+        async def batches() -> AsyncIterator[tuple[ExecRecord, ...]]:
+            async for page in browser.batches(scoped, batch=batch):
+                yield page.records
+
+        return batches()
 
     # ------------------------------------------------------------------ one exec
 

@@ -1,9 +1,10 @@
 """OpenID Connect sign-in for the console (Authlib), e.g. "Sign in with Slack".
 
 The provider's ID token (signature, issuer, audience, nonce checked by Authlib) names
-the user; the login's state (its nonce and PKCE verifier) waits in the audit database,
-not in one process, so the callback may reach any replica and is accepted once; the configured claim becomes the principal the policy already uses, so a
+the user; the configured claim becomes the principal the policy already uses, so a
 Slack user id ``U…`` signs in as ``slack:U…``. The policy then decides what they see.
+The login's state (its nonce and PKCE verifier) waits in the audit database, not in one
+process: the callback may reach any replica, and is accepted once.
 """
 
 from __future__ import annotations

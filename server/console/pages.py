@@ -149,15 +149,14 @@ class Pages:
 
     async def export(self, request: Request, principal: Principal) -> Response:
         fmt = request.path_params["fmt"]
+        if fmt not in export.MEDIA:
+            raise RecordNotFound("export as csv or jsonl")
         query = parse_query(dict(request.query_params), _utcnow())
-        records = await self._review.export(principal, query.filter)
-        if fmt == "csv":
-            body, media = export.csv_lines(records), "text/csv; charset=utf-8"
-        else:
-            body, media = export.jsonl(records), "application/x-ndjson"
+        # Access is decided here, before the first byte; batches are read as sent.
+        batches = await self._review.export(principal, query.filter)
         return StreamingResponse(
-            body,
-            media_type=media,
+            export.stream(batches, fmt),
+            media_type=export.MEDIA[fmt],
             headers={"Content-Disposition": f'attachment; filename="execgate-audit.{fmt}"'},
         )
 

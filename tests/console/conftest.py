@@ -15,8 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
+import httpx
 import pytest
+from starlette.applications import Starlette
 
+from policies.audit import SqlAuditStore
+from policies.rules.holder import PolicyHolder
+from policies.service.core import ExecService
+from server.console import console_mount
+from server.settings import Settings
 from tests.e2e.conftest import Served, write_config
 
 EXECGATE = str(Path(sys.executable).parent / "execgate")
@@ -117,3 +124,31 @@ def require_chromium() -> str:
     if not Path(CHROMIUM).exists() or shutil.which("chromium") is None:
         pytest.fail("Chromium is missing: install it with `apt-get install -y chromium`")
     return CHROMIUM
+
+
+BASE = "http://console"
+
+
+def shared_settings(data_dir: Path) -> Settings:
+    """Settings of an in-process console on the console policy; replicas given the same
+    ``data_dir`` share its console key (as a mounted Secret would)."""
+    return Settings(data_dir=data_dir, policy=HERE / "policy.yaml")
+
+
+def console_app(settings: Settings, store: SqlAuditStore) -> Starlette:
+    """The console app of a server over ``store`` (in process: one replica)."""
+    service = ExecService(
+        policies=PolicyHolder(settings.policy_path),
+        audit=store,
+        providers={},
+        default_provider="local",
+    )
+    mounted = console_mount(settings, service)
+    assert mounted is not None
+    return Starlette(routes=mounted.routes)
+
+
+def replica(settings: Settings, store: SqlAuditStore) -> httpx.AsyncClient:
+    """A client of a console app over ``store`` (no cookies shared with others)."""
+    transport = httpx.ASGITransport(app=console_app(settings, store))
+    return httpx.AsyncClient(transport=transport, base_url=BASE)

@@ -10,31 +10,13 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
-from starlette.applications import Starlette
 
 from policies.audit import SqlAuditStore, open_audit_store
 from policies.rules.holder import PolicyHolder
 from policies.service.core import ExecService
-from server.console import console_mount
 from server.console.signin import console_key, make_link
 from server.settings import Settings
-from tests.console.conftest import HERE
-
-BASE = "http://console"
-
-
-def replica(settings: Settings, store: SqlAuditStore) -> httpx.AsyncClient:
-    """A client of a console app served over ``store`` (no cookies shared with others)."""
-    service = ExecService(
-        policies=PolicyHolder(settings.policy_path),
-        audit=store,
-        providers={},
-        default_provider="local",
-    )
-    mounted = console_mount(settings, service)
-    assert mounted is not None
-    transport = httpx.ASGITransport(app=Starlette(routes=mounted.routes))
-    return httpx.AsyncClient(transport=transport, base_url=BASE)
+from tests.console.conftest import BASE, HERE, replica, shared_settings
 
 
 @asynccontextmanager
@@ -46,11 +28,6 @@ async def restarted(settings: Settings, url: str) -> AsyncIterator[httpx.AsyncCl
             yield client
     finally:
         await store.aclose()
-
-
-def shared_settings(tmp_path: Path) -> Settings:
-    """The settings every replica runs with (one console key, as a mounted Secret)."""
-    return Settings(data_dir=tmp_path, policy=HERE / "policy.yaml")
 
 
 async def test_a_link_made_by_one_replica_signs_in_on_another_and_only_once(
