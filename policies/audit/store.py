@@ -15,8 +15,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from policies.audit import approvals as approval_ops
-from policies.audit import leases
-from policies.audit import nonces
+from policies.audit import leases, nonces
 from policies.audit import sessions as session_ops
 from policies.audit.backend import open_backend
 from policies.audit.browse import AuditBrowser

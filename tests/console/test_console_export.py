@@ -10,11 +10,11 @@ import csv
 import datetime as dt
 import io
 import json
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 
 from policies.audit import SqlAuditStore
 from policies.audit.db_engine import create_engine
@@ -63,9 +63,7 @@ async def insert(url: str, rows: list[dict[str, Any]]) -> None:
 async def test_an_export_streams_its_batches_and_holds_every_record_in_order(
     fmt: str, tmp_path: Path, audit_store: SqlAuditStore, migrated_url: str
 ) -> None:
-    await insert(
-        migrated_url, [row(i, NOW - dt.timedelta(seconds=ROWS - i)) for i in range(ROWS)]
-    )
+    await insert(migrated_url, [row(i, NOW - dt.timedelta(seconds=ROWS - i)) for i in range(ROWS)])
     settings = shared_settings(tmp_path)
     async with replica(settings, audit_store) as client:
         link = make_link(console_key(tmp_path), BASE, "local:audra")
@@ -88,7 +86,7 @@ async def test_an_export_streams_its_batches_and_holds_every_record_in_order(
         requested = True
         return {"type": "http.request", "body": b"", "more_body": False}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: MutableMapping[str, Any]) -> None:
         if message["type"] == "http.response.start":
             start.update(message)
         elif message["type"] == "http.response.body":
