@@ -205,6 +205,7 @@ async def open_service(
             link_ttl_seconds=settings.artifacts.link_ttl_seconds,
             artifact_prefix=settings.artifacts.prefix,
             session_idle_seconds=settings.session_idle_seconds,
+            anchors=anchors,
         )
     finally:
         for provider in providers.values():

@@ -25,6 +25,13 @@ import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy.engine import Connection
 
+from policies.audit.anchors import (
+    AnchorState,
+    AnchorStore,
+    anchor_events,
+    anchor_names,
+    judge_anchor,
+)
 from policies.audit.checkpoint import Checkpoint, read_checkpoint
 from policies.audit.db import Db
 from policies.audit.records import exec_record
@@ -411,6 +418,29 @@ class AuditBrowser:
         )
         rows = await self._read("read chain events", lambda conn: conn.execute(query).all())
         return [ChainEvent(r.seq, r.kind, r.created_at, r.prev_hash, r.hash) for r in rows]
+
+    async def anchor_states(
+        self, store: AnchorStore, *, limit: int = 20
+    ) -> tuple[list[AnchorState], int]:
+        """The newest ``limit`` anchors in ``store``, each with whether its signature
+        holds and the chain still has the hashes it records; and how many there are.
+
+        Raises: ArtifactError (the anchors cannot be listed or read), AuditUnavailable.
+        """
+        names = anchor_names(await store.list_anchors())
+        bodies = [(name, await store.get_anchor(name)) for name in names[:limit]]
+        wanted = set().union(*(anchor_events(body, self._public_key) for _, body in bodies))
+        e = audit_events.c
+        query = sa.select(e.seq, e.prev_hash, e.hash).where(e.seq.in_(sorted(wanted)))
+
+        def body(conn: Connection) -> dict[int, tuple[str, str]]:
+            if not wanted:
+                return {}
+            return {int(r.seq): (r.prev_hash, r.hash) for r in conn.execute(query)}
+
+        chain = await self._read("read anchored events", body)
+        states = [judge_anchor(name, raw, self._public_key, chain) for name, raw in bodies]
+        return states, len(names)
 
     async def head_seq(self) -> int:
         """The newest event's sequence number (0: empty). Raises: AuditUnavailable."""

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from policies.audit.anchors import AnchorState, AnchorStore
 from policies.audit.browse import (
     AuditBrowser,
     BrowseFilter,
@@ -124,6 +125,11 @@ class Integrity:
     head_seq: int
     last_report: VerifyReport | None
     last_verified_at: dt.datetime | None
+    # Signed checkpoints published to the artifact store, newest first (None: anchors
+    # are not configured), how many there are, and why they could not be read.
+    anchors: tuple[AnchorState, ...] | None = None
+    anchors_total: int = 0
+    anchors_error: str | None = None
 
 
 class ReviewService:
@@ -138,8 +144,10 @@ class ReviewService:
         resolve: Callable[[Principal], Awaitable[Principal]],
         clock: Callable[[], dt.datetime],
         link_ttl_seconds: float,
+        anchors: AnchorStore | None = None,
     ) -> None:
         self._policies = policies
+        self._anchors = anchors
         self._audit = audit
         self._browser = audit.browser() if isinstance(audit, BrowsableAudit) else None
         self._artifacts = artifacts
@@ -398,7 +406,15 @@ class ReviewService:
             error = exc.safe_message
         head = await self.browser.head_seq()
         report, verified_at = self._last_report or (None, None)
-        return Integrity(last, at, error, head, report, verified_at)
+        anchors: tuple[AnchorState, ...] | None = None
+        total, anchors_error = 0, None
+        if self._anchors is not None:
+            try:
+                states, total = await self.browser.anchor_states(self._anchors)
+                anchors = tuple(states)
+            except ArtifactError as exc:
+                anchors, anchors_error = (), exc.safe_message
+        return Integrity(last, at, error, head, report, verified_at, anchors, total, anchors_error)
 
     async def verify_now(self, principal: Principal) -> VerifyReport:
         """Walk the whole chain now (auditors only). Raises: AccessDenied,

@@ -20,6 +20,7 @@ import pytest
 from starlette.applications import Starlette
 
 from policies.audit import SqlAuditStore
+from policies.audit.anchors import AnchorStore
 from policies.rules.holder import PolicyHolder
 from policies.service.core import ExecService
 from server.console import console_mount
@@ -135,20 +136,25 @@ def shared_settings(data_dir: Path) -> Settings:
     return Settings(data_dir=data_dir, policy=HERE / "policy.yaml")
 
 
-def console_app(settings: Settings, store: SqlAuditStore) -> Starlette:
+def console_app(
+    settings: Settings, store: SqlAuditStore, anchors: AnchorStore | None = None
+) -> Starlette:
     """The console app of a server over ``store`` (in process: one replica)."""
     service = ExecService(
         policies=PolicyHolder(settings.policy_path),
         audit=store,
         providers={},
         default_provider="local",
+        anchors=anchors,
     )
     mounted = console_mount(settings, service)
     assert mounted is not None
     return Starlette(routes=mounted.routes)
 
 
-def replica(settings: Settings, store: SqlAuditStore) -> httpx.AsyncClient:
+def replica(
+    settings: Settings, store: SqlAuditStore, anchors: AnchorStore | None = None
+) -> httpx.AsyncClient:
     """A client of a console app over ``store`` (no cookies shared with others)."""
-    transport = httpx.ASGITransport(app=console_app(settings, store))
+    transport = httpx.ASGITransport(app=console_app(settings, store, anchors))
     return httpx.AsyncClient(transport=transport, base_url=BASE)
