@@ -64,11 +64,14 @@ async def test_a_reviewer_signs_in_filters_opens_an_exec_and_downloads_its_artif
     assert collected.code == 0, collected.stderr
     collect_id = str(collected.json()["audit_id"])
 
-    # Activity, filtered by effect, then by text in the command.
+    # Activity, filtered by effect, then by text in the command: htmx swaps the results
+    # in place (the page is not loaded again) and puts the filter in the address bar.
     await page.goto(f"{console.url}/console/")
     assert await page.locator(f'tr[data-audit-id="{env_id}"]').count() == 1
+    await page.evaluate("document.body.dataset.loaded = 'once'")
     await page.fill('input[name="effect"]', "deny")
     await page.click('#filters button[type="submit"]')
+    await page.wait_for_selector('#results[data-query="effect=deny"]')
     await page.wait_for_url("**effect=deny**")
     rows = page.locator("#activity tr.row")
     assert await rows.count() == 1
@@ -77,9 +80,10 @@ async def test_a_reviewer_signs_in_filters_opens_an_exec_and_downloads_its_artif
     await page.fill('input[name="effect"]', "")
     await page.fill('input[name="q"]', "HELLO")
     await page.click('#filters button[type="submit"]')
-    await page.wait_for_url("**q=HELLO**")
+    await page.wait_for_selector('#results[data-query="q=HELLO"]')
     assert await rows.count() == 1
     assert "hello console" in ((await rows.first.text_content()) or "")
+    assert await page.evaluate("document.body.dataset.loaded") == "once"
     await page.goto(f"{console.url}/console/")
     await page.screenshot(path=str(shots / "activity.png"), full_page=True)
 
@@ -121,6 +125,12 @@ async def test_a_second_principal_approves_from_the_page_and_sees_it_run(
     row = page.locator(f'tr[data-approval-id="{approval_id}"]')
     assert "uptime" in ((await row.text_content()) or "")
     await row.locator("button.approve").click()
+    # The row itself answers (htmx swaps it): the command ran; its link opens the exec.
+    await page.wait_for_selector(f"#approval-{approval_id} #vote-result")
+    assert "Approved and run: completed, exit code 0" in (
+        (await page.text_content(f"#approval-{approval_id} #vote-result")) or ""
+    )
+    await page.click(f"#approval-{approval_id} a.exec-link")
     await page.wait_for_url("**/console/execs/*")
     assert (await page.text_content("#status")) == "completed"
     assert "load average" in ((await page.text_content("#stdout")) or "")
@@ -146,5 +156,26 @@ async def test_a_form_posted_from_the_browser_without_its_csrf_token_is_refused(
     # The request is still pending and the page's own form (with its token) can approve it.
     await page.goto(f"{console.url}/console/approvals")
     await page.locator(f'tr[data-approval-id="{approval_id}"] button.approve').click()
+    await page.wait_for_selector(f"#approval-{approval_id} #vote-result")
+    assert "Approved and run" in ((await page.text_content("#vote-result")) or "")
+
+
+async def test_every_page_works_without_javascript(console: Console, browser: Browser) -> None:
+    held = await console.cli("exec", "--json", console.instance, "--", "uptime", principal=ALICE)
+    approval_id = str(held.json()["approval_id"])
+    await audit_id_of(console, "echo", "plain", "html", principal=BOB)
+    context = await browser.new_context(java_script_enabled=False)
+    page = await context.new_page()
+    response = await page.goto(await console.link_for(BOB))
+    assert response is not None and response.status == 200
+    # The filter form loads the filtered page.
+    await page.fill('input[name="q"]', "plain")
+    await page.click('#filters button[type="submit"]')
+    await page.wait_for_url("**q=plain**")
+    assert "echo plain html" in ((await page.text_content("#activity")) or "")
+    # Approve posts the form and lands on the exec it ran.
+    await page.goto(f"{console.url}/console/approvals")
+    await page.locator(f'tr[data-approval-id="{approval_id}"] button.approve').click()
     await page.wait_for_url("**/console/execs/*")
     assert (await page.text_content("#status")) == "completed"
+    await context.close()
