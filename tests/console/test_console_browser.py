@@ -52,6 +52,8 @@ async def test_a_reviewer_signs_in_filters_opens_an_exec_and_downloads_its_artif
 ) -> None:
     shots = screenshot_dir(tmp_path)
     page = await new_page(browser, console.signin_link)
+    blocked: list[str] = []  # what the Content-Security-Policy refused (htmx included)
+    page.on("console", lambda m: blocked.append(m.text) if "Content Security" in m.text else None)
     me = (await page.text_content("#me")) or ""
     assert me.startswith("local:")
     env_id = await audit_id_of(console, "env")
@@ -111,6 +113,7 @@ async def test_a_reviewer_signs_in_filters_opens_an_exec_and_downloads_its_artif
     download = await waiting.value
     saved = Path(await download.path())
     assert saved.read_bytes() == blob
+    assert blocked == []
 
 
 async def test_a_second_principal_approves_from_the_page_and_sees_it_run(
