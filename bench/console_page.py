@@ -6,7 +6,7 @@ The rows are written straight into a migrated database (the page reads the exec 
 only; the text index of revision 0010 is kept by the database as rows go in), all
 within the last 24 hours so the default chart counts every one. SQLite always;
 PostgreSQL as well when one answers at $EXECGATE_BENCH_DATABASE_URL or 127.0.0.1:5432
-(a fresh database, ANALYZEd after the load as autovacuum would).
+(a fresh database, vacuumed and analyzed after the load as autovacuum would be).
 Each request goes through the whole console app in process (session cookie, service
 access decision, queries, template, SVG chart), timed from request to last byte; no
 network. The baseline is the health check of the same app stack: a request that does
@@ -87,7 +87,7 @@ async def _fill(url: str, rows: int) -> None:
     if url.startswith("postgresql"):
         async with engine.connect() as conn:
             await conn.execution_options(isolation_level="AUTOCOMMIT")
-            await conn.execute(sa.text("ANALYZE exec_sessions"))
+            await conn.execute(sa.text("VACUUM ANALYZE exec_sessions"))
     await engine.dispose()
 
 

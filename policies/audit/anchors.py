@@ -102,18 +102,36 @@ def anchor_names(names: list[str]) -> list[str]:
     return sorted((n for n in names if _NAME.fullmatch(n)), reverse=True)
 
 
-def judge_anchor(
-    name: str, body: bytes, public: Ed25519PublicKey | None, chain: Mapping[int, tuple[str, str]]
-) -> AnchorState:
-    """Whether the anchor ``name`` is signed by ``public`` and the chain still holds the
-    hashes it records: ``chain`` maps an event number to its (prev_hash, hash), for at
-    least the first and last event of each of its runs (``anchor_events``)."""
+def read_anchor(
+    body: bytes, public: Ed25519PublicKey | None
+) -> Checkpoint | AuditIntegrityError | None:
+    """The checkpoint an anchor's ``body`` holds, or why it does not verify; None
+    without a public key to check it with."""
     if public is None:
-        return AnchorState(name, None, "unchecked", "no public key to check its signature")
+        return None
     try:
-        cp = decode_checkpoint(body.decode("ascii", errors="replace"), public)
+        return decode_checkpoint(body.decode("ascii", errors="replace"), public)
     except AuditIntegrityError as exc:
-        return AnchorState(name, None, "invalid", exc.safe_message)
+        return exc
+
+
+def anchored_events(cp: Checkpoint) -> set[int]:
+    """The events whose hashes ``judge_anchor`` compares: each run's first and last."""
+    return {seq for seg in cp.segments for seq in (seg.first, seg.last)}
+
+
+def judge_anchor(
+    name: str,
+    cp: Checkpoint | AuditIntegrityError | None,
+    chain: Mapping[int, tuple[str, str]],
+) -> AnchorState:
+    """Whether the anchor ``name`` (as ``read_anchor`` read it) is signed by this log's
+    key and the chain still holds the hashes it records: ``chain`` maps an event number
+    to its (prev_hash, hash), for at least its ``anchored_events``."""
+    if cp is None:
+        return AnchorState(name, None, "unchecked", "no public key to check its signature")
+    if isinstance(cp, AuditIntegrityError):
+        return AnchorState(name, None, "invalid", cp.safe_message)
     for seg in cp.segments:
         for seq in (seg.first, seg.last):
             if seq not in chain:
@@ -123,18 +141,5 @@ def judge_anchor(
         if chain[seg.first][0] != seg.prev_hash or chain[seg.last][1] != seg.hash:
             bad = seg.first if chain[seg.first][0] != seg.prev_hash else seg.last
             return AnchorState(name, cp.last, "differs", f"event {bad} has another hash in the log")
-    return AnchorState(
-        name, cp.last, "agrees", f"the log holds the hashes it records up to event {cp.last}"
-    )
-
-
-def anchor_events(body: bytes, public: Ed25519PublicKey | None) -> set[int]:
-    """The events whose hashes ``judge_anchor`` compares for this anchor (none when it
-    does not decode)."""
-    if public is None:
-        return set()
-    try:
-        cp = decode_checkpoint(body.decode("ascii", errors="replace"), public)
-    except AuditIntegrityError:
-        return set()
-    return {seq for seg in cp.segments for seq in (seg.first, seg.last)}
+    detail = f"the log holds the hashes it records up to event {cp.last}"
+    return AnchorState(name, cp.last, "agrees", detail)

@@ -28,9 +28,10 @@ from sqlalchemy.engine import Connection
 from policies.audit.anchors import (
     AnchorState,
     AnchorStore,
-    anchor_events,
     anchor_names,
+    anchored_events,
     judge_anchor,
+    read_anchor,
 )
 from policies.audit.checkpoint import Checkpoint, read_checkpoint
 from policies.audit.db import Db
@@ -204,6 +205,12 @@ def _newest_first(
     return _newest(sa.select(window).where(_contains(window.c, flt.text)), window.c).limit(limit)
 
 
+def _narrowed_by_index(flt: BrowseFilter) -> bool:
+    """Whether ``flt`` names a principal, target, function or session: columns with an
+    index of their own that finds a few of the rows in the log."""
+    return any(v is not None for v in (flt.principal, flt.target, flt.function, flt.session_id))
+
+
 def _equal_step(starts: Sequence[dt.datetime], end: dt.datetime) -> float | None:
     """The buckets' common length in seconds (the last one may end early); None when
     they differ."""
@@ -314,17 +321,18 @@ class AuditBrowser:
         """Execs matching ``flt`` per effect in each bucket ``[starts[i], starts[i+1])``
         (the last ends at ``end``), oldest bucket first.
 
-        Without free text: one range count per bucket and effect in a single statement,
-        each reading only its slice of the (effect, created_at) index, with no per-row
-        date arithmetic. With free text the text index finds the rows, which are then
-        counted by bucket in one pass (buckets of equal length).
+        Over the whole log (or one effect, status, surface or rule): one range count per
+        bucket and effect in a single statement, each reading only its slice of the
+        (effect, created_at) index, with no per-row date arithmetic. When free text or
+        a principal, target, function or session narrows the rows, their own index finds
+        them and they are counted by bucket in one pass (buckets of equal length).
 
         Raises: AuditUnavailable.
         """
         if not starts:
             return []
         step = _equal_step(starts, end)
-        if flt.text and step is not None:
+        if step is not None and (flt.text or _narrowed_by_index(flt)):
             return await self._counts_by_arithmetic(flt, starts, end, step)
         c = exec_sessions.c
         edges = [*starts, end]
@@ -428,8 +436,11 @@ class AuditBrowser:
         Raises: ArtifactError (the anchors cannot be listed or read), AuditUnavailable.
         """
         names = anchor_names(await store.list_anchors())
-        bodies = [(name, await store.get_anchor(name)) for name in names[:limit]]
-        wanted = set().union(*(anchor_events(body, self._public_key) for _, body in bodies))
+        read = [
+            (name, read_anchor(await store.get_anchor(name), self._public_key))
+            for name in names[:limit]
+        ]
+        wanted = set().union(*(anchored_events(cp) for _, cp in read if isinstance(cp, Checkpoint)))
         e = audit_events.c
         query = sa.select(e.seq, e.prev_hash, e.hash).where(e.seq.in_(sorted(wanted)))
 
@@ -439,7 +450,7 @@ class AuditBrowser:
             return {int(r.seq): (r.prev_hash, r.hash) for r in conn.execute(query)}
 
         chain = await self._read("read anchored events", body)
-        states = [judge_anchor(name, raw, self._public_key, chain) for name, raw in bodies]
+        states = [judge_anchor(name, cp, chain) for name, cp in read]
         return states, len(names)
 
     async def head_seq(self) -> int:

@@ -161,3 +161,24 @@ async def test_free_text_finds_a_match_far_back_and_pages_through_every_match(
     assert {c.effect for c in chart.counts} == {"allow"}
     assert sum(c.count for c in chart.counts) == 5
     assert {c.start for c in chart.counts} <= set(starts)
+
+
+async def test_a_chart_narrowed_to_one_principal_counts_as_the_whole_log_chart_does(
+    audit_store: SqlAuditStore,
+) -> None:
+    review = service(audit_store).review
+    for effect in ("allow", "allow", "deny", "approve"):
+        await record(audit_store, ALICE, "echo", effect, effect=effect)
+    now = dt.datetime.now(dt.UTC)
+    hour = now.replace(minute=0, second=0, microsecond=0)
+    starts = [hour - dt.timedelta(hours=i) for i in (2, 1, 0)]
+    window = BrowseFilter(since=starts[0], until=now + dt.timedelta(seconds=1))
+    end = now + dt.timedelta(seconds=1)
+    whole = await review.activity_chart(AUDRA, window, starts, end)  # a count per bucket
+    own = await review.activity_chart(ALICE, window, starts, end)  # one pass, by principal
+    assert own == whole
+    assert sorted((c.effect, c.count) for c in own.counts) == [
+        ("allow", 2),
+        ("approve", 1),
+        ("deny", 1),
+    ]
