@@ -1,8 +1,12 @@
 """console_page: server time of the review console's activity page over 100,000 audit
-rows (the first page, filtered pages, and a page deep in the log by its cursor).
+rows (the first page, filtered pages, free text that matches many recent rows and one
+that matches a single row far back, and a page deep in the log by its cursor).
 
-The rows are written straight into a migrated SQLite database (the page reads the
-exec table only), all within the last 24 hours so the default chart counts every one.
+The rows are written straight into a migrated database (the page reads the exec table
+only; the text index of revision 0010 is kept by the database as rows go in), all
+within the last 24 hours so the default chart counts every one. SQLite always;
+PostgreSQL as well when one answers at $EXECGATE_BENCH_DATABASE_URL or 127.0.0.1:5432
+(a fresh database, vacuumed and analyzed after the load as autovacuum would be).
 Each request goes through the whole console app in process (session cookie, service
 access decision, queries, template, SVG chart), timed from request to last byte; no
 network. The baseline is the health check of the same app stack: a request that does
@@ -42,14 +46,15 @@ rules:
 """
 
 
-def _fill(url: str, rows: int) -> None:
+async def _fill(url: str, rows: int) -> None:
+    from policies.audit.db_engine import create_engine
     from policies.audit.tables import exec_sessions
 
-    engine = sa.create_engine(url.replace("+aiosqlite", ""))
+    engine = create_engine(url)
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     effects = ("allow",) * 8 + ("deny", "approve")
     batch: list[dict[str, Any]] = []
-    with engine.begin() as conn:
+    async with engine.begin() as conn:
         for i in range(rows):
             effect = effects[i % len(effects)]
             batch.append(
@@ -75,14 +80,18 @@ def _fill(url: str, rows: int) -> None:
                 }
             )
             if len(batch) == 5000:
-                conn.execute(exec_sessions.insert(), batch)
+                await conn.execute(exec_sessions.insert(), batch)
                 batch = []
         if batch:
-            conn.execute(exec_sessions.insert(), batch)
-    engine.dispose()
+            await conn.execute(exec_sessions.insert(), batch)
+    if url.startswith("postgresql"):
+        async with engine.connect() as conn:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+            await conn.execute(sa.text("VACUUM ANALYZE exec_sessions"))
+    await engine.dispose()
 
 
-async def _measure(quick: bool) -> Result:
+async def _measure(url: str, quick: bool) -> dict[str, Any]:
     from starlette.applications import Starlette
 
     from policies.audit import open_audit_store
@@ -95,9 +104,9 @@ async def _measure(quick: bool) -> Result:
 
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp)
-        url = f"sqlite+aiosqlite:///{data / 'audit.db'}"
+        url = url or f"sqlite+aiosqlite:///{data / 'audit.db'}"
         await upgrade(url)
-        await asyncio.to_thread(_fill, url, ROWS)
+        await _fill(url, ROWS)
         (data / "policy.yaml").write_text(POLICY)
         settings = Settings(data_dir=data, policy=data / "policy.yaml")
         store = await open_audit_store(url, checkpoint_path=None)
@@ -130,6 +139,7 @@ async def _measure(quick: bool) -> Result:
                     "/console/?effect=deny",
                     "/console/?principal=local:user7",
                     "/console/?q=request%2099",
+                    "/console/?q=request%2012345",
                     "/console/?rule=rule-3&since=6h",
                     "/console/?" + (deep_cursor or ""),
                 ]
@@ -153,22 +163,36 @@ async def _measure(quick: bool) -> Result:
     every = [v for values in samples.values() for v in values]
     worst_path = max(paths, key=lambda p: median(samples[p]))
     p95 = percentile(every, 95)
-    return result(
-        NAME,
-        rows=ROWS,
-        p50_ms=rounded(percentile(every, 50)),
-        p95_ms=rounded(p95),
-        worst_median_ms=rounded(median(samples[worst_path])),
-        worst_query=worst_path if "after=" not in worst_path else "deep page",
-        per_query_median_ms={
+    return {
+        "p50_ms": rounded(percentile(every, 50)),
+        "p95_ms": rounded(p95),
+        "worst_median_ms": rounded(median(samples[worst_path])),
+        "worst_query": worst_path if "after=" not in worst_path else "deep page",
+        "per_query_median_ms": {
             p.removeprefix("/console/")[:40] or "first page": rounded(median(v))
             for p, v in samples.items()
         },
-        baseline_static_ms=rounded(median(health)),
-        target=f"p95 < {TARGET_MS:g} ms",
-        met=p95 < TARGET_MS,
+        "baseline_static_ms": rounded(median(health)),
+        "met": p95 < TARGET_MS,
+    }
+
+
+async def _run(quick: bool) -> Result:
+    from bench.rig import fresh_postgres
+
+    sqlite = await _measure("", quick)
+    async with fresh_postgres() as pg_url:
+        pg = await _measure(pg_url, quick) if pg_url else None
+    return result(
+        NAME,
+        rows=ROWS,
+        **{k: v for k, v in sqlite.items() if k != "met"},
+        database="sqlite",
+        postgresql=pg or "no PostgreSQL reachable (set EXECGATE_BENCH_DATABASE_URL)",
+        target=f"p95 < {TARGET_MS:g} ms on each database",
+        met=sqlite["met"] and (pg is None or pg["met"]),
     )
 
 
 def run(quick: bool) -> Result:
-    return asyncio.run(_measure(quick))
+    return asyncio.run(_run(quick))

@@ -14,7 +14,7 @@ from sqlalchemy.engine import Connection
 
 from policies.audit.db_engine import create_engine, parse_url
 from policies.audit.migrate import URL_ATTRIBUTE
-from policies.audit.tables import metadata
+from policies.audit.tables import in_metadata, metadata
 
 config = context.config
 
@@ -38,6 +38,7 @@ def run_migrations_offline() -> None:
     context.configure(
         url=parse_url(_url()),
         target_metadata=metadata,
+        include_name=in_metadata,
         literal_binds=True,
         dialect_opts={"paramstyle": "named"},
         render_as_batch=True,
@@ -48,7 +49,12 @@ def run_migrations_offline() -> None:
 
 def _run_sync(connection: Connection) -> None:
     # Batch mode lets later migrations alter SQLite tables (copy-and-move).
-    context.configure(connection=connection, target_metadata=metadata, render_as_batch=True)
+    context.configure(
+        connection=connection,
+        target_metadata=metadata,
+        include_name=in_metadata,
+        render_as_batch=True,
+    )
     with context.begin_transaction():
         context.run_migrations()
 

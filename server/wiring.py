@@ -232,6 +232,7 @@ async def _open_service(
             artifact_prefix=settings.artifacts.prefix,
             session_idle_seconds=settings.session_idle_seconds,
             tracing=tracing,
+            anchors=anchors,
         )
     finally:
         for provider in providers.values():

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Protocol
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal, Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -80,3 +82,64 @@ async def load_anchors(
             ) from exc
         out.append((name, cp))
     return out
+
+
+AnchorVerdict = Literal["agrees", "differs", "ahead", "invalid", "unchecked"]
+
+
+@dataclass(frozen=True, slots=True)
+class AnchorState:
+    """One anchor as the review console lists it."""
+
+    name: str
+    last: int | None  # the last event it records (None: unreadable)
+    verdict: AnchorVerdict
+    detail: str
+
+
+def anchor_names(names: list[str]) -> list[str]:
+    """The anchor names among ``names``, newest (highest event) first."""
+    return sorted((n for n in names if _NAME.fullmatch(n)), reverse=True)
+
+
+def read_anchor(
+    body: bytes, public: Ed25519PublicKey | None
+) -> Checkpoint | AuditIntegrityError | None:
+    """The checkpoint an anchor's ``body`` holds, or why it does not verify; None
+    without a public key to check it with."""
+    if public is None:
+        return None
+    try:
+        return decode_checkpoint(body.decode("ascii", errors="replace"), public)
+    except AuditIntegrityError as exc:
+        return exc
+
+
+def anchored_events(cp: Checkpoint) -> set[int]:
+    """The events whose hashes ``judge_anchor`` compares: each run's first and last."""
+    return {seq for seg in cp.segments for seq in (seg.first, seg.last)}
+
+
+def judge_anchor(
+    name: str,
+    cp: Checkpoint | AuditIntegrityError | None,
+    chain: Mapping[int, tuple[str, str]],
+) -> AnchorState:
+    """Whether the anchor ``name`` (as ``read_anchor`` read it) is signed by this log's
+    key and the chain still holds the hashes it records: ``chain`` maps an event number
+    to its (prev_hash, hash), for at least its ``anchored_events``."""
+    if cp is None:
+        return AnchorState(name, None, "unchecked", "no public key to check its signature")
+    if isinstance(cp, AuditIntegrityError):
+        return AnchorState(name, None, "invalid", cp.safe_message)
+    for seg in cp.segments:
+        for seq in (seg.first, seg.last):
+            if seq not in chain:
+                return AnchorState(
+                    name, cp.last, "ahead", f"event {seq} it records is not in the log"
+                )
+        if chain[seg.first][0] != seg.prev_hash or chain[seg.last][1] != seg.hash:
+            bad = seg.first if chain[seg.first][0] != seg.prev_hash else seg.last
+            return AnchorState(name, cp.last, "differs", f"event {bad} has another hash in the log")
+    detail = f"the log holds the hashes it records up to event {cp.last}"
+    return AnchorState(name, cp.last, "agrees", detail)

@@ -4,4 +4,4 @@
 whether the schema is current. A test keeps it in step with the migration scripts.
 """
 
-SCHEMA_HEAD = "0009"
+SCHEMA_HEAD = "0010"

@@ -15,7 +15,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from policies.audit import approvals as approval_ops
-from policies.audit import leases
+from policies.audit import leases, nonces
 from policies.audit import sessions as session_ops
 from policies.audit.backend import open_backend
 from policies.audit.browse import AuditBrowser
@@ -429,6 +429,21 @@ class SqlAuditStore:
         if self._db.checkpoints is not None:
             await self._db.checkpoints.flush()
         return await verify_store(self._db, self._checkpoint_path, self._public_key, strict=strict)
+
+    async def claim_nonce(self, key: str, ttl: float) -> bool:
+        """Use the one-time ``key`` (``policies.audit.nonces``); False when it was used.
+
+        Raises: AuditUnavailable.
+        """
+        return await nonces.claim(self._db, key, ttl)
+
+    async def put_nonce(self, key: str, value: str, ttl: float) -> None:
+        """Hold ``value`` under ``key`` for one ``take_nonce``. Raises: AuditUnavailable."""
+        await nonces.put(self._db, key, value, ttl)
+
+    async def take_nonce(self, key: str) -> str | None:
+        """The value held under ``key``, once. Raises: AuditUnavailable."""
+        return await nonces.take(self._db, key)
 
     def browser(self) -> AuditBrowser:
         """Read-only queries for the review console over this store's database."""

@@ -204,6 +204,38 @@ request_keys = sa.Table(
     sa.Column("audit_id", sa.String(32), nullable=False),
 )
 
+# Revision 0010: the one-time values of console sign-in (a sign-in link's nonce, an
+# OpenID Connect state) until used or expired; ``expires_at`` is seconds since the epoch
+# on the database's clock. Not part of the chain: the sign-ins they allow are not
+# audited actions, and a lost row only makes a link or a login attempt fail.
+console_nonces = sa.Table(
+    "console_nonces",
+    metadata,
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("value", sa.Text(), nullable=True),
+    sa.Column("expires_at", sa.Float(), nullable=False),
+    sa.Index(None, "expires_at"),
+)
+
+# Revision 0010: the free-text search index over exec commands, kept by the database
+# (SQLite: the FTS5 table ``exec_text`` and its shadow tables, filled by triggers;
+# PostgreSQL: pg_trgm GIN indexes). This metadata does not describe it.
+TEXT_SEARCH_TABLE = "exec_text"
+TEXT_SEARCH_INDEXES = frozenset(
+    {"ix_exec_sessions_command_text_trgm", "ix_exec_sessions_argv_trgm"}
+)
+
+
+def in_metadata(name: str | None, type_: str, parent_names: Any) -> bool:
+    """Whether schema comparison (Alembic's ``include_name``) should look at ``name``:
+    everything but the free-text search index."""
+    if type_ == "table" and name is not None:
+        return name != TEXT_SEARCH_TABLE and not name.startswith(TEXT_SEARCH_TABLE + "_")
+    if type_ == "index":
+        return name not in TEXT_SEARCH_INDEXES
+    return True
+
+
 # SQLite aliases an INTEGER PRIMARY KEY to the rowid (no separate index); PostgreSQL
 # needs 64 bits for a long-lived log.
 _SEQ = sa.BigInteger().with_variant(sa.Integer(), "sqlite")

@@ -24,6 +24,7 @@ import datetime as dt
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from policies.audit.anchors import AnchorStore
 from policies.ports import (
     ApprovalRecord,
     ApprovalState,
@@ -98,6 +99,7 @@ class ExecService:
         clock: Callable[[], dt.datetime] = _utcnow,
         session_idle_seconds: float = 600.0,
         tracing: Tracing = NO_TRACING,
+        anchors: AnchorStore | None = None,
     ) -> None:
         self._policies = policies
         self._audit = audit
@@ -128,6 +130,7 @@ class ExecService:
             resolve=resolve_principal,
             clock=clock,
             link_ttl_seconds=link_ttl_seconds,
+            anchors=anchors,
         )
         # Stored artifacts read back by the exec's principal or an auditor.
         self.artifact_reads = ArtifactReads(

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from policies.audit.anchors import AnchorState, AnchorStore
 from policies.audit.browse import (
     AuditBrowser,
     BrowseFilter,
@@ -47,6 +48,7 @@ from policies.types import ApprovalId, ApprovalSpec, AuditId, Principal, Session
 logger = logging.getLogger(__name__)
 
 AUDITOR_ROLE = "auditors"
+EXPORT_BATCH = 500  # records read from the database at a time for an export
 
 
 class RecordNotFound(ExecGateError):
@@ -59,6 +61,17 @@ class BrowsableAudit(Protocol):
     """An audit store the console can page through (the SQL store)."""
 
     def browser(self) -> AuditBrowser: ...
+
+
+@runtime_checkable
+class NonceStore(Protocol):
+    """An audit store that keeps one-time sign-in values (the SQL store)."""
+
+    async def claim_nonce(self, key: str, ttl: float) -> bool: ...
+
+    async def put_nonce(self, key: str, value: str, ttl: float) -> None: ...
+
+    async def take_nonce(self, key: str) -> str | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +125,11 @@ class Integrity:
     head_seq: int
     last_report: VerifyReport | None
     last_verified_at: dt.datetime | None
+    # Signed checkpoints published to the artifact store, newest first (None: anchors
+    # are not configured), how many there are, and why they could not be read.
+    anchors: tuple[AnchorState, ...] | None = None
+    anchors_total: int = 0
+    anchors_error: str | None = None
 
 
 class ReviewService:
@@ -126,8 +144,10 @@ class ReviewService:
         resolve: Callable[[Principal], Awaitable[Principal]],
         clock: Callable[[], dt.datetime],
         link_ttl_seconds: float,
+        anchors: AnchorStore | None = None,
     ) -> None:
         self._policies = policies
+        self._anchors = anchors
         self._audit = audit
         self._browser = audit.browser() if isinstance(audit, BrowsableAudit) else None
         self._artifacts = artifacts
@@ -135,6 +155,37 @@ class ReviewService:
         self._clock = clock
         self._link_ttl = link_ttl_seconds
         self._last_report: tuple[VerifyReport, dt.datetime] | None = None
+
+    # ------------------------------------------------------------------ sign-in
+    # One-time values of console sign-in live in the audit database, which every
+    # replica shares: each is accepted once, on any replica, also after a restart.
+
+    @property
+    def _nonces(self) -> NonceStore:
+        if not isinstance(self._audit, NonceStore):
+            raise AuditUnavailable("this audit store cannot keep sign-in nonces", kind="no_nonces")
+        return self._audit
+
+    async def use_nonce(self, key: str, ttl: float) -> bool:
+        """Use the one-time ``key`` (kept ``ttl`` seconds); False when it was used before.
+
+        Raises: AuditUnavailable.
+        """
+        return await self._nonces.claim_nonce(key, ttl)
+
+    async def hold_state(self, key: str, value: str, ttl: float) -> None:
+        """Keep ``value`` (a sign-in in progress) under ``key`` for one ``take_state``.
+
+        Raises: AuditUnavailable.
+        """
+        await self._nonces.put_nonce(key, value, ttl)
+
+    async def take_state(self, key: str) -> str | None:
+        """The value held under ``key``, once; None when taken, expired or never held.
+
+        Raises: AuditUnavailable.
+        """
+        return await self._nonces.take_nonce(key)
 
     @property
     def browser(self) -> AuditBrowser:
@@ -198,14 +249,24 @@ class ReviewService:
         top = await self.browser.top_denied_rules(scoped)
         return Activity(tuple(counts), tuple(top))
 
-    async def export(self, principal: Principal, flt: BrowseFilter) -> list[ExecRecord]:
-        """Every record of ``flt`` the principal may see, newest first.
+    async def export(
+        self, principal: Principal, flt: BrowseFilter, *, batch: int = EXPORT_BATCH
+    ) -> AsyncIterator[tuple[ExecRecord, ...]]:
+        """Every record of ``flt`` the principal may see, newest first, ``batch`` at a
+        time: each batch is read when the one before was taken, so an export of any size
+        holds one batch in memory. Who may see what is decided before this returns.
 
-        Raises: UnknownPrincipal, AuditUnavailable.
+        Raises: UnknownPrincipal (here); AuditUnavailable (here, or while iterating).
         """
         viewer = await self.viewer(principal)
-        pages = await self.browser.all_matching(self._scope(viewer, flt))
-        return [record for page in pages for record in page.records]
+        scoped = self._scope(viewer, flt)
+        browser = self.browser
+
+        async def batches() -> AsyncIterator[tuple[ExecRecord, ...]]:
+            async for page in browser.batches(scoped, batch=batch):
+                yield page.records
+
+        return batches()
 
     # ------------------------------------------------------------------ one exec
 
@@ -345,7 +406,15 @@ class ReviewService:
             error = exc.safe_message
         head = await self.browser.head_seq()
         report, verified_at = self._last_report or (None, None)
-        return Integrity(last, at, error, head, report, verified_at)
+        anchors: tuple[AnchorState, ...] | None = None
+        total, anchors_error = 0, None
+        if self._anchors is not None:
+            try:
+                states, total = await self.browser.anchor_states(self._anchors)
+                anchors = tuple(states)
+            except ArtifactError as exc:
+                anchors, anchors_error = (), exc.safe_message
+        return Integrity(last, at, error, head, report, verified_at, anchors, total, anchors_error)
 
     async def verify_now(self, principal: Principal) -> VerifyReport:
         """Walk the whole chain now (auditors only). Raises: AccessDenied,

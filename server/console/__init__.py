@@ -25,7 +25,7 @@ STATIC = Path(__file__).parent / "static"
 def build_console_app(settings: Settings, service: ExecService) -> Starlette:
     """The console as an ASGI app to mount at /console."""
     key = console_key(settings.data_dir)
-    pages = Pages(service, LinkRedeemer(key, settings.console.link_ttl_seconds))
+    pages = Pages(service, LinkRedeemer(key, settings.console.link_ttl_seconds, service.review))
     routes = [
         Route("/", signed_in(pages.activity)),
         Route("/export.{fmt:str}", signed_in(pages.export)),
@@ -43,7 +43,7 @@ def build_console_app(settings: Settings, service: ExecService) -> Starlette:
     if settings.console.oidc.issuer:
         from server.console.oidc import oidc_routes
 
-        routes.extend(oidc_routes(settings))
+        routes.extend(oidc_routes(settings, service.review))
         oidc_label = settings.console.oidc.label
     secure = settings.server.public_url.startswith("https://")
     middleware = [

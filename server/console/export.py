@@ -1,12 +1,13 @@
-"""Exports of the activity filter: CSV (spreadsheet-safe) and JSON Lines. Pure."""
+"""Exports of the activity filter: CSV (spreadsheet-safe) and JSON Lines, streamed a
+batch of records at a time (``stream``); the rest is pure."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
-from collections.abc import Iterable, Iterator
-from typing import Any
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+from typing import Any, Literal
 
 from policies.ports import ExecRecord
 
@@ -67,10 +68,12 @@ def _cell(value: Any) -> str:
     return "'" + text if text.startswith(_FORMULA) else text
 
 
-def csv_lines(records: Iterable[ExecRecord]) -> Iterator[str]:
+def csv_rows(records: Iterable[ExecRecord], *, header: bool = False) -> Iterator[str]:
+    """CSV lines of ``records`` (after the column names when ``header``)."""
     buf = io.StringIO()
     writer = csv.writer(buf)
-    writer.writerow(COLUMNS)
+    if header:
+        writer.writerow(COLUMNS)
     for record in records:
         values = row(record)
         writer.writerow([_cell(values[c]) for c in COLUMNS])
@@ -79,3 +82,24 @@ def csv_lines(records: Iterable[ExecRecord]) -> Iterator[str]:
         buf.truncate()
     if buf.tell():
         yield buf.getvalue()
+
+
+def csv_lines(records: Iterable[ExecRecord]) -> Iterator[str]:
+    """A whole CSV file of ``records``."""
+    return csv_rows(records, header=True)
+
+
+Format = Literal["csv", "jsonl"]
+MEDIA: dict[str, str] = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson"}
+
+
+async def stream(batches: AsyncIterable[Iterable[ExecRecord]], fmt: Format) -> AsyncIterator[bytes]:
+    """The export file, one chunk per batch of records, each batch read from the
+    database only when the one before was sent."""
+    if fmt == "csv":
+        yield "".join(csv_rows((), header=True)).encode()
+    async for records in batches:
+        lines = csv_rows(records) if fmt == "csv" else jsonl(records)
+        chunk = "".join(lines)
+        if chunk:
+            yield chunk.encode()

@@ -3,6 +3,8 @@
 The provider's ID token (signature, issuer, audience, nonce checked by Authlib) names
 the user; the configured claim becomes the principal the policy already uses, so a
 Slack user id ``U…`` signs in as ``slack:U…``. The policy then decides what they see.
+The login's state (its nonce and PKCE verifier) waits in the audit database, not in one
+process: the callback may reach any replica, and is accepted once.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from policies.errors import ConfigError
+from policies.errors import ConfigError, ExecGateError
+from policies.service.review import ReviewService
 from server.console.pages import error_page, start_session
 from server.console.signin import SignInRefused
 from server.settings import OidcSettings, Settings
@@ -32,7 +35,27 @@ def principal_from_claims(cfg: OidcSettings, claims: dict[str, Any]) -> str:
     return f"{cfg.principal_kind}:{value}"
 
 
-def oidc_routes(settings: Settings) -> list[BaseRoute]:
+class StateCache:
+    """Authlib's cache of login state, in the audit database: ``get`` takes the value
+    (nobody gets it again), so a callback is accepted once on any replica."""
+
+    def __init__(self, review: ReviewService) -> None:
+        self._review = review
+
+    async def get(self, key: str) -> str | None:
+        return await self._review.take_state(f"oidc:{key}")
+
+    async def set(self, key: str, value: str, expires: int | None = None) -> None:
+        await self._review.hold_state(f"oidc:{key}", value, float(expires or STATE_TTL))
+
+    async def delete(self, key: str) -> None:
+        await self._review.take_state(f"oidc:{key}")
+
+
+STATE_TTL = 600.0
+
+
+def oidc_routes(settings: Settings, review: ReviewService) -> list[BaseRoute]:
     """/oidc/login and /oidc/callback for the configured provider.
 
     Raises: ConfigError when the client id or secret is missing.
@@ -41,7 +64,7 @@ def oidc_routes(settings: Settings) -> list[BaseRoute]:
     secret = cfg.client_secret.load(os.environ)
     if not cfg.client_id or secret is None:
         raise ConfigError("console.oidc needs client_id and a client secret")
-    oauth = OAuth()
+    oauth = OAuth(cache=StateCache(review))
     oauth.register(
         name="execgate",
         client_id=cfg.client_id,
@@ -54,12 +77,17 @@ def oidc_routes(settings: Settings) -> list[BaseRoute]:
 
     async def login(request: Request) -> Response:
         redirect_uri = str(request.url_for("oidc_callback"))
-        response: Response = await client.authorize_redirect(request, redirect_uri)
+        try:
+            response: Response = await client.authorize_redirect(request, redirect_uri)
+        except ExecGateError as exc:
+            return error_page(request, exc)
         return response
 
     async def callback(request: Request) -> Response:
         try:
             token = await client.authorize_access_token(request)
+        except ExecGateError as exc:
+            return error_page(request, exc)
         except OAuthError:
             logger.warning("console OIDC sign-in failed", exc_info=True)
             return error_page(request, SignInRefused("the identity provider refused the sign-in"))

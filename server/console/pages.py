@@ -25,6 +25,7 @@ from policies.errors import (
     UnknownPrincipal,
 )
 from policies.service.core import ExecService
+from policies.service.results import VoteResult
 from policies.service.review import RecordNotFound
 from policies.types import ApprovalId, AuditId, Principal, SessionId
 from server.console import export
@@ -63,11 +64,25 @@ def _utcnow() -> dt.datetime:
 def render(request: Request, name: str, status: int = 200, **context: Any) -> Response:
     context.setdefault("me", request.session.get("principal"))
     context["csrf"] = csrf_token(request.session)
-    return TEMPLATES.TemplateResponse(request, name, context, status_code=status)
+    response = TEMPLATES.TemplateResponse(request, name, context, status_code=status)
+    response.headers["Vary"] = "HX-Request"
+    return response
+
+
+def from_htmx(request: Request) -> bool:
+    """Whether htmx asked (for a part of a page to swap in), not a page load; htmx
+    restoring history it no longer holds asks for the whole page."""
+    headers = request.headers
+    return headers.get("HX-Request") == "true" and "HX-History-Restore-Request" not in headers
 
 
 def error_page(request: Request, exc: ExecGateError) -> Response:
     status = next((s for cls, s in _STATUS.items() if isinstance(exc, cls)), 500)
+    if from_htmx(request):
+        target = request.headers.get("HX-Target", "")
+        return render(
+            request, "_error.html", status, code=exc.code, message=exc.safe_message, target=target
+        )
     return render(request, "error.html", status, code=exc.code, message=exc.safe_message)
 
 
@@ -77,6 +92,8 @@ def signed_in(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
         name = request.session.get("principal")
         if not isinstance(name, str):
+            if from_htmx(request):  # the session ended: load the page, which asks to sign in
+                return Response(status_code=204, headers={"HX-Refresh": "true"})
             return render(request, "signin.html", 401, oidc=request.app.state.oidc_label)
         try:
             return await handler(request, Principal.parse(name))
@@ -102,8 +119,8 @@ class Pages:
     async def signin(self, request: Request) -> Response:
         token = request.query_params.get("token", "")
         try:
-            principal = self._redeemer.redeem(token)
-        except SignInRefused as exc:
+            principal = await self._redeemer.redeem(token)
+        except ExecGateError as exc:
             return error_page(request, exc)
         start_session(request, principal)
         return RedirectResponse("/console/", status_code=303)
@@ -135,7 +152,7 @@ class Pages:
             next_link = "?" + query.link(after=page.next_cursor.encode())
         return render(
             request,
-            "activity.html",
+            "_activity_results.html" if from_htmx(request) else "activity.html",
             viewer=viewer,
             records=page.records,
             values=query.values,
@@ -149,15 +166,14 @@ class Pages:
 
     async def export(self, request: Request, principal: Principal) -> Response:
         fmt = request.path_params["fmt"]
+        if fmt not in export.MEDIA:
+            raise RecordNotFound("export as csv or jsonl")
         query = parse_query(dict(request.query_params), _utcnow())
-        records = await self._review.export(principal, query.filter)
-        if fmt == "csv":
-            body, media = export.csv_lines(records), "text/csv; charset=utf-8"
-        else:
-            body, media = export.jsonl(records), "application/x-ndjson"
+        # Access is decided here, before the first byte; batches are read as sent.
+        batches = await self._review.export(principal, query.filter)
         return StreamingResponse(
-            body,
-            media_type=media,
+            export.stream(batches, fmt),
+            media_type=export.MEDIA[fmt],
             headers={"Content-Disposition": f'attachment; filename="execgate-audit.{fmt}"'},
         )
 
@@ -204,7 +220,18 @@ class Pages:
             raise BadFilter("choose approve or deny", param="decision")
         record = await self._review.approval(principal, approval_id)
         result = await self._service.vote(approval_id, principal, approve=decision == "approve")
-        if result.result is None and result.approval.state.value == "pending":
+        pending = result.result is None and result.approval.state.value == "pending"
+        if from_htmx(request):
+            viewer, _ = await self._review.approval_queue(principal)
+            return render(
+                request,
+                "_approval_row.html",
+                a=result.approval,
+                viewer=viewer,
+                outcome=_vote_outcome(result),
+                audit_id=None if pending else record.audit_id,
+            )
+        if pending:
             return RedirectResponse("/console/approvals", status_code=303)
         return RedirectResponse(f"/console/execs/{record.audit_id}", status_code=303)
 
@@ -218,6 +245,18 @@ class Pages:
         await check_csrf(request)
         await self._review.verify_now(principal)
         return RedirectResponse("/console/integrity", status_code=303)
+
+
+def _vote_outcome(vote: VoteResult) -> str:
+    """What a vote did, in a sentence for the row it was cast on."""
+    approval = vote.approval
+    if vote.result is not None:
+        ran = vote.result
+        code = "" if ran.exit_code is None else f", exit code {ran.exit_code}"
+        return f"Approved and run: {ran.status.value}{code}."
+    if approval.state.value == "pending":
+        return f"Your vote is recorded: {len(approval.approvals)} of {approval.threshold}."
+    return f"The request is {approval.state.value}."
 
 
 def start_session(request: Request, principal: str) -> None:

@@ -1,22 +1,24 @@
 """One-time sign-in links for the review console.
 
 A link carries a token signed with the console key in the data directory (mode 0600,
-shared by `execgate serve` and `execgate console link`), naming the principal, a
-random nonce and its expiry. The server accepts each nonce once: a link that was used,
-or that expired, signs nobody in. Whoever can read the data directory can already act
-as any local principal through the CLI, so holding the key grants nothing new.
+shared by `execgate serve` and `execgate console link`; replicas share it too), naming
+the principal, a random nonce and its expiry. The nonce is used up in the audit
+database on first use, so a link signs in once whichever replica it reaches, also after
+a restart: a link that was used, or that expired, signs nobody in. Whoever can read the
+data directory can already act as any local principal through the CLI, so holding the
+key grants nothing new.
 """
 
 from __future__ import annotations
 
 import secrets
-import time
 from pathlib import Path
 from urllib.parse import quote
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from policies.errors import ConfigError, ExecGateError
+from policies.service.review import ReviewService
 from server.localstate import _create_private
 
 CONSOLE_KEY_FILE = "console-signing.key"
@@ -50,15 +52,15 @@ def make_link(key: bytes, base_url: str, principal: str) -> str:
 
 
 class LinkRedeemer:
-    """Turns a link's token into its principal, once per nonce."""
+    """Turns a link's token into its principal, once per nonce (kept in the database)."""
 
-    def __init__(self, key: bytes, ttl_seconds: float) -> None:
+    def __init__(self, key: bytes, ttl_seconds: float, review: ReviewService) -> None:
         self._serializer = URLSafeTimedSerializer(key, salt=_SALT)
         self._ttl = ttl_seconds
-        self._used: dict[str, float] = {}
+        self._review = review
 
-    def redeem(self, token: str) -> str:
-        """The principal the token names. Raises: SignInRefused."""
+    async def redeem(self, token: str) -> str:
+        """The principal the token names. Raises: SignInRefused, AuditUnavailable."""
         try:
             data = self._serializer.loads(token, max_age=int(self._ttl))
         except BadSignature:
@@ -68,9 +70,7 @@ class LinkRedeemer:
         principal, nonce = data.get("p"), data.get("n")
         if not isinstance(principal, str) or not isinstance(nonce, str):
             raise SignInRefused()
-        now = time.monotonic()
-        self._used = {n: t for n, t in self._used.items() if t > now}
-        if nonce in self._used:
+        # Kept a little past the token's own expiry, so it never outlives its nonce.
+        if not await self._review.use_nonce(f"link:{nonce}", self._ttl + 60):
             raise SignInRefused()
-        self._used[nonce] = now + self._ttl
         return principal

@@ -15,8 +15,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
+import httpx
 import pytest
+from starlette.applications import Starlette
 
+from policies.audit import SqlAuditStore
+from policies.audit.anchors import AnchorStore
+from policies.rules.holder import PolicyHolder
+from policies.service.core import ExecService
+from server.console import console_mount
+from server.settings import Settings
 from tests.e2e.conftest import Served, write_config
 
 EXECGATE = str(Path(sys.executable).parent / "execgate")
@@ -31,7 +39,18 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-SCREENSHOTS = HERE.parent.parent / "docs" / "console"
+DOCS_SCREENSHOTS = HERE.parent.parent / "docs" / "console"
+# Set to 1 to refresh the README's screenshots in docs/console; otherwise the browser
+# tests write theirs under the test's temporary directory and leave the tree clean.
+UPDATE_SCREENSHOTS = "EXECGATE_UPDATE_SCREENSHOTS"
+
+
+def screenshot_dir(tmp_path: Path) -> Path:
+    """Where the browser tests save their screenshots."""
+    wanted = os.environ.get(UPDATE_SCREENSHOTS, "") == "1"
+    folder = DOCS_SCREENSHOTS if wanted else tmp_path / "screenshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 @dataclass(frozen=True)
@@ -106,3 +125,36 @@ def require_chromium() -> str:
     if not Path(CHROMIUM).exists() or shutil.which("chromium") is None:
         pytest.fail("Chromium is missing: install it with `apt-get install -y chromium`")
     return CHROMIUM
+
+
+BASE = "http://console"
+
+
+def shared_settings(data_dir: Path) -> Settings:
+    """Settings of an in-process console on the console policy; replicas given the same
+    ``data_dir`` share its console key (as a mounted Secret would)."""
+    return Settings(data_dir=data_dir, policy=HERE / "policy.yaml")
+
+
+def console_app(
+    settings: Settings, store: SqlAuditStore, anchors: AnchorStore | None = None
+) -> Starlette:
+    """The console app of a server over ``store`` (in process: one replica)."""
+    service = ExecService(
+        policies=PolicyHolder(settings.policy_path),
+        audit=store,
+        providers={},
+        default_provider="local",
+        anchors=anchors,
+    )
+    mounted = console_mount(settings, service)
+    assert mounted is not None
+    return Starlette(routes=mounted.routes)
+
+
+def replica(
+    settings: Settings, store: SqlAuditStore, anchors: AnchorStore | None = None
+) -> httpx.AsyncClient:
+    """A client of a console app over ``store`` (no cookies shared with others)."""
+    transport = httpx.ASGITransport(app=console_app(settings, store, anchors))
+    return httpx.AsyncClient(transport=transport, base_url=BASE)

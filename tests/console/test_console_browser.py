@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, Page, async_playwright
 
-from tests.console.conftest import CHROMIUM_ARGS, SCREENSHOTS, Console, require_chromium
+from tests.console.conftest import CHROMIUM_ARGS, Console, require_chromium, screenshot_dir
 
 ALICE = "local:alice"
 BOB = "local:bob"
@@ -48,9 +48,12 @@ async def audit_id_of(console: Console, *argv: str, principal: str | None = None
 
 
 async def test_a_reviewer_signs_in_filters_opens_an_exec_and_downloads_its_artifact(
-    console: Console, browser: Browser
+    console: Console, browser: Browser, tmp_path: Path
 ) -> None:
+    shots = screenshot_dir(tmp_path)
     page = await new_page(browser, console.signin_link)
+    blocked: list[str] = []  # what the Content-Security-Policy refused (htmx included)
+    page.on("console", lambda m: blocked.append(m.text) if "Content Security" in m.text else None)
     me = (await page.text_content("#me")) or ""
     assert me.startswith("local:")
     env_id = await audit_id_of(console, "env")
@@ -63,11 +66,14 @@ async def test_a_reviewer_signs_in_filters_opens_an_exec_and_downloads_its_artif
     assert collected.code == 0, collected.stderr
     collect_id = str(collected.json()["audit_id"])
 
-    # Activity, filtered by effect, then by text in the command.
+    # Activity, filtered by effect, then by text in the command: htmx swaps the results
+    # in place (the page is not loaded again) and puts the filter in the address bar.
     await page.goto(f"{console.url}/console/")
     assert await page.locator(f'tr[data-audit-id="{env_id}"]').count() == 1
+    await page.evaluate("document.body.dataset.loaded = 'once'")
     await page.fill('input[name="effect"]', "deny")
     await page.click('#filters button[type="submit"]')
+    await page.wait_for_selector('#results[data-query="effect=deny"]')
     await page.wait_for_url("**effect=deny**")
     rows = page.locator("#activity tr.row")
     assert await rows.count() == 1
@@ -76,12 +82,12 @@ async def test_a_reviewer_signs_in_filters_opens_an_exec_and_downloads_its_artif
     await page.fill('input[name="effect"]', "")
     await page.fill('input[name="q"]', "HELLO")
     await page.click('#filters button[type="submit"]')
-    await page.wait_for_url("**q=HELLO**")
+    await page.wait_for_selector('#results[data-query="q=HELLO"]')
     assert await rows.count() == 1
     assert "hello console" in ((await rows.first.text_content()) or "")
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    assert await page.evaluate("document.body.dataset.loaded") == "once"
     await page.goto(f"{console.url}/console/")
-    await page.screenshot(path=str(SCREENSHOTS / "activity.png"), full_page=True)
+    await page.screenshot(path=str(shots / "activity.png"), full_page=True)
 
     # One exec: the env output is scrubbed (the variables are there, their secrets not).
     await page.click(f'tr[data-audit-id="{env_id}"] a')
@@ -91,7 +97,7 @@ async def test_a_reviewer_signs_in_filters_opens_an_exec_and_downloads_its_artif
     assert "hunter2-demo-password" not in stdout
     assert "dEmOsEcReTnOtReAl" not in stdout
     assert (await page.text_content("#effect")) == "allow"
-    await page.screenshot(path=str(SCREENSHOTS / "exec.png"), full_page=True)
+    await page.screenshot(path=str(shots / "exec.png"), full_page=True)
 
     # ANSI colour codes are removed from the output shown.
     await page.goto(f"{console.url}/console/execs/{colour_id}")
@@ -107,6 +113,7 @@ async def test_a_reviewer_signs_in_filters_opens_an_exec_and_downloads_its_artif
     download = await waiting.value
     saved = Path(await download.path())
     assert saved.read_bytes() == blob
+    assert blocked == []
 
 
 async def test_a_second_principal_approves_from_the_page_and_sees_it_run(
@@ -121,6 +128,12 @@ async def test_a_second_principal_approves_from_the_page_and_sees_it_run(
     row = page.locator(f'tr[data-approval-id="{approval_id}"]')
     assert "uptime" in ((await row.text_content()) or "")
     await row.locator("button.approve").click()
+    # The row itself answers (htmx swaps it): the command ran; its link opens the exec.
+    await page.wait_for_selector(f"#approval-{approval_id} #vote-result")
+    assert "Approved and run: completed, exit code 0" in (
+        (await page.text_content(f"#approval-{approval_id} #vote-result")) or ""
+    )
+    await page.click(f"#approval-{approval_id} a.exec-link")
     await page.wait_for_url("**/console/execs/*")
     assert (await page.text_content("#status")) == "completed"
     assert "load average" in ((await page.text_content("#stdout")) or "")
@@ -146,5 +159,26 @@ async def test_a_form_posted_from_the_browser_without_its_csrf_token_is_refused(
     # The request is still pending and the page's own form (with its token) can approve it.
     await page.goto(f"{console.url}/console/approvals")
     await page.locator(f'tr[data-approval-id="{approval_id}"] button.approve').click()
+    await page.wait_for_selector(f"#approval-{approval_id} #vote-result")
+    assert "Approved and run" in ((await page.text_content("#vote-result")) or "")
+
+
+async def test_every_page_works_without_javascript(console: Console, browser: Browser) -> None:
+    held = await console.cli("exec", "--json", console.instance, "--", "uptime", principal=ALICE)
+    approval_id = str(held.json()["approval_id"])
+    await audit_id_of(console, "echo", "plain", "html", principal=BOB)
+    context = await browser.new_context(java_script_enabled=False)
+    page = await context.new_page()
+    response = await page.goto(await console.link_for(BOB))
+    assert response is not None and response.status == 200
+    # The filter form loads the filtered page.
+    await page.fill('input[name="q"]', "plain")
+    await page.click('#filters button[type="submit"]')
+    await page.wait_for_url("**q=plain**")
+    assert "echo plain html" in ((await page.text_content("#activity")) or "")
+    # Approve posts the form and lands on the exec it ran.
+    await page.goto(f"{console.url}/console/approvals")
+    await page.locator(f'tr[data-approval-id="{approval_id}"] button.approve').click()
     await page.wait_for_url("**/console/execs/*")
     assert (await page.text_content("#status")) == "completed"
+    await context.close()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from policies.audit import SqlAuditStore
+from policies.audit import SqlAuditStore, browse
 from policies.audit.browse import BrowseFilter, Cursor
 from policies.errors import AccessDenied, UnknownPrincipal
 from policies.rules.holder import PolicyHolder
@@ -127,3 +127,58 @@ async def test_a_session_transcript_is_its_commands_in_order_for_its_owner_only(
     assert len((await review.transcript(AUDRA, session.session_id)).records) == 2
     with pytest.raises(AccessDenied):
         await review.transcript(BOB, session.session_id)
+
+
+async def test_free_text_finds_a_match_far_back_and_pages_through_every_match(
+    audit_store: SqlAuditStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A short look at the newest rows, so most of the log lies beyond it.
+    monkeypatch.setattr(browse, "LOOK_FIRST", 5)
+    review = service(audit_store).review
+    old = [await record(audit_store, ALICE, "cat", f"/var/log/Needle-{i}.log") for i in range(2)]
+    for i in range(30):
+        await record(audit_store, ALICE, "echo", f"hay {i}")
+    new = [await record(audit_store, ALICE, "ls", "/tmp/NEEDLE-new") for _ in range(3)]
+    for text in ("needle", "Ne", '"needle'):
+        seen: list[str] = []
+        after: Cursor | None = None
+        while True:
+            _, page = await review.activity_page(
+                AUDRA, BrowseFilter(text=text), after=after, limit=2
+            )
+            seen.extend(r.audit_id for r in page.records)
+            if page.next_cursor is None:
+                break
+            after = page.next_cursor
+        expected = [] if text.startswith('"') else [*reversed(new), *reversed(old)]
+        assert seen == expected, text
+    # The chart counts the matches too, far back or not, and only them.
+    now = dt.datetime.now(dt.UTC)
+    hour = now.replace(minute=0, second=0, microsecond=0)
+    window = BrowseFilter(text="needle", since=hour - dt.timedelta(hours=2), until=now)
+    starts = [hour - dt.timedelta(hours=2), hour - dt.timedelta(hours=1), hour]
+    chart = await review.activity_chart(AUDRA, window, starts, now)
+    assert {c.effect for c in chart.counts} == {"allow"}
+    assert sum(c.count for c in chart.counts) == 5
+    assert {c.start for c in chart.counts} <= set(starts)
+
+
+async def test_a_chart_narrowed_to_one_principal_counts_as_the_whole_log_chart_does(
+    audit_store: SqlAuditStore,
+) -> None:
+    review = service(audit_store).review
+    for effect in ("allow", "allow", "deny", "approve"):
+        await record(audit_store, ALICE, "echo", effect, effect=effect)
+    now = dt.datetime.now(dt.UTC)
+    hour = now.replace(minute=0, second=0, microsecond=0)
+    starts = [hour - dt.timedelta(hours=i) for i in (2, 1, 0)]
+    window = BrowseFilter(since=starts[0], until=now + dt.timedelta(seconds=1))
+    end = now + dt.timedelta(seconds=1)
+    whole = await review.activity_chart(AUDRA, window, starts, end)  # a count per bucket
+    own = await review.activity_chart(ALICE, window, starts, end)  # one pass, by principal
+    assert own == whole
+    assert sorted((c.effect, c.count) for c in own.counts) == [
+        ("allow", 2),
+        ("approve", 1),
+        ("deny", 1),
+    ]

@@ -16,12 +16,19 @@ from sqlalchemy.engine import Connection
 from policies.audit import open_audit_store
 from policies.audit.db_engine import create_engine
 from policies.audit.migrate import current, downgrade, head_revision, upgrade
-from policies.audit.tables import metadata
+from policies.audit.tables import in_metadata, metadata
 from policies.errors import AuditUnavailable, ConfigError
 from tests.policies.audit.support import execute
 
 REPO = Path(__file__).resolve().parents[3]
-TABLES = {"exec_sessions", "approvals", "approval_votes", "conv_sessions", "audit_events"}
+TABLES = {
+    "exec_sessions",
+    "approvals",
+    "approval_votes",
+    "conv_sessions",
+    "audit_events",
+    "console_nonces",
+}
 
 
 async def _inspect(url: str, fn: Any) -> Any:
@@ -38,7 +45,8 @@ def _tables(conn: Connection) -> set[str]:
 
 
 def _drift(conn: Connection) -> list[Any]:
-    return list(compare_metadata(MigrationContext.configure(conn), metadata))
+    context = MigrationContext.configure(conn, opts={"include_name": in_metadata})
+    return list(compare_metadata(context, metadata))
 
 
 async def test_migrations_upgrade_to_head_and_back_to_base(database_url: str) -> None:

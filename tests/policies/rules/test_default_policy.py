@@ -60,3 +60,17 @@ def test_default_limits(default_policy: Policy) -> None:
     capture = default_policy.rule("packet-capture")
     assert capture is not None and capture.approval is not None
     assert (capture.approval.threshold, capture.approval.ttl_seconds) == (1, 900)
+
+
+def test_the_local_user_the_serve_banner_signs_in_is_an_auditor_by_default(
+    default_policy: Policy,
+) -> None:
+    import getpass
+
+    from policies.types import Principal
+
+    for user in (getpass.getuser(), "alice"):
+        assert "auditors" in default_policy.roles_of(Principal.parse(f"local:{user}"))
+    # Only local users: an MCP client or a Slack user is named by the team.
+    assert "auditors" not in default_policy.roles_of(Principal.parse("mcp:claude"))
+    assert "auditors" not in default_policy.roles_of(Principal.parse("slack:U1"))
