@@ -79,6 +79,20 @@ _SCHEMES = r"bearer|basic|token|bot|digest|negotiate|ntlm|hmac|fc|aws4-hmac-sha2
 _SCHEME_WORD = rf"(?:(?i:{_SCHEMES})[ \t]+(?=[^\s,;&\"'<>]))?"
 
 
+# A function call in source code, as a Python traceback prints it on an indented line
+# (``    token = get_token(sid)``, ``    salt = os.urandom(16)``): a callee with a '.' or
+# '_', arguments without quotes (a literal could be a secret), then the end of the line
+# or of an enclosing call. Not a value: an env or config line is not indented.
+_CODE_CALL = re.compile(
+    r"(?:await[ \t]+)?[A-Za-z_][A-Za-z0-9_]*[._][A-Za-z0-9_.]*\([^\"'\n()]*\)"
+    r"(?=[),;]*[ \t]*\r?$)"
+)
+
+
+def _is_code_call(text: str, pos: int) -> bool:
+    return text[:1] in (" ", "\t") and _CODE_CALL.match(text, pos) is not None
+
+
 def _query_key(match: re.Match[str]) -> bool:
     """``?key=``/``&key=``: in a URL query, ``key`` is an API key (``/geo?key=...``)."""
     at = match.start("key")
@@ -91,7 +105,7 @@ def _keyed(bare: Bare, *groups: str, query: bool = False) -> Spans:
 
     def spans(match: re.Match[str]) -> list[Span]:
         span = first(match, groups)
-        if span is None:
+        if span is None or _is_code_call(match.string, span[0]):
             return []
         if is_secret_key(match["key"], match.string[slice(*span)], bare=bare):
             return [span]
@@ -174,6 +188,8 @@ def _line_value(match: re.Match[str]) -> list[Span]:
         span = (start + 1, start + close)
     else:
         if not rest or BLOCK_INDICATOR.fullmatch(rest):
+            return []
+        if match["sep"] == "=" and _is_code_call(match.string, start):
             return []
         stop = _NEXT_ARG.search(rest)
         if stop is not None:
