@@ -37,7 +37,8 @@ TRIGGER = "|".join(
         r"[A-Za-z0-9](?:Keys?|Keyid|Pass|Pwd|Auth|Ak|Sk|Salt|Hmac|Seed)(?:[^a-z]|$)",
         r"[a-z0-9](?:KEYS?|KEYID|PASS|PWD|AUTH|AK|SK|SALT|HMAC|SEED)(?:[^A-Za-z]|$)",
         # an API key as "key" in a URL query; Dockerfile ENV and csh setenv lines
-        r"[?&](?i:key)=|(?m:^[ \t]*(?:ENV|setenv)[ \t]+[A-Za-z_])",
+        r"[?&](?i:key|sig|signature|x-amz-signature|x-goog-signature)="
+        r"|(?m:^[ \t]*(?:ENV|setenv)[ \t]+[A-Za-z_])",
         # a weak or short word alone as a setting: pass=, "auth":, <pwd>, --pass x,
         # name: pwd, AK=, salt:, pwd:, KEY=; an OpenAI key (sk-proj-...)
         r"(?im:\b(?:pass|pwd|auth|ak|sk|salt|hmac|seed)"
@@ -283,6 +284,14 @@ KEY_RULES: tuple[Rule, ...] = (
         # TAG: followed by blanks (a value may start with '-', as ARG's may not)
         after=After.TAG,
         begin=Begin.LINE_KEY,
+    ),
+    # The signature of a presigned or SAS URL, which grants access until it expires
+    # (OSS/S3 Signature=, X-Amz-Signature=, X-Goog-Signature=, Azure sig=).
+    rule(
+        "url_signature",
+        r"(?<=[?&])(?i:sig|signature|x-amz-signature|x-goog-signature)=(?P<val>[^\s&#\"'<>]+)",
+        "url-signature",
+        (("sig",), ("?", "&")),
     ),
     # machine HOST login USER password PASS (.netrc)
     rule(
