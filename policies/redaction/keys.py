@@ -79,8 +79,17 @@ _STRONG_ENDINGS = (
     "accesskeyid",
     "secretkey",
     "privatekey",
+    # plurals (API_KEYS, DB_PASSWORDS, webhook_secrets)
+    "secrets",
+    "tokens",
+    "passwords",
+    "passwds",
+    "passphrases",
+    "apikeys",
 )
-_KEY_WORDS = frozenset({"key", "keyid"})
+# A plural secret word may count things: max_tokens=4096 is a number, not a secret.
+_PLURAL_ENDINGS = ("secrets", "tokens", "passwords", "passwds", "passphrases", "keys")
+_KEY_WORDS = frozenset({"key", "keyid", "keys"})
 _WEAK = _KEY_WORDS | {"pass", "pwd", "auth"}
 # Secret words that count only whole and last: inside other words they are everywhere
 # (task, disk, basalt), and before other words they name something else (SEED_FILE).
@@ -204,7 +213,10 @@ def is_secret_key(name: str, value: str = "", *, bare: Bare = Bare.ANY) -> bool:
     trailing = words[last + 1 :]
     if trailing and all(word in _DESCRIPTIVE for word in trailing):
         return False
-    if value.strip(" \t\"'").lower() in _NOT_A_VALUE:
+    stripped = value.strip(" \t\"'")
+    if stripped.lower() in _NOT_A_VALUE:
+        return False
+    if stripped.isdigit() and words[last].endswith(_PLURAL_ENDINGS):
         return False
     return not (words == ("pwd",) and value.startswith(("/", "~")))
 
@@ -225,6 +237,12 @@ _SUFFIX_KINDS = (
     ("ACCESSKEYSECRET", "alibaba-secret"),
     ("SECURITYTOKEN", "sts-token"),
     ("ACCESSKEYID", "access-key-id"),
+    ("PASSPHRASES", "password"),
+    ("PASSWORDS", "password"),
+    ("PASSWDS", "password"),
+    ("SECRETS", "secret"),
+    ("TOKENS", "token"),
+    ("KEYS", "key"),
     ("PASSPHRASE", "password"),
     ("PASSWORD", "password"),
     ("PASSWD", "password"),

@@ -155,6 +155,18 @@ def could_be_key_tail(line: str) -> bool:
     )
 
 
+def _key_alone(body: str) -> re.Match[str] | None:
+    """A line that ends in a secret key with its value on the next line: the whole line
+    (``password:``, ``"password":``), or a quoted key after the last ``{`` or ``,`` of a
+    JSON line (``{"db": {"host": "db", "password":``)."""
+    alone = KEY_ALONE_LINE.fullmatch(body)
+    if alone is not None:
+        return alone
+    cut = max(body.rfind("{"), body.rfind(","))
+    alone = KEY_ALONE_LINE.fullmatch(body, cut + 1) if cut > 0 else None
+    return alone if alone is not None and alone["kq"] else None
+
+
 def _looks_random(run: str) -> bool:
     """Base64 of key material mixes cases and digits; long words and hex digests do not."""
     upper = sum(c.isupper() for c in run)
@@ -373,7 +385,7 @@ class Redactor:
         material = KEY_MATERIAL_LINE.fullmatch(body) if len(body) >= 40 else None
         if material is not None and _looks_random(material["run"]):
             return material["prefix"] + marker("private-key"), 1
-        alone = KEY_ALONE_LINE.fullmatch(body) if body.rstrip().endswith(":") else None
+        alone = _key_alone(body) if body.rstrip().endswith(":") else None
         if alone is not None and is_secret_key(alone["key"], bare=Bare.STRONG):
             state.value_key = alone["key"]
             return body, 0

@@ -25,7 +25,7 @@ from policies.redaction.rulebase import (
     after_key,
     marker,
 )
-from policies.redaction.shapes import BLOCK_INDICATOR, KEY_RULES, TRIGGER
+from policies.redaction.shapes import BLOCK_INDICATOR, KEY_RULES, LINE_LEAD, TRIGGER
 from policies.redaction.tokens import TOKEN_RULES
 
 __all__ = [
@@ -70,6 +70,11 @@ _KEY_RUN = re.compile(
 )
 # What precedes a position in its identifier run, read backwards (on the reversed line).
 _RUN_BEFORE = re.compile(r"[a-z0-9_.-]*")
+
+
+# What may come before the name a LINE_KEY rule starts from: a line number or count,
+# ENV or setenv.
+_LINE_KEY_LEAD = re.compile(LINE_LEAD + r"(?:(?:ENV|setenv)[ \t]+)?")
 
 
 @functools.lru_cache(maxsize=64)
@@ -156,7 +161,8 @@ def _where(rule: Rule, line: _Line) -> list[int] | None:
             return None
         if rule.begin is Begin.LINE_KEY:
             starts = line.key_starts(rule.after)
-            first = len(line.text) - len(line.text.lstrip(" \t"))
+            lead = _LINE_KEY_LEAD.match(line.text)
+            first = lead.end() if lead is not None else 0
             if starts is not None and first not in starts:
                 return []
         return [0]

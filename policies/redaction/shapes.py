@@ -32,9 +32,13 @@ TRIGGER = "|".join(
         r"(?i:secret|token|passw|passphrase|credential|authoriz|bearer|apikey|dsn|cookie"
         r"|(?:api|access|private|auth|signing|encryption)[ _-]?key)",
         # weak or short words ending a name: DB_PASS, x-api-key, REDIS_AUTH_2, apiKey,
-        # DBPass, OSS_SK, otpSeed
-        r"(?i:[_.0-9-](?:key|keyid|pass|pwd|auth|ak|sk|salt|hmac|seed))(?:[^A-Za-z]|$)",
-        r"[A-Za-z0-9](?:Key|Keyid|Pass|Pwd|Auth|Ak|Sk|Salt|Hmac|Seed)(?:[^a-z]|$)",
+        # DBPass, OSS_SK, otpSeed, API_KEYS, dbPASS, appSK
+        r"(?i:[_.0-9-](?:keys?|keyid|pass|pwd|auth|ak|sk|salt|hmac|seed))(?:[^A-Za-z]|$)",
+        r"[A-Za-z0-9](?:Keys?|Keyid|Pass|Pwd|Auth|Ak|Sk|Salt|Hmac|Seed)(?:[^a-z]|$)",
+        r"[a-z0-9](?:KEYS?|KEYID|PASS|PWD|AUTH|AK|SK|SALT|HMAC|SEED)(?:[^A-Za-z]|$)",
+        # an API key as "key" in a URL query; Dockerfile ENV and csh setenv lines
+        r"[?&](?i:key|sig|signature|x-amz-signature|x-goog-signature)="
+        r"|(?m:^[ \t]*(?:ENV|setenv)[ \t]+[A-Za-z_])",
         # a weak or short word alone as a setting: pass=, "auth":, <pwd>, --pass x,
         # name: pwd, AK=, salt:, pwd:, KEY=; an OpenAI key (sk-proj-...)
         r"(?im:\b(?:pass|pwd|auth|ak|sk|salt|hmac|seed)"
@@ -58,6 +62,10 @@ TRIGGER = "|".join(
     )
 )
 
+# Blanks at a line start, then perhaps a line number or count as ``grep -n``, ``cat -n``
+# and ``uniq -c`` print them (``12:``, ``      3 ``).
+LINE_LEAD = r"[ \t]*(?:[0-9]+(?::|[ \t]+)[ \t]*)?"
+
 # An optional run of backslashes lets keys and values inside escaped JSON match.
 _Q = r"\\{0,3}[\"']"
 
@@ -72,14 +80,37 @@ _SCHEMES = r"bearer|basic|token|bot|digest|negotiate|ntlm|hmac|fc|aws4-hmac-sha2
 _SCHEME_WORD = rf"(?:(?i:{_SCHEMES})[ \t]+(?=[^\s,;&\"'<>]))?"
 
 
-def _keyed(bare: Bare, *groups: str) -> Spans:
-    """The value, if the name in group ``key`` is a secret one."""
+# A function call in source code, as a Python traceback prints it on an indented line
+# (``    token = get_token(sid)``, ``    salt = os.urandom(16)``): a callee with a '.' or
+# '_', arguments without quotes (a literal could be a secret), then the end of the line
+# or of an enclosing call. Not a value: an env or config line is not indented.
+_CODE_CALL = re.compile(
+    r"(?:await[ \t]+)?[A-Za-z_][A-Za-z0-9_]*[._][A-Za-z0-9_.]*\([^\"'\n()]*\)"
+    r"(?=[),;]*[ \t]*\r?$)"
+)
+
+
+def _is_code_call(text: str, pos: int) -> bool:
+    return text[:1] in (" ", "\t") and _CODE_CALL.match(text, pos) is not None
+
+
+def _query_key(match: re.Match[str]) -> bool:
+    """``?key=``/``&key=``: in a URL query, ``key`` is an API key (``/geo?key=...``)."""
+    at = match.start("key")
+    return at > 0 and match.string[at - 1] in "?&" and match["key"].lower() == "key"
+
+
+def _keyed(bare: Bare, *groups: str, query: bool = False) -> Spans:
+    """The value, if the name in group ``key`` is a secret one (or, with ``query``, the
+    API key of a URL query)."""
 
     def spans(match: re.Match[str]) -> list[Span]:
         span = first(match, groups)
-        if span is None or not is_secret_key(match["key"], match.string[slice(*span)], bare=bare):
+        if span is None or _is_code_call(match.string, span[0]):
             return []
-        return [span]
+        if is_secret_key(match["key"], match.string[slice(*span)], bare=bare):
+            return [span]
+        return [span] if query and _query_key(match) else []
 
     return spans
 
@@ -115,9 +146,10 @@ def _key_rule(
     starts: tuple[str, ...] = (),
     bare: Bare = Bare.ANY,
     values: tuple[str, ...] = ("val",),
+    query: bool = False,
 ) -> Rule:
     """A rule on ``key`` = ``value`` shapes: the value goes if the name is secret."""
-    keyed = _keyed(bare, *values)
+    keyed = _keyed(bare, *values, query=query)
     needles = (KEY_NEEDLES, *needles)
     return rule(name, pattern, _key_kind, needles, keyed, after=after, begin=begin, starts=starts)
 
@@ -158,6 +190,8 @@ def _line_value(match: re.Match[str]) -> list[Span]:
     else:
         if not rest or BLOCK_INDICATOR.fullmatch(rest):
             return []
+        if match["sep"] == "=" and _is_code_call(match.string, start):
+            return []
         stop = _NEXT_ARG.search(rest)
         if stop is not None:
             rest = rest[: stop.start()].rstrip(" \t")
@@ -172,14 +206,21 @@ _SWITCHES = frozenset({"yes", "no", "on", "off"})
 
 def _spaced_value(match: re.Match[str]) -> list[Span]:
     """name VALUE at a line start: the rest of the line, unless it is a switch or a
-    path (``PasswordAuthentication no``, ``HostKey /etc/ssh/ssh_host_ed25519_key``)."""
+    path (``PasswordAuthentication no``, ``HostKey /etc/ssh/ssh_host_ed25519_key``).
+    After ``ENV``/``setenv`` the name is a variable's, one word or several."""
     start, end = _strip(match.string, *match.span("val"))
     value = match.string[start:end].rstrip("\r")
     if value.lower() in _SWITCHES or value.startswith(("/", "~", "./")):
         return []
-    if not is_secret_key(match["key"], value, bare=Bare.SPACED):
+    bare = Bare.ANY if match["env"] else Bare.SPACED
+    if not is_secret_key(match["key"], value, bare=bare):
         return []
     return [(start, start + len(value))]
+
+
+def _netrc_password(match: re.Match[str]) -> list[Span]:
+    """``machine HOST login USER password PASS`` (.netrc): the word after ``password``."""
+    return [match.span("val")] if match.string.lstrip().startswith(("machine", "default")) else []
 
 
 def _strip(text: str, start: int, end: int) -> Span:
@@ -225,7 +266,7 @@ KEY_RULES: tuple[Rule, ...] = (
     # as curl -v prints them).
     rule(
         "line_start",
-        r"^[ \t]*(?:[-*<>][ \t]+)?(?:(?:export|declare[ \t]+-[A-Za-z]+|set|readonly)[ \t]+)?"
+        rf"^{LINE_LEAD}(?:[-*<>][ \t]+)?(?:(?:export|declare[ \t]+-[A-Za-z]+|set|readonly)[ \t]+)?"
         rf"(?P<key>{KEY})[ \t]*(?P<sep>:?=(?!=)|:)[ \t]*(?P<rest>[^\n]*)",
         _key_kind,
         (KEY_NEEDLES, ("=", ":")),
@@ -236,13 +277,30 @@ KEY_RULES: tuple[Rule, ...] = (
     # name VALUE at the start of a line (Java properties, sshd- and redis-style configs)
     rule(
         "spaced",
-        rf"^[ \t]*(?P<key>{KEY})[ \t]+(?P<val>[^\s=:][^\n]*)",
+        rf"^{LINE_LEAD}(?P<env>(?:ENV|setenv)[ \t]+)?(?P<key>{KEY})[ \t]+(?P<val>[^\s=:][^\n]*)",
         _key_kind,
         (KEY_NEEDLES,),
         _spaced_value,
         # TAG: followed by blanks (a value may start with '-', as ARG's may not)
         after=After.TAG,
         begin=Begin.LINE_KEY,
+    ),
+    # The signature of a presigned or SAS URL, which grants access until it expires
+    # (OSS/S3 Signature=, X-Amz-Signature=, X-Goog-Signature=, Azure sig=).
+    rule(
+        "url_signature",
+        r"(?<=[?&])(?i:sig|signature|x-amz-signature|x-goog-signature)=(?P<val>[^\s&#\"'<>]+)",
+        "url-signature",
+        (("sig",), ("?", "&")),
+    ),
+    # machine HOST login USER password PASS (.netrc)
+    rule(
+        "netrc_password",
+        r"(?<![^ \t])password[ \t]+(?P<val>[^\s]+)",
+        "password",
+        (("password",), ("login",), ("machine", "default")),
+        _netrc_password,
+        starts=("password",),
     ),
     # {"name": "DB_PASSWORD", "value": "..."}: Kubernetes and container env lists.
     _key_rule(
@@ -314,6 +372,7 @@ KEY_RULES: tuple[Rule, ...] = (
         After.SEP,
         begin=Begin.KEY_RUN,
         values=("val", "bare"),
+        query=True,
     ),
     # --password VALUE, -token VALUE (command lines as ps prints them)
     _key_rule(

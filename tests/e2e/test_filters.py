@@ -78,6 +78,50 @@ async def test_short_secret_names_in_config_output_are_scrubbed(shared_served: S
         assert "OSS_SK=[REDACTED:" in result.stdout
 
 
+# Secret lines in shapes the scrubber once missed (each value is fake), and every
+# filter and option the default policy allows after the first stage.
+_SHAPED_SECRETS = {
+    "dbPASS=": "Pw4kQ8zN2xLm",
+    "appSK=": "Sk2jH7wQ5nRt",
+    "ENV DB_PASSWORD ": "Pw6tY1uI4oPa",
+    "setenv OSS_AK ": "Ak3sD6fG9hJk",
+    "GET /v1/geo?key=": "Kq8wE3rT6yUi",
+    "12:db.password ": "Pw2aS5dF8gHj",
+    "      3 OSS_SK ": "Sk6zX9cV2bNm",
+    "API_KEYS=": "Ky3eD6cR9fVt",
+    "machine api.example.com login bob password ": "Pw9oI2uY5tRe",
+    '{"db": {"host": "db", "password":\n  ': "Pw5qA8sZ1xWe",
+}
+_GREP_FLAGS = ("-i", "-v", "-c", "-E", "-F", "-w", "-iv", "-ic", "-vi", "-ci", "-iE", "-Ei")
+_SORT_FLAGS = ("-n", "-r", "-nr", "-rn", "-u", "-h", "-hr", "-rh", "-k1", "-k2")
+_FILTERS = (
+    "grep a",
+    *(f"grep {flag} {'zzz' if 'v' in flag else '2'}" for flag in _GREP_FLAGS),
+    "head",
+    "head -n 50",
+    "tail",
+    "tail -n 50",
+    "sort",
+    *(f"sort {flag}" for flag in _SORT_FLAGS),
+    "uniq",
+    "uniq -c",
+    "sort | uniq -c | sort -rn | head -n 20",
+)
+
+
+async def test_no_allowed_filter_brings_back_a_secret_the_scrubber_hid(
+    shared_served: Served,
+) -> None:
+    text = "".join(f"{name}{value}\n" for name, value in _SHAPED_SECRETS.items())
+    (shared_served.state_tmp() / "shapes.conf").write_text(text)
+    for stage in _FILTERS:
+        command = f"tail -n 100 /tmp/shapes.conf | {stage}"
+        result = await shared_served.cli("exec", shared_served.instance, command)
+        assert result.code in (0, 1), (command, result.stderr)
+        shown = result.stdout + result.stderr
+        assert [v for v in _SHAPED_SECRETS.values() if v in shown] == [], command
+
+
 async def test_grep_count_and_exit_status_are_no_oracle_on_a_secret(shared_served: Served) -> None:
     secret = DEMO_ENV["DB_PASSWORD"]
     (shared_served.state_tmp() / "app.env").write_text(f"APP_ENV=demo\nDB_PASSWORD={secret}\n")

@@ -282,7 +282,12 @@ _KEY_NAMES = {
     "OLDPWD": False,
     "monkey": False,
     "key": False,
-    "max_tokens": False,
+    "API_KEYS": True,
+    "DB_PASSWORDS": True,
+    "webhook_secrets": True,
+    "primary_keys": False,
+    "dbPASS": True,
+    "appSK": True,
     "PASS_2": False,
     "OSS_AK": True,
     "OSS_SK": True,
@@ -346,6 +351,13 @@ def test_a_one_word_key_counts_only_where_the_syntax_makes_it_a_setting(
     name: str, bare: Bare, secret: bool
 ) -> None:
     assert is_secret_key(name, "v", bare=bare) is secret
+
+
+def test_a_number_under_a_plural_secret_word_is_a_count_and_stays() -> None:
+    assert is_secret_key("max_tokens", "4096") is False
+    assert is_secret_key("completion_tokens", " 64") is False
+    assert is_secret_key("API_KEYS", "Ky3eD6cR9fVt") is True
+    assert is_secret_key("DB_PASSWORD", "123456") is True
 
 
 def test_pwd_holding_a_path_is_the_working_directory_and_stays() -> None:
