@@ -91,9 +91,9 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(BENCHMARKS))
         return 0
     if args.child:
-        from server.runtime import install_child_watcher
+        from policies.instances.childwatch import use_pidfd_child_watcher
 
-        install_child_watcher()  # as every ExecGate entry point does
+        use_pidfd_child_watcher()  # as every ExecGate entry point does
         quiet_logging(args.verbose)
         line = load(args.child).run(args.quick)
         if args.quick:

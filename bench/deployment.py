@@ -99,6 +99,27 @@ async def serve_process(
                 await proc.wait()
 
 
+def local_host_config(root: Path, *, policy: Path, function: str, name: str = "host") -> Path:
+    """The TOML of an `execgate serve` that is a local FC host with one provisioned
+    instance of ``function``, unsandboxed (plain subprocesses, as root runs them), its
+    own audit in SQLite; data under ``root/name``. Returns the file written."""
+    config = root / f"{name}.toml"
+    config.write_text(
+        f'data_dir = "{root / name}"\npolicy = "{policy}"\n'
+        f'[database]\nurl = "sqlite+aiosqlite:///{root / name}-audit.db"\n'
+        '[server]\nhost = "127.0.0.1"\nport = 0\n'
+        '[logging]\nformat = "json"\n'
+        '[local_host]\nsandbox = "none"\n'
+        f'[[local_host.functions]]\nname = "{function}"\nprovisioned = 1\n'
+    )
+    return config
+
+
+def first_instance(banner: str, function: str) -> str:
+    """``function/instance-id`` of the first instance an `execgate serve` banner names."""
+    return next(word for word in banner.split() if word.startswith(f"{function}/"))
+
+
 @dataclass(frozen=True)
 class HostAccess:
     """How replicas reach the local FC host: its URL and its access key."""

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import os
 import signal
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,15 +37,36 @@ from bench.common import (
     rss_kb,
     run_module,
 )
-from bench.rig import HOLD_COMMAND, Rig, count_audit, discard, serving
-from policies.types import Limits, Stream
+from bench.deployment import HostAccess, first_instance, local_host_config, serve_process
+from bench.rig import (
+    FUNCTION,
+    HOLD_COMMAND,
+    Rig,
+    count_audit,
+    discard,
+    exec_request,
+    serving,
+    settings_for,
+)
+from policies.service.core import ExecService
+from policies.types import Limits, Stream, Target
+from server.settings import LocalHostSettings, ProviderSettings, SecretRef
+from server.wiring import open_service
 
 NAME = "open_sessions"
-TARGET_KB = 200.0
+TARGET_KB = 150.0
+TARGET_THREADS = 64
 SESSIONS = 1000
+AT_SCALE = 10_000
+# At scale the instance hosts are `execgate serve` processes of their own: a host holds
+# four descriptors per open exec (its WebSocket end, two pipes, the child's pidfd) and
+# one process may not hold more than RLIMIT_NOFILE's hard limit (20,000 here, and only
+# CAP_SYS_RESOURCE raises it). Three hosts keep each under 14,000.
+HOSTS_AT_SCALE = 3
 INSTANCES = 4
 OPENING_AT_ONCE = 50
 READY_TIMEOUT_S = 900.0
+ACCOUNT_ID = "1000000000000000"
 SIGTERM_EXIT = 128 + signal.SIGTERM
 WARM_UP = 20
 # A session's command (HOLD_COMMAND) as /proc/PID/cmdline shows it.
@@ -53,17 +75,26 @@ _HOLD_CMDLINE = b"\0".join(arg.encode() for arg in HOLD_COMMAND) + b"\0"
 Opener = Callable[[int, Callable[[Stream, bytes], Awaitable[None]]], Awaitable[bool]]
 
 
-def _threads() -> int:
-    with open("/proc/self/status", encoding="ascii") as status:
+def _status(pid: int | str, field: str) -> int:
+    """A number from /proc/PID/status (kB for memory fields)."""
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
         for line in status:
-            if line.startswith("Threads:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
     return 0
 
 
+def _threads() -> int:
+    return _status("self", "Threads")
+
+
+def _fds_of(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
 def _descends_from_me(pid: int) -> bool:
     me = os.getpid()
-    for _ in range(4):
+    for _ in range(6):
         try:
             with open(f"/proc/{pid}/stat", "rb") as stat:
                 # The command name may hold spaces and parentheses: split after its end.
@@ -98,8 +129,11 @@ def _end_sessions() -> int:
     return ended
 
 
-async def _hold(opener: Opener, count: int) -> dict[str, Any]:
-    """Open ``count`` sessions, measure with all of them open, then end them."""
+async def _hold(opener: Opener, count: int, hosts: Sequence[int] = ()) -> dict[str, Any]:
+    """Open ``count`` sessions, measure with all of them open, then end them.
+
+    ``hosts``: the pids of instance-host processes, whose memory counts too.
+    """
     gate = asyncio.Semaphore(OPENING_AT_ONCE)
     ready = 0
     all_ready = asyncio.Event()
@@ -124,8 +158,8 @@ async def _hold(opener: Opener, count: int) -> dict[str, Any]:
                 gate.release()
 
     gc.collect()
-    before = rss_kb()
-    fds_before = open_fds()
+    before = rss_kb() + sum(_status(pid, "VmRSS") for pid in hosts)
+    fds_before = open_fds() + sum(_fds_of(pid) for pid in hosts)
     started = time.monotonic()
     tasks = [asyncio.create_task(session(i)) for i in range(count)]
     # All open, or some failed before opening (then there is nothing more to wait for).
@@ -134,8 +168,10 @@ async def _hold(opener: Opener, count: int) -> dict[str, Any]:
     waiter.cancel()
     ramp = time.monotonic() - started
     gc.collect()
-    held = rss_kb()
-    fds, threads, opened = open_fds(), _threads(), ready
+    held = rss_kb() + sum(_status(pid, "VmRSS") for pid in hosts)
+    fds = open_fds() + sum(_fds_of(pid) for pid in hosts)
+    threads, opened = _threads(), ready
+    host_threads = [_status(pid, "Threads") for pid in hosts]
     pending = set(tasks)
     while pending:
         # Repeated: a session may still be opening when the first round is sent.
@@ -143,6 +179,7 @@ async def _hold(opener: Opener, count: int) -> dict[str, Any]:
         _, pending = await asyncio.wait(pending, timeout=0.5)
     outcomes = await asyncio.gather(*tasks, return_exceptions=True)
     ok = sum(1 for o in outcomes if o is True)
+    per_host = {"host_processes": len(hosts), "host_threads_open": host_threads} if hosts else {}
     return {
         "sessions": count,
         "opened": opened,
@@ -154,16 +191,18 @@ async def _hold(opener: Opener, count: int) -> dict[str, Any]:
         "fds_open": fds,
         "fds_per_session": rounded((fds - fds_before) / count),
         "threads_open": threads,
+        **per_host,
         "ramp_s": rounded(ramp),
     }
 
 
-def _execgate_opener(rig: Rig) -> Opener:
+def _execgate_opener(service: ExecService, target: Callable[[int], Target]) -> Opener:
     async def opener(index: int, on_output: Callable[[Stream, bytes], Awaitable[None]]) -> bool:
         async def text_sink(stream: Stream, text: str) -> None:
             await on_output(stream, text.encode())
 
-        out = await rig.service.exec(rig.request(*HOLD_COMMAND, index=index), on_output=text_sink)
+        request = exec_request(target(index), HOLD_COMMAND)
+        out = await service.exec(request, on_output=text_sink)
         return out.exit_code == SIGTERM_EXIT and out.error_code is None
 
     return opener
@@ -185,48 +224,151 @@ async def _variant(name: str, count: int) -> dict[str, Any]:
             for i in range(WARM_UP):  # every code path once, before the baseline
                 await rig.service.exec(rig.request("true", index=i))
                 await rig.raw.exec(rig.target(i), ("true",), limits=Limits(), on_output=discard)
-            opener = _execgate_opener(rig) if name == "execgate" else _raw_opener(rig)
+            if name == "execgate":
+                opener = _execgate_opener(rig.service, rig.target)
+            else:
+                opener = _raw_opener(rig)
             figures = await _hold(opener, count)
             url = rig.database_url
         if name == "execgate":
-            audit = await count_audit(url)
-            # The 20 warm-up execs through ExecGate are in the audit too.
-            figures["audit"] = {k: audit[k] - WARM_UP for k in ("intents", "outcomes")}
+            figures["audit"] = await _audited(url)
     return {"variant": name, **figures}
+
+
+async def _audited(database_url: str) -> dict[str, int]:
+    audit = await count_audit(database_url)
+    # The warm-up execs through ExecGate are in the audit too.
+    return {k: audit[k] - WARM_UP for k in ("intents", "outcomes")}
+
+
+@contextlib.asynccontextmanager
+async def _hosts(root: Path, count: int) -> AsyncIterator[tuple[list[int], dict[str, Any]]]:
+    """``count`` local FC hosts, each an `execgate serve` process: (their pids, the FC
+    providers that reach them, by name)."""
+    policy = root / "bench-policy.yaml"
+    settings_for(root)  # writes the policy
+    async with contextlib.AsyncExitStack() as stack:
+        pids: list[int] = []
+        providers: dict[str, Any] = {}
+        for i in range(count):
+            name = f"host{i}"
+            config = local_host_config(root, policy=policy, function=FUNCTION, name=name)
+            proc, banner = await stack.enter_async_context(serve_process(config))
+            access = HostAccess.of(root / name)
+            key_env = f"EXECGATE_BENCH_{name.upper()}_KEY"
+            os.environ[key_env + "_ID"] = access.access_key_id
+            os.environ[key_env + "_SECRET"] = access.access_key_secret
+            providers[name] = (
+                ProviderSettings(
+                    type="fc",
+                    endpoint=access.url,
+                    account_id=ACCOUNT_ID,
+                    region="local",
+                    access_key_id=SecretRef(env=key_env + "_ID"),
+                    access_key_secret=SecretRef(env=key_env + "_SECRET"),
+                ),
+                first_instance(banner, FUNCTION).split("/", 1)[1],
+            )
+            pids.append(proc.pid)
+        yield pids, providers
+
+
+async def _at_scale(count: int, hosts: int) -> dict[str, Any]:
+    """ExecGate in this process (no HTTP server), its FC providers reaching ``hosts``
+    instance hosts in processes of their own."""
+    with tempfile.TemporaryDirectory(prefix="execgate-bench-") as tmp:
+        root = Path(tmp)
+        async with _hosts(root, hosts) as (pids, by_name):
+            settings = settings_for(root).model_copy(
+                update={
+                    "providers": {name: cfg for name, (cfg, _) in by_name.items()},
+                    "default_provider": next(iter(by_name)),
+                    "local_host": LocalHostSettings(enabled=False),
+                }
+            )
+            targets = [Target(FUNCTION, inst, provider=name) for name, (_, inst) in by_name.items()]
+
+            def target(index: int) -> Target:
+                return targets[index % len(targets)]
+
+            async with open_service(settings) as service:
+                for i in range(WARM_UP):
+                    await service.exec(exec_request(target(i), ("true",)))
+                figures = await _hold(_execgate_opener(service, target), count, hosts=pids)
+        figures["audit"] = await _audited(settings.database_url)
+    return {"variant": "execgate-at-scale", **figures}
+
+
+def _complete(figures: dict[str, Any], count: int) -> bool:
+    return bool(
+        figures["errors"] == 0
+        and figures["opened"] == count
+        and figures["audit"]["outcomes"] == count
+    )
 
 
 def run(quick: bool) -> Result:
     count = 100 if quick else SESSIONS
+    scale, hosts = (500, 1) if quick else (AT_SCALE, HOSTS_AT_SCALE)
     timeout = READY_TIMEOUT_S + 120
     raw = run_module(__name__, "--variant", "raw", "--count", str(count), timeout=timeout)
     ours = run_module(__name__, "--variant", "execgate", "--count", str(count), timeout=timeout)
-    per_session = float(ours["added_kb_per_session"])
+    big = run_module(
+        __name__,
+        "--variant",
+        "at-scale",
+        "--count",
+        str(scale),
+        "--hosts",
+        str(hosts),
+        timeout=timeout,
+    )
+    per_session = float(big["added_kb_per_session"])
+    threads = int(ours["threads_open"])
     return result(
         NAME,
         sessions=count,
-        errors=ours["errors"],
-        added_kb_per_session=per_session,
+        errors=ours["errors"] + big["errors"],
+        threads_open=threads,
+        added_kb_per_session=float(ours["added_kb_per_session"]),
         baseline_added_kb_per_session=raw["added_kb_per_session"],
+        sessions_at_scale=scale,
+        added_kb_per_session_at_scale=per_session,
         execgate=ours,
         baseline=raw,
-        mode="execgate serve in-process: FC client -> local host -> plain subprocess",
-        target=f"no errors, added memory < {TARGET_KB:g} KB per session",
-        met=ours["errors"] == 0
-        and ours["opened"] == count
-        and ours["audit"]["outcomes"] == count
+        at_scale=big,
+        mode=(
+            f"{count:,} sessions: execgate serve in-process, FC client -> local host -> plain "
+            f"subprocess; {scale:,}: ExecGate in-process, FC clients -> {hosts} local host "
+            "processes (open-file hard limit per process: "
+            f"{big['nofile_limit']:,})"
+        ),
+        target=(
+            f"no errors, every exec audited; <= {TARGET_THREADS} threads at {count:,} open "
+            f"sessions; added memory < {TARGET_KB:g} KB per session at {scale:,}"
+        ),
+        met=_complete(ours, count)
+        and _complete(big, scale)
+        and threads <= TARGET_THREADS
         and per_session < TARGET_KB,
     )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--variant", choices=("raw", "execgate"), required=True)
+    parser.add_argument("--variant", choices=("raw", "execgate", "at-scale"), required=True)
     parser.add_argument("--count", type=int, default=SESSIONS)
+    parser.add_argument("--hosts", type=int, default=HOSTS_AT_SCALE)
     args = parser.parse_args()
     quiet_logging()
-    # Each session holds about five descriptors (two socket ends, three pipes).
-    raise_nofile(8 * args.count + 1024)
-    emit(asyncio.run(_variant(args.variant, args.count)))
+    # In one process each session holds five descriptors (two socket ends, two pipes,
+    # the child's pidfd); the host processes inherit the limit.
+    limit = raise_nofile(6 * args.count + 1024)
+    if args.variant == "at-scale":
+        figures = asyncio.run(_at_scale(args.count, args.hosts))
+    else:
+        figures = asyncio.run(_variant(args.variant, args.count))
+    emit({**figures, "nofile_limit": limit})
 
 
 if __name__ == "__main__":

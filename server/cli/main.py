@@ -63,9 +63,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return int(handler(args, settings))
         import asyncio
 
-        from server.runtime import install_child_watcher
+        from policies.instances.childwatch import use_pidfd_child_watcher
 
-        install_child_watcher()
+        # Before the loop starts: children of any part (not only local instances) are
+        # then waited for through pidfds.
+        use_pidfd_child_watcher()
         return int(asyncio.run(handler(args, settings)))
     except ExecGateError as exc:
         if getattr(args, "json", False):
