@@ -274,13 +274,20 @@ def _check_nonce(nonce: str) -> None:
 
 # The watchdog, run by the wrapper in its own process group (when setsid exists) with
 # $1 = the wrapper's pid, $2 = the command's kill target ("-PGID", or "PID" without
-# setsid), $3 = the timeout, $4 = the grace, $5 = the run file (empty: not stoppable).
-# It counts whole seconds so that it can also notice, each second, that another exec
-# renamed the run file away (``stop_argv``); then it tells the wrapper (USR1), TERMs the
-# command's group, and KILLs it after the grace unless the group is gone by then.
+# setsid), $3 = the timeout, $4 = the grace, $5 = the run file (empty: not stoppable),
+# $6 = the stop FIFO (empty: none could be made). With the FIFO it blocks reading it
+# until a one-shot timer writes to it at the timeout, or a second exec (``stop_argv``)
+# does after renaming the run file away: an open exec costs its instance no process
+# start while it runs. Writers open the FIFO read-write, so they never block; the stop
+# exec writes again each second until the command is gone, for a watchdog that had not
+# opened it yet. Without the FIFO it counts whole seconds, noticing each second that
+# the run file was renamed. Then it tells the wrapper (USR1), TERMs the command's
+# group, and KILLs it after the grace unless the group is gone by then.
 _WATCHDOG = (
-    "i=0; while [ $i -lt $3 ]; do sleep 1; i=$((i+1));"
-    ' if [ -n "$5" ] && [ ! -e "$5" ]; then break; fi; done;'
+    'if [ -n "$6" ]; then { sleep $3; [ -p "$6" ] && echo t 1<>"$6"; } &'
+    ' [ -e "$5" ] && read x 0<>"$6";'
+    " else i=0; while [ $i -lt $3 ]; do sleep 1; i=$((i+1));"
+    ' if [ -n "$5" ] && [ ! -e "$5" ]; then break; fi; done; fi;'
     " kill -USR1 $1; kill -TERM $2;"
     " i=0; while [ $i -lt $4 ] && kill -0 $2; do sleep 1; i=$((i+1)); done;"
     " kill -KILL $2"
@@ -329,22 +336,25 @@ def wrap_argv(
         raise ValueError("the timeout and the grace must be at least one second")
     script = (
         f"n={run_id}; d=${{TMPDIR:-/tmp}}; r=$d/.execgate-$n.run; s=$d/.execgate-$n.stop;"
+        " p=$d/.execgate-$n.fifo;"
         # The run file lets a second exec stop this one (``stop_argv``) by renaming it.
         # ``true``, not ``:``: a failed redirection of a special built-in would end the
         # shell (POSIX 2.8.1), and a read-only /tmp must not cost the exit status.
         ' { true >"$r"; } 2>/dev/null || r=;'
+        # The FIFO wakes the watchdog (none without a run file, or without mkfifo).
+        ' [ -n "$r" ] && mkfifo -m 600 "$p" 2>/dev/null || p=;'
         " to=; trap 'to=1' USR1;"
         " if command -v setsid >/dev/null 2>&1; then S=setsid; g=-; else S=; g=; fi;"
         # An asynchronous command's stdin is /dev/null unless given explicitly: fd 3.
         ' exec 3<&0; $S "$@" <&3 3<&- & c=$!; exec 3<&-;'
-        f" $S /bin/sh -c '{_WATCHDOG}' sh $$ $g$c {timeout} {grace} \"$r\""
+        f' $S /bin/sh -c \'{_WATCHDOG}\' sh $$ $g$c {timeout} {grace} "$r" "$p"'
         " </dev/null >/dev/null 2>&1 & w=$!;"
         # USR1 from the watchdog interrupts wait: wait again until the command is gone.
         # The shell's own job notices ("Killed ...") go to /dev/null, not the output.
         ' { wait $c; rc=$?; while [ -n "$to" ] && kill -0 $c; do wait $c; rc=$?; done;'
         # The watchdog by pid too: it may not have reached its own setsid yet.
         ' [ -n "$g" ] && kill -KILL -$c -$w; kill -KILL $w; wait $w; } 2>/dev/null;'
-        ' [ -n "$r" ] && rm -f "$r" "$s";'
+        ' [ -n "$r" ] && rm -f "$r" "$s" "$p";'
         ' if [ -n "$to" ]; then [ -n "$g" ] || echo "execgate: setsid is missing on this'
         " instance: the timeout stopped the command's main process only\" >&2;"
         f' printf "\\n{nonce}:timeout" >&2; exit {EXIT_TIMEOUT}; fi;'
@@ -356,8 +366,9 @@ def wrap_argv(
 def stop_argv(run_id: str, *, wait: int = DEFAULT_KILL_GRACE + 2) -> list[str]:
     """argv for a second exec that stops the wrapped command whose run id is ``run_id``.
 
-    It renames the wrapper's run file; the watchdog notices within a second and TERMs
-    then KILLs the command's group, and the wrapper removes the renamed file as it ends.
+    It renames the wrapper's run file and wakes the watchdog through its FIFO (a
+    watchdog without one notices the rename within a second); the watchdog TERMs then
+    KILLs the command's group, and the wrapper removes the renamed file as it ends.
     This exec waits for that, up to ``wait`` seconds: exit 0 when the command is
     stopped or had already ended, 1 when it still runs. Only the shared ``/tmp`` (or
     ``$TMPDIR``) is needed, not a shared process namespace.
@@ -369,8 +380,12 @@ def stop_argv(run_id: str, *, wait: int = DEFAULT_KILL_GRACE + 2) -> list[str]:
         raise ValueError("the wait must not be negative")
     script = (
         f"n={run_id}; d=${{TMPDIR:-/tmp}}; r=$d/.execgate-$n.run; s=$d/.execgate-$n.stop;"
+        " p=$d/.execgate-$n.fifo;"
         ' mv -f "$r" "$s" 2>/dev/null || exit 0;'
-        f' i=0; while [ -e "$s" ] && [ $i -lt {wait} ]; do sleep 1; i=$((i+1)); done;'
+        # Read-write: the open never blocks; with no watchdog reading, the word is lost,
+        # so it is said again each second.
+        f' i=0; while [ -e "$s" ] && [ $i -lt {wait} ]; do'
+        ' if [ -p "$p" ]; then { echo s 1<>"$p"; } 2>/dev/null; fi; sleep 1; i=$((i+1)); done;'
         ' [ ! -e "$s" ]'
     )
     return ["/bin/sh", "-c", script]
