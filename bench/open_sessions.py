@@ -58,6 +58,11 @@ TARGET_KB = 150.0
 TARGET_THREADS = 64
 SESSIONS = 1000
 AT_SCALE = 10_000
+# A session through the FC wire protocol is four processes on the instance: the
+# exit-status wrapper, the command, the watchdog and its timer. Sessions at scale are
+# capped so that these leave room in the pid space for everyone else on the machine.
+PROCESSES_PER_SESSION = 4
+PIDS_LEFT_FREE = 6000
 # At scale the instance hosts are `execgate serve` processes of their own: a host holds
 # four descriptors per open exec (its WebSocket end, two pipes, the child's pidfd) and
 # one process may not hold more than RLIMIT_NOFILE's hard limit (20,000 here, and only
@@ -299,6 +304,22 @@ async def _at_scale(count: int, hosts: int) -> dict[str, Any]:
     return {"variant": "execgate-at-scale", **figures}
 
 
+def _sessions_that_fit(wanted: int) -> tuple[int, str]:
+    """``wanted`` or fewer sessions, so that the machine's pid space keeps room; and
+    what limited it."""
+    with open("/proc/sys/kernel/pid_max", encoding="ascii") as f:
+        pid_max = int(f.read())
+    with open("/proc/loadavg", encoding="ascii") as f:
+        tasks = int(f.read().split()[3].split("/")[1])
+    fits = (pid_max - tasks - PIDS_LEFT_FREE) // PROCESSES_PER_SESSION
+    if fits >= wanted:
+        return wanted, ""
+    return max(fits, 0), (
+        f"kernel.pid_max {pid_max:,} with {tasks:,} tasks running: {PROCESSES_PER_SESSION} "
+        f"processes per session, {PIDS_LEFT_FREE:,} pids left free"
+    )
+
+
 def _complete(figures: dict[str, Any], count: int) -> bool:
     return bool(
         figures["errors"] == 0
@@ -309,7 +330,8 @@ def _complete(figures: dict[str, Any], count: int) -> bool:
 
 def run(quick: bool) -> Result:
     count = 100 if quick else SESSIONS
-    scale, hosts = (500, 1) if quick else (AT_SCALE, HOSTS_AT_SCALE)
+    wanted, hosts = (500, 1) if quick else (AT_SCALE, HOSTS_AT_SCALE)
+    scale, capped_by = _sessions_that_fit(wanted)
     timeout = READY_TIMEOUT_S + 120
     raw = run_module(__name__, "--variant", "raw", "--count", str(count), timeout=timeout)
     ours = run_module(__name__, "--variant", "execgate", "--count", str(count), timeout=timeout)
@@ -333,6 +355,7 @@ def run(quick: bool) -> Result:
         added_kb_per_session=float(ours["added_kb_per_session"]),
         baseline_added_kb_per_session=raw["added_kb_per_session"],
         sessions_at_scale=scale,
+        sessions_at_scale_capped_by=capped_by or None,
         added_kb_per_session_at_scale=per_session,
         execgate=ours,
         baseline=raw,

@@ -275,17 +275,17 @@ def _check_nonce(nonce: str) -> None:
 # The watchdog, run by the wrapper in its own process group (when setsid exists) with
 # $1 = the wrapper's pid, $2 = the command's kill target ("-PGID", or "PID" without
 # setsid), $3 = the timeout, $4 = the grace, $5 = the run file (empty: not stoppable),
-# $6 = the stop FIFO (empty: none could be made). With the FIFO it blocks reading it
-# until a one-shot timer writes to it at the timeout, or a second exec (``stop_argv``)
-# does after renaming the run file away: an open exec costs its instance no process
-# start while it runs. Writers open the FIFO read-write, so they never block; the stop
-# exec writes again each second until the command is gone, for a watchdog that had not
-# opened it yet. Without the FIFO it counts whole seconds, noticing each second that
-# the run file was renamed. Then it tells the wrapper (USR1), TERMs the command's
-# group, and KILLs it after the grace unless the group is gone by then.
+# $6 = the stop FIFO (empty: none could be made). With the FIFO, the timer is a
+# ``sleep`` holding it open, and the watchdog blocks reading it: the read returns a
+# word a second exec (``stop_argv``) wrote after renaming the run file away, or the
+# end of file once the timer, its last writer, exits at the timeout. An open exec so
+# costs its instance no process start while it runs; the timer keeping the FIFO open,
+# a word written before the watchdog reads stays in it. Without the FIFO it counts
+# whole seconds, noticing each second that the run file was renamed. Then it tells the
+# wrapper (USR1), TERMs the command's group, and KILLs it after the grace unless the
+# group is gone by then.
 _WATCHDOG = (
-    'if [ -n "$6" ]; then { sleep $3; [ -p "$6" ] && echo t 1<>"$6"; } &'
-    ' [ -e "$5" ] && read x 0<>"$6";'
+    'if [ -n "$6" ]; then sleep $3 1<>"$6" & read x <"$6";'
     " else i=0; while [ $i -lt $3 ]; do sleep 1; i=$((i+1));"
     ' if [ -n "$5" ] && [ ! -e "$5" ]; then break; fi; done; fi;'
     " kill -USR1 $1; kill -TERM $2;"
@@ -382,10 +382,9 @@ def stop_argv(run_id: str, *, wait: int = DEFAULT_KILL_GRACE + 2) -> list[str]:
         f"n={run_id}; d=${{TMPDIR:-/tmp}}; r=$d/.execgate-$n.run; s=$d/.execgate-$n.stop;"
         " p=$d/.execgate-$n.fifo;"
         ' mv -f "$r" "$s" 2>/dev/null || exit 0;'
-        # Read-write: the open never blocks; with no watchdog reading, the word is lost,
-        # so it is said again each second.
-        f' i=0; while [ -e "$s" ] && [ $i -lt {wait} ]; do'
-        ' if [ -p "$p" ]; then { echo s 1<>"$p"; } 2>/dev/null; fi; sleep 1; i=$((i+1)); done;'
+        # Read-write: the open never blocks, even with the watchdog gone.
+        ' if [ -p "$p" ]; then { echo s 1<>"$p"; } 2>/dev/null; fi;'
+        f' i=0; while [ -e "$s" ] && [ $i -lt {wait} ]; do sleep 1; i=$((i+1)); done;'
         ' [ ! -e "$s" ]'
     )
     return ["/bin/sh", "-c", script]
