@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import gc
 import os
@@ -63,6 +64,11 @@ AT_SCALE = 10_000
 # capped so that these leave room in the pid space for everyone else on the machine.
 PROCESSES_PER_SESSION = 4
 PIDS_LEFT_FREE = 6000
+# Sessions at scale are also capped by $EXECGATE_BENCH_MAX_SESSIONS: on a VM whose
+# kernel stalls process creation among many thousands of processes mapping the same
+# libraries (tasks piling up in D state), a run at 10,000 would stall the machine.
+MAX_SESSIONS_ENV = "EXECGATE_BENCH_MAX_SESSIONS"
+DEFAULT_MAX_SESSIONS = 2000
 # At scale the instance hosts are `execgate serve` processes of their own: a host holds
 # four descriptors per open exec (its WebSocket end, two pipes, the child's pidfd) and
 # one process may not hold more than RLIMIT_NOFILE's hard limit (20,000 here, and only
@@ -77,7 +83,9 @@ WARM_UP = 20
 # A session's command (HOLD_COMMAND) as /proc/PID/cmdline shows it.
 _HOLD_CMDLINE = b"\0".join(arg.encode() for arg in HOLD_COMMAND) + b"\0"
 
-Opener = Callable[[int, Callable[[Stream, bytes], Awaitable[None]]], Awaitable[bool]]
+# Opens session ``index`` and waits for its end: "ok", or how it ended otherwise.
+Opener = Callable[[int, Callable[[Stream, bytes], Awaitable[None]]], Awaitable[str]]
+OK = "ok"
 
 
 def _status(pid: int | str, field: str) -> int:
@@ -143,7 +151,7 @@ async def _hold(opener: Opener, count: int, hosts: Sequence[int] = ()) -> dict[s
     ready = 0
     all_ready = asyncio.Event()
 
-    async def session(index: int) -> bool:
+    async def session(index: int) -> str:
         await gate.acquire()
         released = False
 
@@ -183,13 +191,17 @@ async def _hold(opener: Opener, count: int, hosts: Sequence[int] = ()) -> dict[s
         _end_sessions()
         _, pending = await asyncio.wait(pending, timeout=0.5)
     outcomes = await asyncio.gather(*tasks, return_exceptions=True)
-    ok = sum(1 for o in outcomes if o is True)
+    ok = sum(1 for o in outcomes if o == OK)
+    failures = collections.Counter(
+        o if isinstance(o, str) else type(o).__name__ for o in outcomes if o != OK
+    )
     per_host = {"host_processes": len(hosts), "host_threads_open": host_threads} if hosts else {}
     return {
         "sessions": count,
         "opened": opened,
         "ok": ok,
         "errors": count - ok,
+        "failures": dict(failures.most_common(5)),
         "rss_before_mb": rounded(before / 1024),
         "rss_open_mb": rounded(held / 1024),
         "added_kb_per_session": rounded((held - before) / count),
@@ -202,23 +214,25 @@ async def _hold(opener: Opener, count: int, hosts: Sequence[int] = ()) -> dict[s
 
 
 def _execgate_opener(service: ExecService, target: Callable[[int], Target]) -> Opener:
-    async def opener(index: int, on_output: Callable[[Stream, bytes], Awaitable[None]]) -> bool:
+    async def opener(index: int, on_output: Callable[[Stream, bytes], Awaitable[None]]) -> str:
         async def text_sink(stream: Stream, text: str) -> None:
             await on_output(stream, text.encode())
 
         request = exec_request(target(index), HOLD_COMMAND)
         out = await service.exec(request, on_output=text_sink)
-        return out.exit_code == SIGTERM_EXIT and out.error_code is None
+        if out.exit_code == SIGTERM_EXIT and out.error_code is None:
+            return OK
+        return f"exit {out.exit_code} {out.error_code}"
 
     return opener
 
 
 def _raw_opener(rig: Rig) -> Opener:
-    async def opener(index: int, on_output: Callable[[Stream, bytes], Awaitable[None]]) -> bool:
+    async def opener(index: int, on_output: Callable[[Stream, bytes], Awaitable[None]]) -> str:
         run = await rig.raw.exec(
             rig.target(index), HOLD_COMMAND, limits=Limits(timeout=600.0), on_output=on_output
         )
-        return run.exit_code == SIGTERM_EXIT
+        return OK if run.exit_code == SIGTERM_EXIT else f"exit {run.exit_code}"
 
     return opener
 
@@ -312,8 +326,11 @@ def _sessions_that_fit(wanted: int) -> tuple[int, str]:
     with open("/proc/loadavg", encoding="ascii") as f:
         tasks = int(f.read().split()[3].split("/")[1])
     fits = (pid_max - tasks - PIDS_LEFT_FREE) // PROCESSES_PER_SESSION
-    if fits >= wanted:
+    allowed = int(os.environ.get(MAX_SESSIONS_ENV) or DEFAULT_MAX_SESSIONS)
+    if wanted <= min(fits, allowed):
         return wanted, ""
+    if allowed < fits:
+        return allowed, f"${MAX_SESSIONS_ENV} (default {DEFAULT_MAX_SESSIONS:,})"
     return max(fits, 0), (
         f"kernel.pid_max {pid_max:,} with {tasks:,} tasks running: {PROCESSES_PER_SESSION} "
         f"processes per session, {PIDS_LEFT_FREE:,} pids left free"

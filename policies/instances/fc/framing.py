@@ -275,19 +275,19 @@ def _check_nonce(nonce: str) -> None:
 # The watchdog, run by the wrapper in its own process group (when setsid exists) with
 # $1 = the wrapper's pid, $2 = the command's kill target ("-PGID", or "PID" without
 # setsid), $3 = the timeout, $4 = the grace, $5 = the run file (empty: not stoppable),
-# $6 = the stop FIFO (empty: none could be made). With the FIFO, the timer is a
-# ``sleep`` holding it open, and the watchdog blocks reading it: the read returns a
-# word a second exec (``stop_argv``) wrote after renaming the run file away, or the
-# end of file once the timer, its last writer, exits at the timeout. An open exec so
-# costs its instance no process start while it runs; the timer keeping the FIFO open,
-# a word written before the watchdog reads stays in it. Without the FIFO it counts
-# whole seconds, noticing each second that the run file was renamed. Then it tells the
-# wrapper (USR1), TERMs the command's group, and KILLs it after the grace unless the
-# group is gone by then.
+# $6 = the path for a stop FIFO (empty: not stoppable). It counts whole seconds,
+# noticing each second that another exec renamed the run file away (``stop_argv``).
+# A command still running after a second gets a FIFO (where mkfifo works): the rest of
+# the timeout is a ``sleep`` holding it open, and the watchdog blocks reading it until
+# a stopping exec writes a word (it stays in the FIFO while the timer holds it), or
+# the timer, its last writer, exits. A long exec so costs its instance no process start
+# per second. Then the watchdog tells the wrapper (USR1), TERMs the command's group,
+# and KILLs it after the grace unless the group is gone by then.
 _WATCHDOG = (
-    'if [ -n "$6" ]; then sleep $3 1<>"$6" & read x <"$6";'
-    " else i=0; while [ $i -lt $3 ]; do sleep 1; i=$((i+1));"
-    ' if [ -n "$5" ] && [ ! -e "$5" ]; then break; fi; done; fi;'
+    "i=0; while [ $i -lt $3 ]; do sleep 1; i=$((i+1));"
+    ' if [ -n "$5" ] && [ ! -e "$5" ]; then break; fi;'
+    ' if [ -n "$6" ] && [ $i -lt $3 ] && mkfifo -m 600 "$6" 2>/dev/null; then'
+    ' sleep $(($3-i)) 1<>"$6" & [ -e "$5" ] && read x <"$6"; break; fi; done;'
     " kill -USR1 $1; kill -TERM $2;"
     " i=0; while [ $i -lt $4 ] && kill -0 $2; do sleep 1; i=$((i+1)); done;"
     " kill -KILL $2"
@@ -340,9 +340,7 @@ def wrap_argv(
         # The run file lets a second exec stop this one (``stop_argv``) by renaming it.
         # ``true``, not ``:``: a failed redirection of a special built-in would end the
         # shell (POSIX 2.8.1), and a read-only /tmp must not cost the exit status.
-        ' { true >"$r"; } 2>/dev/null || r=;'
-        # The FIFO wakes the watchdog (none without a run file, or without mkfifo).
-        ' [ -n "$r" ] && mkfifo -m 600 "$p" 2>/dev/null || p=;'
+        ' { true >"$r"; } 2>/dev/null || r=; [ -n "$r" ] || p=;'
         " to=; trap 'to=1' USR1;"
         " if command -v setsid >/dev/null 2>&1; then S=setsid; g=-; else S=; g=; fi;"
         # An asynchronous command's stdin is /dev/null unless given explicitly: fd 3.
@@ -366,9 +364,9 @@ def wrap_argv(
 def stop_argv(run_id: str, *, wait: int = DEFAULT_KILL_GRACE + 2) -> list[str]:
     """argv for a second exec that stops the wrapped command whose run id is ``run_id``.
 
-    It renames the wrapper's run file and wakes the watchdog through its FIFO (a
-    watchdog without one notices the rename within a second); the watchdog TERMs then
-    KILLs the command's group, and the wrapper removes the renamed file as it ends.
+    It renames the wrapper's run file and wakes the watchdog through its FIFO, if it
+    has one (else the watchdog notices the rename within a second); the watchdog TERMs
+    then KILLs the command's group, and the wrapper removes the renamed file as it ends.
     This exec waits for that, up to ``wait`` seconds: exit 0 when the command is
     stopped or had already ended, 1 when it still runs. Only the shared ``/tmp`` (or
     ``$TMPDIR``) is needed, not a shared process namespace.
@@ -382,9 +380,10 @@ def stop_argv(run_id: str, *, wait: int = DEFAULT_KILL_GRACE + 2) -> list[str]:
         f"n={run_id}; d=${{TMPDIR:-/tmp}}; r=$d/.execgate-$n.run; s=$d/.execgate-$n.stop;"
         " p=$d/.execgate-$n.fifo;"
         ' mv -f "$r" "$s" 2>/dev/null || exit 0;'
-        # Read-write: the open never blocks, even with the watchdog gone.
-        ' if [ -p "$p" ]; then { echo s 1<>"$p"; } 2>/dev/null; fi;'
-        f' i=0; while [ -e "$s" ] && [ $i -lt {wait} ]; do sleep 1; i=$((i+1)); done;'
+        # Read-write: the open never blocks, even with no watchdog reading. Said again
+        # each second: a word written before the timer holds the FIFO open is lost.
+        f' i=0; while [ -e "$s" ] && [ $i -lt {wait} ]; do'
+        ' if [ -p "$p" ]; then { echo s 1<>"$p"; } 2>/dev/null; fi; sleep 1; i=$((i+1)); done;'
         ' [ ! -e "$s" ]'
     )
     return ["/bin/sh", "-c", script]
