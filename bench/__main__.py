@@ -19,7 +19,7 @@ from bench.common import Result, cores, emit, quiet_logging
 from bench.registry import BENCHMARKS, load
 
 ROOT = Path(__file__).resolve().parent.parent
-CHILD_TIMEOUT_S = 420.0
+CHILD_TIMEOUT_S = 900.0
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:

@@ -1,14 +1,25 @@
-"""open_sessions: 1,000 long-running exec sessions held open through one process.
+"""open_sessions: long-running exec sessions held open through ExecGate.
 
 One session is one exec of ``vmstat 600`` (its first sample at once, the next in ten
 minutes): it stays open until the bench ends it. Through ExecGate, each session is an
 ``ExecService.exec`` (audit intent recorded, output collector, the FC client's
-WebSocket) served by the local
-instance host of the same in-process ``execgate serve`` (the host's WebSocket end and
-a plain subprocess); raw, each is the FC client alone against the same host. Each
-variant runs in its own fresh process; the added memory is that process's resident set
-with every session open minus before the first one opened, per session. The bench ends
-the sessions by sending SIGTERM to their ``vmstat`` processes, so each exec finishes
+WebSocket, no permessage-deflate) served by a local instance host over the FC wire
+protocol (the host's WebSocket end, the exit-status wrapper and its watchdog, a plain
+subprocess); raw, each is the FC client alone against the same host.
+
+- 1,000 sessions, ``execgate serve`` in-process (service and host in one process):
+  the threads of that process with every session open (child exits are learnt through
+  pidfds in the event loop, not a waiting thread per child), and its added memory.
+- At scale (10,000 asked): ExecGate in the bench process, the instance hosts as three
+  `execgate serve` processes of their own (one process may hold at most RLIMIT_NOFILE's
+  hard limit of descriptors: 20,000 here, not raisable without CAP_SYS_RESOURCE; a host
+  holds four per session). The figure is the added resident memory of all four
+  processes per session. The count is capped by the machine's pid space (four processes
+  per session) and by ``$EXECGATE_BENCH_MAX_SESSIONS``; the result says which applied.
+
+Each variant runs in its own fresh process; the added memory is resident set with
+every session open minus before the first one opened, per session. The bench ends the
+sessions by sending SIGTERM to their ``vmstat`` processes, so each exec finishes
 normally (exit 143) and its audit outcome is written.
 """
 
