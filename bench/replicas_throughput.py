@@ -10,13 +10,17 @@ client on one keep-alive connection, again and again.
 Baseline, in the same run and alternating stretch by stretch with the proxied one: the
 same 50 clients straight to one replica (no proxy, one replica's worth of work). After
 the last stretch every exec row must have its outcome, and there must be as many rows
-as calls made.
+as calls made. Also reported: the CPU time per exec of each process (the host's
+children are the commands and their exit-status wrappers) during the proxied stretches,
+and the rate the machine's cores would allow at that cost, which load from elsewhere
+does not move.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -27,7 +31,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.common import Result, result, rounded, skipped
+from bench.common import Result, cores, result, rounded, skipped
 from bench.deployment import (
     HostAccess,
     Proxy,
@@ -129,6 +133,26 @@ class Deployed:
     direct_url: str
     target: str
     database_url: str
+    pids: dict[str, int]  # the processes whose CPU time is counted, by role
+
+
+def _cpu_s(pid: int) -> tuple[float, float]:
+    """(own, reaped children's) CPU seconds of process ``pid``."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / tick, (int(fields[13]) + int(fields[14])) / tick
+
+
+def _cpu_by_role(pids: dict[str, int]) -> dict[str, float]:
+    """CPU seconds by role; a role's children (the host's commands) as ``ROLE children``."""
+    seconds: dict[str, float] = {"client": time.process_time()}
+    for role, pid in pids.items():
+        own, children = _cpu_s(pid)
+        seconds[role] = seconds.get(role, 0.0) + own
+        if role == "host":
+            seconds["host children"] = children
+    return seconds
 
 
 @asynccontextmanager
@@ -136,7 +160,7 @@ async def _deployed(root: Path, haproxy: str, database_url: str) -> AsyncIterato
     policy = write_policy(root / "bench-policy.yaml")
     await upgrade(database_url)
     config = local_host_config(root, policy=policy, function=FUNCTION)
-    async with serve_process(config) as (_, banner):
+    async with serve_process(config) as (host, banner):
         access = HostAccess.of(root / "host")
         instance = first_instance(banner, FUNCTION)
         proxy = Proxy(haproxy, root / "haproxy.cfg", free_port())
@@ -156,7 +180,14 @@ async def _deployed(root: Path, haproxy: str, database_url: str) -> AsyncIterato
 
         both = replicas(root, ("a", "b"), access, config_of)
         async with running(both, proxy):
-            yield Deployed(proxy.url, both[0].url, instance, database_url)
+            pids = {"host": host.pid, "haproxy": _pid(proxy.proc)}
+            pids.update({f"replica {r.name}": _pid(r.proc) for r in both})
+            yield Deployed(proxy.url, both[0].url, instance, database_url, pids)
+
+
+def _pid(proc: asyncio.subprocess.Process | None) -> int:
+    assert proc is not None
+    return proc.pid
 
 
 async def _measure(quick: bool) -> Result:
@@ -177,11 +208,25 @@ async def _rounds(d: Deployed, quick: bool) -> Result:
     warm_up = await _stretch(d.proxy_url, body, 1.0)  # connections, caches, both replicas
     proxied: list[Stretch] = []
     direct: list[Stretch] = []
+    spent: dict[str, float] = {}
     for _ in range(1 if quick else ROUNDS):
+        before = _cpu_by_role(d.pids)
         proxied.append(await _stretch(d.proxy_url, body, seconds))
+        after = _cpu_by_role(d.pids)
+        for role in after:
+            spent[role] = spent.get(role, 0.0) + after[role] - before[role]
         direct.append(await _stretch(d.direct_url, body, seconds))
     audit = await count_audit(d.database_url)
-    return _figures(proxied, direct, warm_up, audit, quick)
+    execs = max(_total(proxied).ok, 1)
+    cpu_ms = {role: round(1000 * s / execs, 2) for role, s in spent.items()}
+    total_ms = sum(cpu_ms.values())
+    return {
+        **_figures(proxied, direct, warm_up, audit, quick),
+        # CPU time per exec of every process but PostgreSQL's (shared with others):
+        # what the machine's cores would allow at most, whatever else runs on them.
+        "cpu_ms_per_exec": {**cpu_ms, "total": round(total_ms, 2)},
+        "cpu_bound_per_s": rounded(cores() * 1000 / total_ms, 3) if total_ms else None,
+    }
 
 
 def _total(stretches: list[Stretch]) -> Stretch:
