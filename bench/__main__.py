@@ -19,7 +19,7 @@ from bench.common import Result, cores, emit, quiet_logging
 from bench.registry import BENCHMARKS, load
 
 ROOT = Path(__file__).resolve().parent.parent
-CHILD_TIMEOUT_S = 420.0
+CHILD_TIMEOUT_S = 900.0
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
@@ -91,9 +91,9 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(BENCHMARKS))
         return 0
     if args.child:
-        from server.runtime import install_child_watcher
+        from policies.instances.childwatch import use_pidfd_child_watcher
 
-        install_child_watcher()  # as every ExecGate entry point does
+        use_pidfd_child_watcher()  # as every ExecGate entry point does
         quiet_logging(args.verbose)
         line = load(args.child).run(args.quick)
         if args.quick:

@@ -62,11 +62,21 @@ def quiet_logging(verbose: bool = False) -> None:
 
 
 def raise_nofile(wanted: int) -> int:
-    """Raise this process's open-file soft limit towards ``wanted``; return the new limit."""
+    """Raise this process's open-file limit towards ``wanted``; return the new soft limit.
+
+    The soft limit goes up to the hard one; the hard one too where the process may raise
+    it (root, or CAP_SYS_RESOURCE), up to the kernel's ``fs.nr_open``.
+    """
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    ceiling = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
-    if soft == resource.RLIM_INFINITY or soft >= ceiling:
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
         return wanted if soft == resource.RLIM_INFINITY else soft
+    if hard != resource.RLIM_INFINITY and hard < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, wanted))
+            hard = wanted
+        except (ValueError, OSError):
+            pass  # not permitted: the hard limit stays the ceiling
+    ceiling = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
     resource.setrlimit(resource.RLIMIT_NOFILE, (ceiling, hard))
     return ceiling
 

@@ -1,14 +1,25 @@
-"""open_sessions: 1,000 long-running exec sessions held open through one process.
+"""open_sessions: long-running exec sessions held open through ExecGate.
 
 One session is one exec of ``vmstat 600`` (its first sample at once, the next in ten
 minutes): it stays open until the bench ends it. Through ExecGate, each session is an
 ``ExecService.exec`` (audit intent recorded, output collector, the FC client's
-WebSocket) served by the local
-instance host of the same in-process ``execgate serve`` (the host's WebSocket end and
-a plain subprocess); raw, each is the FC client alone against the same host. Each
-variant runs in its own fresh process; the added memory is that process's resident set
-with every session open minus before the first one opened, per session. The bench ends
-the sessions by sending SIGTERM to their ``vmstat`` processes, so each exec finishes
+WebSocket, no permessage-deflate) served by a local instance host over the FC wire
+protocol (the host's WebSocket end, the exit-status wrapper and its watchdog, a plain
+subprocess); raw, each is the FC client alone against the same host.
+
+- 1,000 sessions, ``execgate serve`` in-process (service and host in one process):
+  the threads of that process with every session open (child exits are learnt through
+  pidfds in the event loop, not a waiting thread per child), and its added memory.
+- At scale (10,000 asked): ExecGate in the bench process, the instance hosts as three
+  `execgate serve` processes of their own (one process may hold at most RLIMIT_NOFILE's
+  hard limit of descriptors: 20,000 here, not raisable without CAP_SYS_RESOURCE; a host
+  holds four per session). The figure is the added resident memory of all four
+  processes per session. The count is capped by the machine's pid space (four processes
+  per session) and by ``$EXECGATE_BENCH_MAX_SESSIONS``; the result says which applied.
+
+Each variant runs in its own fresh process; the added memory is resident set with
+every session open minus before the first one opened, per session. The bench ends the
+sessions by sending SIGTERM to their ``vmstat`` processes, so each exec finishes
 normally (exit 143) and its audit outcome is written.
 """
 
@@ -16,12 +27,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
+import contextlib
 import gc
 import os
 import signal
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,34 +49,76 @@ from bench.common import (
     rss_kb,
     run_module,
 )
-from bench.rig import HOLD_COMMAND, Rig, count_audit, discard, serving
-from policies.types import Limits, Stream
+from bench.deployment import HostAccess, first_instance, local_host_config, serve_process
+from bench.rig import (
+    FUNCTION,
+    HOLD_COMMAND,
+    Rig,
+    count_audit,
+    discard,
+    exec_request,
+    serving,
+    settings_for,
+)
+from policies.service.core import ExecService
+from policies.types import Limits, Stream, Target
+from server.settings import LocalHostSettings, ProviderSettings, SecretRef
+from server.wiring import open_service
 
 NAME = "open_sessions"
-TARGET_KB = 200.0
+TARGET_KB = 150.0
+TARGET_THREADS = 64
 SESSIONS = 1000
+AT_SCALE = 10_000
+# A session through the FC wire protocol is four processes on the instance: the
+# exit-status wrapper, the command, the watchdog and its timer. Sessions at scale are
+# capped so that these leave room in the pid space for everyone else on the machine.
+PROCESSES_PER_SESSION = 4
+PIDS_LEFT_FREE = 6000
+# Sessions at scale are also capped by $EXECGATE_BENCH_MAX_SESSIONS: on a VM whose
+# kernel stalls process creation among many thousands of processes mapping the same
+# libraries (tasks piling up in D state), a run at 10,000 would stall the machine.
+MAX_SESSIONS_ENV = "EXECGATE_BENCH_MAX_SESSIONS"
+DEFAULT_MAX_SESSIONS = 2000
+# At scale the instance hosts are `execgate serve` processes of their own: a host holds
+# four descriptors per open exec (its WebSocket end, two pipes, the child's pidfd) and
+# one process may not hold more than RLIMIT_NOFILE's hard limit (20,000 here, and only
+# CAP_SYS_RESOURCE raises it). Three hosts keep each under 14,000.
+HOSTS_AT_SCALE = 3
 INSTANCES = 4
 OPENING_AT_ONCE = 50
-READY_TIMEOUT_S = 240.0
+READY_TIMEOUT_S = 900.0
+ACCOUNT_ID = "1000000000000000"
 SIGTERM_EXIT = 128 + signal.SIGTERM
 WARM_UP = 20
 # A session's command (HOLD_COMMAND) as /proc/PID/cmdline shows it.
 _HOLD_CMDLINE = b"\0".join(arg.encode() for arg in HOLD_COMMAND) + b"\0"
 
-Opener = Callable[[int, Callable[[Stream, bytes], Awaitable[None]]], Awaitable[bool]]
+# Opens session ``index`` and waits for its end: "ok", or how it ended otherwise.
+Opener = Callable[[int, Callable[[Stream, bytes], Awaitable[None]]], Awaitable[str]]
+OK = "ok"
 
 
-def _threads() -> int:
-    with open("/proc/self/status", encoding="ascii") as status:
+def _status(pid: int | str, field: str) -> int:
+    """A number from /proc/PID/status (kB for memory fields)."""
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
         for line in status:
-            if line.startswith("Threads:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
     return 0
 
 
+def _threads() -> int:
+    return _status("self", "Threads")
+
+
+def _fds_of(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
 def _descends_from_me(pid: int) -> bool:
     me = os.getpid()
-    for _ in range(4):
+    for _ in range(6):
         try:
             with open(f"/proc/{pid}/stat", "rb") as stat:
                 # The command name may hold spaces and parentheses: split after its end.
@@ -98,13 +153,16 @@ def _end_sessions() -> int:
     return ended
 
 
-async def _hold(opener: Opener, count: int) -> dict[str, Any]:
-    """Open ``count`` sessions, measure with all of them open, then end them."""
+async def _hold(opener: Opener, count: int, hosts: Sequence[int] = ()) -> dict[str, Any]:
+    """Open ``count`` sessions, measure with all of them open, then end them.
+
+    ``hosts``: the pids of instance-host processes, whose memory counts too.
+    """
     gate = asyncio.Semaphore(OPENING_AT_ONCE)
     ready = 0
     all_ready = asyncio.Event()
 
-    async def session(index: int) -> bool:
+    async def session(index: int) -> str:
         await gate.acquire()
         released = False
 
@@ -124,8 +182,8 @@ async def _hold(opener: Opener, count: int) -> dict[str, Any]:
                 gate.release()
 
     gc.collect()
-    before = rss_kb()
-    fds_before = open_fds()
+    before = rss_kb() + sum(_status(pid, "VmRSS") for pid in hosts)
+    fds_before = open_fds() + sum(_fds_of(pid) for pid in hosts)
     started = time.monotonic()
     tasks = [asyncio.create_task(session(i)) for i in range(count)]
     # All open, or some failed before opening (then there is nothing more to wait for).
@@ -134,47 +192,58 @@ async def _hold(opener: Opener, count: int) -> dict[str, Any]:
     waiter.cancel()
     ramp = time.monotonic() - started
     gc.collect()
-    held = rss_kb()
-    fds, threads, opened = open_fds(), _threads(), ready
+    held = rss_kb() + sum(_status(pid, "VmRSS") for pid in hosts)
+    fds = open_fds() + sum(_fds_of(pid) for pid in hosts)
+    threads, opened = _threads(), ready
+    host_threads = [_status(pid, "Threads") for pid in hosts]
     pending = set(tasks)
     while pending:
         # Repeated: a session may still be opening when the first round is sent.
         _end_sessions()
         _, pending = await asyncio.wait(pending, timeout=0.5)
     outcomes = await asyncio.gather(*tasks, return_exceptions=True)
-    ok = sum(1 for o in outcomes if o is True)
+    ok = sum(1 for o in outcomes if o == OK)
+    failures = collections.Counter(
+        o if isinstance(o, str) else type(o).__name__ for o in outcomes if o != OK
+    )
+    per_host = {"host_processes": len(hosts), "host_threads_open": host_threads} if hosts else {}
     return {
         "sessions": count,
         "opened": opened,
         "ok": ok,
         "errors": count - ok,
+        "failures": dict(failures.most_common(5)),
         "rss_before_mb": rounded(before / 1024),
         "rss_open_mb": rounded(held / 1024),
         "added_kb_per_session": rounded((held - before) / count),
         "fds_open": fds,
         "fds_per_session": rounded((fds - fds_before) / count),
         "threads_open": threads,
+        **per_host,
         "ramp_s": rounded(ramp),
     }
 
 
-def _execgate_opener(rig: Rig) -> Opener:
-    async def opener(index: int, on_output: Callable[[Stream, bytes], Awaitable[None]]) -> bool:
+def _execgate_opener(service: ExecService, target: Callable[[int], Target]) -> Opener:
+    async def opener(index: int, on_output: Callable[[Stream, bytes], Awaitable[None]]) -> str:
         async def text_sink(stream: Stream, text: str) -> None:
             await on_output(stream, text.encode())
 
-        out = await rig.service.exec(rig.request(*HOLD_COMMAND, index=index), on_output=text_sink)
-        return out.exit_code == SIGTERM_EXIT and out.error_code is None
+        request = exec_request(target(index), HOLD_COMMAND)
+        out = await service.exec(request, on_output=text_sink)
+        if out.exit_code == SIGTERM_EXIT and out.error_code is None:
+            return OK
+        return f"exit {out.exit_code} {out.error_code}"
 
     return opener
 
 
 def _raw_opener(rig: Rig) -> Opener:
-    async def opener(index: int, on_output: Callable[[Stream, bytes], Awaitable[None]]) -> bool:
+    async def opener(index: int, on_output: Callable[[Stream, bytes], Awaitable[None]]) -> str:
         run = await rig.raw.exec(
             rig.target(index), HOLD_COMMAND, limits=Limits(timeout=600.0), on_output=on_output
         )
-        return run.exit_code == SIGTERM_EXIT
+        return OK if run.exit_code == SIGTERM_EXIT else f"exit {run.exit_code}"
 
     return opener
 
@@ -185,48 +254,172 @@ async def _variant(name: str, count: int) -> dict[str, Any]:
             for i in range(WARM_UP):  # every code path once, before the baseline
                 await rig.service.exec(rig.request("true", index=i))
                 await rig.raw.exec(rig.target(i), ("true",), limits=Limits(), on_output=discard)
-            opener = _execgate_opener(rig) if name == "execgate" else _raw_opener(rig)
+            if name == "execgate":
+                opener = _execgate_opener(rig.service, rig.target)
+            else:
+                opener = _raw_opener(rig)
             figures = await _hold(opener, count)
             url = rig.database_url
         if name == "execgate":
-            audit = await count_audit(url)
-            # The 20 warm-up execs through ExecGate are in the audit too.
-            figures["audit"] = {k: audit[k] - WARM_UP for k in ("intents", "outcomes")}
+            figures["audit"] = await _audited(url)
     return {"variant": name, **figures}
+
+
+async def _audited(database_url: str) -> dict[str, int]:
+    audit = await count_audit(database_url)
+    # The warm-up execs through ExecGate are in the audit too.
+    return {k: audit[k] - WARM_UP for k in ("intents", "outcomes")}
+
+
+@contextlib.asynccontextmanager
+async def _hosts(root: Path, count: int) -> AsyncIterator[tuple[list[int], dict[str, Any]]]:
+    """``count`` local FC hosts, each an `execgate serve` process: (their pids, the FC
+    providers that reach them, by name)."""
+    policy = root / "bench-policy.yaml"
+    settings_for(root)  # writes the policy
+    async with contextlib.AsyncExitStack() as stack:
+        pids: list[int] = []
+        providers: dict[str, Any] = {}
+        for i in range(count):
+            name = f"host{i}"
+            config = local_host_config(root, policy=policy, function=FUNCTION, name=name)
+            proc, banner = await stack.enter_async_context(serve_process(config))
+            access = HostAccess.of(root / name)
+            key_env = f"EXECGATE_BENCH_{name.upper()}_KEY"
+            os.environ[key_env + "_ID"] = access.access_key_id
+            os.environ[key_env + "_SECRET"] = access.access_key_secret
+            providers[name] = (
+                ProviderSettings(
+                    type="fc",
+                    endpoint=access.url,
+                    account_id=ACCOUNT_ID,
+                    region="local",
+                    access_key_id=SecretRef(env=key_env + "_ID"),
+                    access_key_secret=SecretRef(env=key_env + "_SECRET"),
+                ),
+                first_instance(banner, FUNCTION).split("/", 1)[1],
+            )
+            pids.append(proc.pid)
+        yield pids, providers
+
+
+async def _at_scale(count: int, hosts: int) -> dict[str, Any]:
+    """ExecGate in this process (no HTTP server), its FC providers reaching ``hosts``
+    instance hosts in processes of their own."""
+    with tempfile.TemporaryDirectory(prefix="execgate-bench-") as tmp:
+        root = Path(tmp)
+        async with _hosts(root, hosts) as (pids, by_name):
+            settings = settings_for(root).model_copy(
+                update={
+                    "providers": {name: cfg for name, (cfg, _) in by_name.items()},
+                    "default_provider": next(iter(by_name)),
+                    "local_host": LocalHostSettings(enabled=False),
+                }
+            )
+            targets = [Target(FUNCTION, inst, provider=name) for name, (_, inst) in by_name.items()]
+
+            def target(index: int) -> Target:
+                return targets[index % len(targets)]
+
+            async with open_service(settings) as service:
+                for i in range(WARM_UP):
+                    await service.exec(exec_request(target(i), ("true",)))
+                figures = await _hold(_execgate_opener(service, target), count, hosts=pids)
+        figures["audit"] = await _audited(settings.database_url)
+    return {"variant": "execgate-at-scale", **figures}
+
+
+def _sessions_that_fit(wanted: int) -> tuple[int, str]:
+    """``wanted`` or fewer sessions, so that the machine's pid space keeps room; and
+    what limited it."""
+    with open("/proc/sys/kernel/pid_max", encoding="ascii") as f:
+        pid_max = int(f.read())
+    with open("/proc/loadavg", encoding="ascii") as f:
+        tasks = int(f.read().split()[3].split("/")[1])
+    fits = (pid_max - tasks - PIDS_LEFT_FREE) // PROCESSES_PER_SESSION
+    allowed = int(os.environ.get(MAX_SESSIONS_ENV) or DEFAULT_MAX_SESSIONS)
+    if wanted <= min(fits, allowed):
+        return wanted, ""
+    if allowed < fits:
+        return allowed, f"${MAX_SESSIONS_ENV} (default {DEFAULT_MAX_SESSIONS:,})"
+    return max(fits, 0), (
+        f"kernel.pid_max {pid_max:,} with {tasks:,} tasks running: {PROCESSES_PER_SESSION} "
+        f"processes per session, {PIDS_LEFT_FREE:,} pids left free"
+    )
+
+
+def _complete(figures: dict[str, Any], count: int) -> bool:
+    return bool(
+        figures["errors"] == 0
+        and figures["opened"] == count
+        and figures["audit"]["outcomes"] == count
+    )
 
 
 def run(quick: bool) -> Result:
     count = 100 if quick else SESSIONS
+    wanted, hosts = (500, 1) if quick else (AT_SCALE, HOSTS_AT_SCALE)
+    scale, capped_by = _sessions_that_fit(wanted)
     timeout = READY_TIMEOUT_S + 120
     raw = run_module(__name__, "--variant", "raw", "--count", str(count), timeout=timeout)
     ours = run_module(__name__, "--variant", "execgate", "--count", str(count), timeout=timeout)
-    per_session = float(ours["added_kb_per_session"])
+    big = run_module(
+        __name__,
+        "--variant",
+        "at-scale",
+        "--count",
+        str(scale),
+        "--hosts",
+        str(hosts),
+        timeout=timeout,
+    )
+    per_session = float(big["added_kb_per_session"])
+    threads = int(ours["threads_open"])
     return result(
         NAME,
         sessions=count,
-        errors=ours["errors"],
-        added_kb_per_session=per_session,
+        errors=ours["errors"] + big["errors"],
+        threads_open=threads,
+        added_kb_per_session=float(ours["added_kb_per_session"]),
         baseline_added_kb_per_session=raw["added_kb_per_session"],
+        sessions_at_scale=scale,
+        sessions_at_scale_capped_by=capped_by or None,
+        added_kb_per_session_at_scale=per_session,
         execgate=ours,
         baseline=raw,
-        mode="execgate serve in-process: FC client -> local host -> plain subprocess",
-        target=f"no errors, added memory < {TARGET_KB:g} KB per session",
-        met=ours["errors"] == 0
-        and ours["opened"] == count
-        and ours["audit"]["outcomes"] == count
+        at_scale=big,
+        mode=(
+            f"{count:,} sessions: execgate serve in-process, FC client -> local host -> plain "
+            f"subprocess; {scale:,}: ExecGate in-process, FC clients -> {hosts} local host "
+            "processes (open-file hard limit per process: "
+            f"{big['nofile_limit']:,})"
+        ),
+        target=(
+            f"no errors, every exec audited; <= {TARGET_THREADS} threads at {count:,} open "
+            f"sessions; added memory < {TARGET_KB:g} KB per session at {scale:,}"
+        ),
+        met=_complete(ours, count)
+        and _complete(big, scale)
+        and threads <= TARGET_THREADS
         and per_session < TARGET_KB,
     )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--variant", choices=("raw", "execgate"), required=True)
+    parser.add_argument("--variant", choices=("raw", "execgate", "at-scale"), required=True)
     parser.add_argument("--count", type=int, default=SESSIONS)
+    parser.add_argument("--hosts", type=int, default=HOSTS_AT_SCALE)
     args = parser.parse_args()
     quiet_logging()
-    # Each session holds about five descriptors (two socket ends, three pipes).
-    raise_nofile(8 * args.count + 1024)
-    emit(asyncio.run(_variant(args.variant, args.count)))
+    # In one process each session holds five descriptors (two socket ends, two pipes,
+    # the child's pidfd); the host processes inherit the limit.
+    limit = raise_nofile(6 * args.count + 1024)
+    if args.variant == "at-scale":
+        figures = asyncio.run(_at_scale(args.count, args.hosts))
+    else:
+        figures = asyncio.run(_variant(args.variant, args.count))
+    emit({**figures, "nofile_limit": limit})
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ BENCHMARKS: tuple[str, ...] = (
     "exec_overhead",
     "exec_throughput",
     "open_sessions",
+    "replicas_throughput",
     "output_stream",
     "slack_ack",
     "mcp_call",

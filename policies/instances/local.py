@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import IO
 
 from policies.errors import ConfigError, InstanceError, InstanceNotRunning, ProviderUnavailable
+from policies.instances.childwatch import use_pidfd_child_watcher
 from policies.instances.live import RUN_MOUNT, LiveSandbox
 from policies.instances.local_store import Provisioned, load_provisioned, save_provisioned
 from policies.instances.sandbox import DEFAULT_ENV, SandboxRunner, SandboxSpec, check_env
@@ -180,6 +181,9 @@ class InstanceManager:
         """
         if self._lock_file is not None:
             return
+        # Every exec is a child process, open as long as its command runs: learn of their
+        # exits in the loop rather than with a waiting thread each.
+        use_pidfd_child_watcher()
         # The data directory holds ExecGate's keys (and often its database): only the
         # user running ExecGate may enter it; an unsandboxed command runs as another.
         await asyncio.to_thread(self._data_dir.mkdir, parents=True, exist_ok=True)

@@ -64,10 +64,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         import asyncio
         import os
 
+        from policies.instances.childwatch import use_pidfd_child_watcher
         from policies.tracing import incoming
-        from server.runtime import install_child_watcher
 
-        install_child_watcher()
+        # Before the loop starts: children of any part (not only local instances) are
+        # then waited for through pidfds.
+        use_pidfd_child_watcher()
         # Requests continue the caller's trace when it names one (W3C TRACEPARENT).
         with incoming(os.environ.get("TRACEPARENT"), os.environ.get("TRACESTATE")):
             return int(asyncio.run(handler(args, settings)))

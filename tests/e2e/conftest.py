@@ -7,7 +7,6 @@ import json
 import os
 import re
 import shutil
-import sys
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -17,10 +16,11 @@ import anyio
 import pytest
 import pytest_asyncio
 
+from bench.deployment import EXECGATE
+from bench.deployment import serve_process as started_serve
 from tests.policies.instances.sandbox_helpers import require_bwrap
 from tests.support.databases import MigratedDatabase
 
-EXECGATE = str(Path(sys.executable).parent / "execgate")
 HERE = Path(__file__).resolve().parent
 
 
@@ -164,35 +164,10 @@ async def module_server(
 @asynccontextmanager
 async def serve_process(config: Path, data_dir: Path) -> AsyncIterator[Served]:
     environ = {k: v for k, v in os.environ.items() if not k.startswith("EXECGATE_")}
-    environ["EXECGATE_CONFIG"] = str(config)
-    proc = await asyncio.create_subprocess_exec(
-        EXECGATE,
-        "serve",
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-        env=environ,
-    )
-    assert proc.stdout is not None
-    banner: list[str] = []
-    try:
-        with anyio.fail_after(60):
-            while True:
-                line = (await proc.stdout.readline()).decode()
-                if not line:
-                    raise AssertionError("execgate serve exited early:\n" + "".join(banner))
-                banner.append(line)
-                if line.rstrip().endswith(" env"):
-                    break
+    async with started_serve(config, environ=environ) as (_, banner):
         address = json.loads((data_dir / "local-host.json").read_text())
         assert address["url"].startswith("http://127.0.0.1:")
-        found = re.search(r"execgate exec (demo-api/\S+) env", "".join(banner))
-        assert found, "".join(banner)
+        found = re.search(r"execgate exec (demo-api/\S+) env", banner)
+        assert found, banner
         instance = found[1]
-        served = Served(config, data_dir, instance, instance.split("/", 1)[1])
-        yield served
-    finally:
-        if proc.returncode is None:
-            proc.terminate()
-            with anyio.fail_after(30):
-                await proc.wait()
+        yield Served(config, data_dir, instance, instance.split("/", 1)[1])

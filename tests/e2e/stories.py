@@ -17,9 +17,10 @@ import anyio
 import httpx
 import pytest
 
+from bench.deployment import EXECGATE
 from policies.instances.userns import find_mapping
 from server.settings import DEMO_ENV
-from tests.e2e.conftest import EXECGATE, Served
+from tests.e2e.conftest import Served
 
 PCAP_MAGICS = {b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d"}
 SLOW_PORT = "9100"  # demo-api's downstream dependency

@@ -9,32 +9,38 @@ with a bounded deadline, as nothing else announces readiness across processes.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import json
 import os
 import shutil
-import socket
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
-import anyio
 import httpx
 import pytest
 
+from bench.deployment import (
+    HostAccess,
+    Proxy,
+    Replica,
+    free_port,
+    replica_config,
+    replicas,
+    running,
+)
 from policies.audit.migrate import upgrade
 from policies.audit.scratch import scratch_database
-from server.localstate import local_keys
 from server.mcp.auth import token_sha256
 from server.serve import Running
 from tests.bot.fake_slack import FakeSlack
 from tests.bot.rig import APPROVALS, BOT_TOKEN, GROUPS, SIGNING_SECRET, USERS, Rig
 from tests.conftest import PG_ENV
-from tests.e2e.conftest import EXECGATE, Served, serve_process, write_config
+from tests.e2e.conftest import Served, serve_process, write_config
 from tests.support.servers import serve_asgi
+
+__all__ = ["Proxy", "Replica"]
 
 HERE = Path(__file__).resolve().parent
 POLICY = HERE / "policy.yaml"
@@ -43,8 +49,6 @@ PG_EXAMPLE = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 MCP_TOKEN = "test-token-for-the-replicated-assistant"
 LEASE_TTL = 4.0
 HEARTBEAT = 1.0
-KEY_ID_ENV = "EXECGATE_TEST_FC_KEY_ID"
-KEY_SECRET_ENV = "EXECGATE_TEST_FC_KEY_SECRET"
 
 
 def require_deployment() -> tuple[str, str]:
@@ -56,118 +60,6 @@ def require_deployment() -> tuple[str, str]:
     if haproxy is None:
         pytest.fail(f"haproxy is not installed; run: {INSTALL_HAPROXY}")
     return server_url, haproxy
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _environ(extra: dict[str, str]) -> dict[str, str]:
-    environ = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("EXECGATE_", "ALIBABA_CLOUD_", "HTTP_PROXY", "http_proxy"))
-    }
-    environ.update(extra)
-    return environ
-
-
-async def wait_http_ok(url: str, *, timeout: float = 30) -> None:
-    async with httpx.AsyncClient(timeout=2) as http:
-        with anyio.fail_after(timeout):
-            while True:
-                with contextlib.suppress(httpx.HTTPError):
-                    if (await http.get(url)).status_code == 200:
-                        return
-                await anyio.sleep(0.05)
-
-
-@dataclass
-class Replica:
-    name: str
-    config: Path
-    data_dir: Path
-    port: int
-    environ: dict[str, str]
-    log: Path
-    proc: asyncio.subprocess.Process | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    async def start(self) -> None:
-        with self.log.open("ab") as log:
-            self.proc = await asyncio.create_subprocess_exec(
-                EXECGATE,
-                "serve",
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=log,
-                env=self.environ,
-            )
-        await wait_http_ok(self.url + "/readyz", timeout=60)
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.kill()
-
-    async def stop(self) -> None:
-        """SIGTERM, and wait for the graceful shutdown."""
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.terminate()
-            with anyio.fail_after(60):
-                await self.proc.wait()
-
-    async def reap(self) -> None:
-        if self.proc is not None:
-            with anyio.fail_after(30):
-                await self.proc.wait()
-
-
-@dataclass
-class Proxy:
-    haproxy: str
-    config: Path
-    port: int
-    proc: asyncio.subprocess.Process | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    async def start(self, replicas: list[Replica]) -> None:
-        servers = "\n".join(
-            f"  server {r.name} 127.0.0.1:{r.port} check inter 200ms fall 2 rise 1"
-            for r in replicas
-        )
-        self.config.write_text(
-            "global\n  maxconn 4096\n"
-            "defaults\n  mode http\n  timeout connect 5s\n  timeout client 300s\n"
-            "  timeout server 300s\n  option http-server-close\n  retries 3\n"
-            "  option redispatch\n"
-            f"frontend execgate\n  bind 127.0.0.1:{self.port}\n  default_backend replicas\n"
-            "backend replicas\n  balance roundrobin\n  option httpchk GET /readyz\n"
-            f"{servers}\n"
-        )
-        self.proc = await asyncio.create_subprocess_exec(
-            self.haproxy,
-            "-f",
-            str(self.config),
-            "-db",
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
-        await wait_http_ok(self.url + "/healthz")
-
-    async def stop(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.terminate()
-            with anyio.fail_after(30):
-                await self.proc.wait()
 
 
 @dataclass
@@ -197,29 +89,9 @@ class Deployment:
         return await scalar(self.database_url, sql, params)
 
 
-def _replica_config(
-    path: Path,
-    data_dir: Path,
-    *,
-    database_url: str,
-    port: int,
-    public_url: str,
-    host_url: str,
-    fake: FakeSlack,
-    secrets: Path,
-) -> None:
-    path.write_text(
-        f'data_dir = "{data_dir}"\npolicy = "{POLICY}"\n'
-        f'[database]\nurl = "{database_url}"\nauto_upgrade = false\n'
-        f'[server]\nhost = "127.0.0.1"\nport = {port}\npublic_url = "{public_url}"\n'
-        '[logging]\nformat = "json"\n'
-        "[local_host]\nenabled = false\n"
-        "[providers.local]\n"
-        f'type = "fc"\nendpoint = "{host_url}"\naccount_id = "1000000000000000"\n'
-        'region = "local"\n'
-        f'access_key_id = {{ env = "{KEY_ID_ENV}" }}\n'
-        f'access_key_secret = {{ env = "{KEY_SECRET_ENV}" }}\n'
-        f"[replica]\nlease_ttl_seconds = {LEASE_TTL}\nheartbeat_seconds = {HEARTBEAT}\n"
+def _slack_and_mcp(fake: FakeSlack, secrets: Path) -> str:
+    """What the replicas add to the shared replica config: Slack (the fake) and MCP."""
+    return (
         "[slack]\n"
         f'signing_secret = {{ file = "{secrets / "signing"}" }}\n'
         f'bot_token = {{ file = "{secrets / "bot"}" }}\n'
@@ -251,48 +123,28 @@ async def deployment(tmp_path: Path) -> AsyncIterator[Deployment]:
     ):
         fake.url = fake_url
         await upgrade(database_url)  # what the migration job does, once
-        host_url = json.loads((host_dir / "local-host.json").read_text())["url"]
-        keys = local_keys(host_dir)
-        environ = _environ({KEY_ID_ENV: keys.access_key_id, KEY_SECRET_ENV: keys.access_key_secret})
+        access = HostAccess.of(host_dir)
         proxy = Proxy(haproxy, tmp_path / "haproxy.cfg", free_port())
-        replicas: list[Replica] = []
-        for name in ("a", "b"):
-            port = free_port()
-            data_dir = tmp_path / f"replica-{name}"
-            config = tmp_path / f"replica-{name}.toml"
-            _replica_config(
-                config,
+
+        def config_of(data_dir: Path, port: int) -> str:
+            return replica_config(
                 data_dir,
+                policy=POLICY,
                 database_url=database_url,
                 port=port,
                 public_url=proxy.url,
-                host_url=host_url,
-                fake=fake,
-                secrets=secrets,
+                host_url=access.url,
+                lease_ttl=LEASE_TTL,
+                heartbeat=HEARTBEAT,
+                extra=_slack_and_mcp(fake, secrets),
             )
-            replicas.append(
-                Replica(
-                    name,
-                    config,
-                    data_dir,
-                    port,
-                    {**environ, "EXECGATE_CONFIG": str(config)},
-                    tmp_path / f"replica-{name}.log",
-                )
-            )
+
+        both = replicas(tmp_path, ("a", "b"), access, config_of)
         slack = SlackThroughProxy(
             cast(Running, None), fake, http, host.instance, host_dir, base=proxy.url
         )
-        try:
-            await asyncio.gather(*(r.start() for r in replicas))
-            await proxy.start(replicas)
-            yield Deployment(database_url, host, replicas, proxy, fake, slack)
-        finally:
-            await proxy.stop()
-            for replica in replicas:
-                if replica.proc is not None and replica.proc.returncode is None:
-                    replica.kill()
-                    await replica.reap()
+        async with running(both, proxy):
+            yield Deployment(database_url, host, both, proxy, fake, slack)
 
 
 def elapsed_since(t0: float) -> float:

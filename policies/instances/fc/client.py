@@ -252,6 +252,10 @@ class FcClient:
                 ping_timeout=self.endpoint.ping_interval,
                 close_timeout=_CLOSE_TIMEOUT,
                 max_size=MAX_MESSAGE_BYTES,
+                # No permessage-deflate: its two zlib streams cost ~90 KB per open exec
+                # (both ends), more than everything else a session holds, and output is
+                # capped per exec: memory for many long sessions counts more than bytes.
+                compression=None,
             )
         except InvalidStatus as exc:
             raise classify_error(

@@ -274,13 +274,20 @@ def _check_nonce(nonce: str) -> None:
 
 # The watchdog, run by the wrapper in its own process group (when setsid exists) with
 # $1 = the wrapper's pid, $2 = the command's kill target ("-PGID", or "PID" without
-# setsid), $3 = the timeout, $4 = the grace, $5 = the run file (empty: not stoppable).
-# It counts whole seconds so that it can also notice, each second, that another exec
-# renamed the run file away (``stop_argv``); then it tells the wrapper (USR1), TERMs the
-# command's group, and KILLs it after the grace unless the group is gone by then.
+# setsid), $3 = the timeout, $4 = the grace, $5 = the run file (empty: not stoppable),
+# $6 = the path for a stop FIFO (empty: not stoppable). It counts whole seconds,
+# noticing each second that another exec renamed the run file away (``stop_argv``).
+# A command still running after a second gets a FIFO (where mkfifo works): the rest of
+# the timeout is a ``sleep`` holding it open, and the watchdog blocks reading it until
+# a stopping exec writes a word (it stays in the FIFO while the timer holds it), or
+# the timer, its last writer, exits. A long exec so costs its instance no process start
+# per second. Then the watchdog tells the wrapper (USR1), TERMs the command's group,
+# and KILLs it after the grace unless the group is gone by then.
 _WATCHDOG = (
     "i=0; while [ $i -lt $3 ]; do sleep 1; i=$((i+1));"
-    ' if [ -n "$5" ] && [ ! -e "$5" ]; then break; fi; done;'
+    ' if [ -n "$5" ] && [ ! -e "$5" ]; then break; fi;'
+    ' if [ -n "$6" ] && [ $i -lt $3 ] && mkfifo -m 600 "$6" 2>/dev/null; then'
+    ' sleep $(($3-i)) 1<>"$6" & [ -e "$5" ] && read x <"$6"; break; fi; done;'
     " kill -USR1 $1; kill -TERM $2;"
     " i=0; while [ $i -lt $4 ] && kill -0 $2; do sleep 1; i=$((i+1)); done;"
     " kill -KILL $2"
@@ -329,22 +336,23 @@ def wrap_argv(
         raise ValueError("the timeout and the grace must be at least one second")
     script = (
         f"n={run_id}; d=${{TMPDIR:-/tmp}}; r=$d/.execgate-$n.run; s=$d/.execgate-$n.stop;"
+        " p=$d/.execgate-$n.fifo;"
         # The run file lets a second exec stop this one (``stop_argv``) by renaming it.
         # ``true``, not ``:``: a failed redirection of a special built-in would end the
         # shell (POSIX 2.8.1), and a read-only /tmp must not cost the exit status.
-        ' { true >"$r"; } 2>/dev/null || r=;'
+        ' { true >"$r"; } 2>/dev/null || r=; [ -n "$r" ] || p=;'
         " to=; trap 'to=1' USR1;"
         " if command -v setsid >/dev/null 2>&1; then S=setsid; g=-; else S=; g=; fi;"
         # An asynchronous command's stdin is /dev/null unless given explicitly: fd 3.
         ' exec 3<&0; $S "$@" <&3 3<&- & c=$!; exec 3<&-;'
-        f" $S /bin/sh -c '{_WATCHDOG}' sh $$ $g$c {timeout} {grace} \"$r\""
+        f' $S /bin/sh -c \'{_WATCHDOG}\' sh $$ $g$c {timeout} {grace} "$r" "$p"'
         " </dev/null >/dev/null 2>&1 & w=$!;"
         # USR1 from the watchdog interrupts wait: wait again until the command is gone.
         # The shell's own job notices ("Killed ...") go to /dev/null, not the output.
         ' { wait $c; rc=$?; while [ -n "$to" ] && kill -0 $c; do wait $c; rc=$?; done;'
         # The watchdog by pid too: it may not have reached its own setsid yet.
         ' [ -n "$g" ] && kill -KILL -$c -$w; kill -KILL $w; wait $w; } 2>/dev/null;'
-        ' [ -n "$r" ] && rm -f "$r" "$s";'
+        ' [ -n "$r" ] && rm -f "$r" "$s" "$p";'
         ' if [ -n "$to" ]; then [ -n "$g" ] || echo "execgate: setsid is missing on this'
         " instance: the timeout stopped the command's main process only\" >&2;"
         f' printf "\\n{nonce}:timeout" >&2; exit {EXIT_TIMEOUT}; fi;'
@@ -356,7 +364,8 @@ def wrap_argv(
 def stop_argv(run_id: str, *, wait: int = DEFAULT_KILL_GRACE + 2) -> list[str]:
     """argv for a second exec that stops the wrapped command whose run id is ``run_id``.
 
-    It renames the wrapper's run file; the watchdog notices within a second and TERMs
+    It renames the wrapper's run file and wakes the watchdog through its FIFO, if it
+    has one (else the watchdog notices the rename within a second); the watchdog TERMs
     then KILLs the command's group, and the wrapper removes the renamed file as it ends.
     This exec waits for that, up to ``wait`` seconds: exit 0 when the command is
     stopped or had already ended, 1 when it still runs. Only the shared ``/tmp`` (or
@@ -369,8 +378,12 @@ def stop_argv(run_id: str, *, wait: int = DEFAULT_KILL_GRACE + 2) -> list[str]:
         raise ValueError("the wait must not be negative")
     script = (
         f"n={run_id}; d=${{TMPDIR:-/tmp}}; r=$d/.execgate-$n.run; s=$d/.execgate-$n.stop;"
+        " p=$d/.execgate-$n.fifo;"
         ' mv -f "$r" "$s" 2>/dev/null || exit 0;'
-        f' i=0; while [ -e "$s" ] && [ $i -lt {wait} ]; do sleep 1; i=$((i+1)); done;'
+        # Read-write: the open never blocks, even with no watchdog reading. Said again
+        # each second: a word written before the timer holds the FIFO open is lost.
+        f' i=0; while [ -e "$s" ] && [ $i -lt {wait} ]; do'
+        ' if [ -p "$p" ]; then { echo s 1<>"$p"; } 2>/dev/null; fi; sleep 1; i=$((i+1)); done;'
         ' [ ! -e "$s" ]'
     )
     return ["/bin/sh", "-c", script]

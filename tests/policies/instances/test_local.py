@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -416,3 +417,33 @@ def test_invalid_function_declarations_are_refused(kwargs: dict[str, object]) ->
 def test_function_names_must_be_unique(subprocess_runner: SandboxRunner, tmp_path: Path) -> None:
     with pytest.raises(ConfigError):
         InstanceManager([api(), api()], subprocess_runner, tmp_path)
+
+
+async def test_open_execs_do_not_hold_a_thread_each(manager: InstanceManager) -> None:
+    instance_id = await manager.invoke("demo-api")
+    manager.release_invocation(instance_id)
+    go_on = asyncio.Event()
+    outputs = [Output(wait_for=b"ready") for _ in range(20)]
+    threads_before = threading.active_count()
+
+    async def stdin() -> AsyncIterator[bytes]:
+        yield b"ready\n"
+        await go_on.wait()
+
+    with anyio.fail_after(30):
+        tasks = [
+            asyncio.create_task(
+                manager.exec(
+                    "demo-api", instance_id, ["cat"], limits=LIMITS, on_output=out, stdin=stdin()
+                )
+            )
+            for out in outputs
+        ]
+        for out in outputs:
+            await out.seen.wait()
+        open_threads = threading.active_count()
+        go_on.set()
+        results = await asyncio.gather(*tasks)
+    assert [r.exit_code for r in results] == [0] * 20
+    # Child exits are learnt in the event loop: twenty open execs, not twenty threads more.
+    assert open_threads - threads_before < 5

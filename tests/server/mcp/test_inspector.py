@@ -18,7 +18,8 @@ from typing import Any
 import anyio
 import pytest
 
-from tests.e2e.conftest import EXECGATE, Served, serve_process, write_config
+from bench.deployment import EXECGATE
+from tests.e2e.conftest import Served, serve_process, write_config
 from tests.server.mcp.conftest import SECRETS
 
 INSPECTOR = "@modelcontextprotocol/inspector@0.15.0"

@@ -9,8 +9,9 @@ from pathlib import Path
 
 from mcp import Client, StdioServerParameters
 
+from bench.deployment import EXECGATE
 from server.cli.exits import EXIT_CONFIG
-from tests.e2e.conftest import EXECGATE, Served, serve_process, write_config
+from tests.e2e.conftest import Served, serve_process, write_config
 from tests.server.mcp.conftest import error_code
 from tests.server.mcp.story import troubleshooting_story
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -220,3 +221,29 @@ async def test_without_setsid_the_timeout_stops_the_main_process_and_says_so(
     assert ran.status == ExitStatus(None, timed_out=True)
     assert b"setsid is missing" in ran.stderr
     assert pids_with(seconds) == []
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+async def test_an_open_command_costs_its_instance_one_timer_not_a_process_each_second(
+    shell: str, tmp_path: Path
+) -> None:
+    timeout = 600 + secrets.randbelow(10**6)
+    # After its first second the watchdog sleeps the rest of the timeout at once.
+    timer = f"sleep {timeout - 1}"
+    # The command says it started once the watchdog's timer runs.
+    command = (
+        f"until ps -eo args= | grep -qx '{timer}'; do sleep 0.1; done; echo started;"
+        f" exec sleep {unique_sleep_seconds()}"
+    )
+    wrapped = Wrapped(shell, tmp_path)
+    with anyio.fail_after(BOUND):
+        run = asyncio.create_task(wrapped.run(["sh", "-c", command], timeout=timeout))
+        await wrapped.started.wait()
+        timers = pids_with(timer.replace(" ", "\0") + "\0")
+        assert await wrapped.stop() == 0
+        ran = await run
+    # The watchdog waits on one timer and its FIFO rather than polling with `sleep 1`
+    # all along; the stop woke it.
+    assert len(timers) == 1
+    assert ran.status is not None and ran.status.timed_out
+    assert list(tmp_path.iterdir()) == []
