@@ -29,6 +29,7 @@ from server.settings import (
 )
 from server.wiring import local_functions, open_service, prepare_database
 from tests.support.fchost import FakeClock
+from tests.support.objectstores import bucket, moto_url, oss_endpoint, s3_client
 
 # The fake credentials of the demo function: they must never reach an assistant.
 SECRETS = [
@@ -40,6 +41,8 @@ SECRETS = [
         "DB_PASSWORD",
     )
 ]
+__all__ = ["bucket", "moto_url", "oss_endpoint", "s3_client"]  # fixtures for bucket stores
+
 PUBLIC_URL = "http://execgate.test"
 ASSISTANT = Principal(PrincipalKind.MCP, "assistant")
 OTHER = Principal(PrincipalKind.MCP, "other-assistant")
