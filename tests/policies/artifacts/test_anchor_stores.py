@@ -7,7 +7,7 @@ import secrets
 from typing import TYPE_CHECKING
 
 from policies.artifacts import OssArtifactStore, OssConfig, S3ArtifactStore, S3Config
-from policies.artifacts.anchors import BucketAnchors, Retention
+from policies.artifacts.anchors import Retention, bucket_anchors
 from tests.policies.artifacts.conftest import REGION
 
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ async def test_s3_anchors_carry_an_object_lock_retention_and_read_back(
             addressing_style="path",
         )
     )
-    anchors = BucketAnchors(store, "eg/", Retention(days=30))
+    anchors = bucket_anchors(store, "eg/", Retention(days=30))
     try:
         await anchors.put_anchor("000000000001-0123456789abcdef.json", b'{"a":1}')
         names = await anchors.list_anchors()
@@ -55,7 +55,7 @@ async def test_oss_anchors_are_listed_and_read_back(oss_endpoint: str, bucket: s
             path_style=True,
         )
     )
-    anchors = BucketAnchors(store)
+    anchors = bucket_anchors(store)
     await anchors.put_anchor("000000000002-0123456789abcdef.json", b'{"b":2}')
 
     names = await anchors.list_anchors()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from policies.artifacts.anchors import LocalAnchors
+from policies.artifacts.anchors import local_anchors
 from policies.audit import SqlAuditStore, open_audit_store
 from policies.audit.anchors import AnchorPublisher
 from policies.audit.chain import GENESIS_HASH, event_hash
@@ -146,7 +146,7 @@ async def test_a_rebuilt_database_is_never_signed_over_the_old_checkpoint(
 async def test_anchors_catch_history_rewritten_by_someone_holding_the_private_key(
     migrated_url: str, checkpoint_path: Path, tmp_path: Path
 ) -> None:
-    anchors = LocalAnchors(tmp_path / "artifacts")
+    anchors = local_anchors(tmp_path / "artifacts")
     store = await open_audit_store(
         migrated_url,
         checkpoint_path=checkpoint_path,
@@ -180,7 +180,7 @@ async def test_an_anchor_signed_with_another_key_is_reported(
 ) -> None:
     await audit_store.record_intent(INTENT)
     await audit_store.aclose()
-    anchors = LocalAnchors(tmp_path / "artifacts")
+    anchors = local_anchors(tmp_path / "artifacts")
     mallory = Ed25519PrivateKey.generate()
     forged = encode_checkpoint([Segment(1, GENESIS_HASH, 1, "c" * 64)], mallory)
     await AnchorPublisher(anchors)(1, forged)
@@ -203,7 +203,7 @@ async def test_verify_with_anchors_fails_when_none_were_published(
         migrated_url,
         checkpoint_path=checkpoint_path,
         public_key=PUBLIC,
-        anchors=LocalAnchors(tmp_path / "empty"),
+        anchors=local_anchors(tmp_path / "empty"),
     )
 
     assert (report.ok, report.problem) == (False, "anchor")
