@@ -29,7 +29,7 @@ def _bucket_settings(store: str, endpoint: str, bucket: str, tmp_path: Path) -> 
     secret.write_text("testing-secret")
     extra: dict[str, Any] = {"oss_signature_version": "v1"} if store == "oss" else {}
     return ArtifactSettings(
-        store=store,  # type: ignore[arg-type]
+        store=store,
         bucket=bucket,
         region=REGION if store == "s3" else "cn-hangzhou",
         endpoint_url=endpoint,
