@@ -11,36 +11,15 @@ from typing import TYPE_CHECKING
 
 from policies.artifacts import (
     LocalArtifactStore,
-    OssArtifactStore,
-    OssConfig,
-    S3ArtifactStore,
-    S3Config,
 )
 from policies.artifacts.anchors import Retention, bucket_anchors, local_anchors
-from policies.audit import open_audit_store
-from policies.audit.anchors import AnchorPublisher
-from policies.audit.chain import GENESIS_HASH
-from policies.audit.checkpoint import Segment, encode_checkpoint
 from policies.audit.review import verify_log
 from tests.conftest import CHECKPOINT_KEY
-from tests.policies.artifacts.conftest import REGION
-from tests.policies.audit.support import INTENT, execute, scalar
+from tests.policies.artifacts.support import oss_store, s3_store
+from tests.policies.audit.support import cut_and_resign, record_anchored
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
-
-
-def _s3_store(moto_url: str, bucket: str) -> S3ArtifactStore:
-    return S3ArtifactStore(
-        S3Config(
-            bucket=bucket,
-            region=REGION,
-            endpoint_url=moto_url,
-            access_key_id="testing-key-id",
-            secret_access_key="testing-secret",
-            addressing_style="path",
-        )
-    )
 
 
 async def test_s3_anchors_carry_an_object_lock_retention_and_read_back(
@@ -48,7 +27,7 @@ async def test_s3_anchors_carry_an_object_lock_retention_and_read_back(
 ) -> None:
     bucket = f"execgate-lock-{secrets.token_hex(6)}"
     s3_client.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
-    store = _s3_store(moto_url, bucket)
+    store = s3_store(moto_url, bucket)
     anchors = bucket_anchors(store, "eg/", Retention(days=30))
     try:
         await anchors.put_anchor("000000000001-0123456789abcdef.json", b'{"a":1}')
@@ -64,17 +43,7 @@ async def test_s3_anchors_carry_an_object_lock_retention_and_read_back(
 
 
 async def test_oss_anchors_are_listed_and_read_back(oss_endpoint: str, bucket: str) -> None:
-    store = OssArtifactStore(
-        OssConfig(
-            bucket=bucket,
-            region="cn-hangzhou",
-            endpoint=oss_endpoint,
-            access_key_id="testing-key-id",
-            access_key_secret="testing-secret",
-            signature_version="v1",
-            path_style=True,
-        )
-    )
+    store = oss_store(oss_endpoint, bucket)
     anchors = bucket_anchors(store)
     await anchors.put_anchor("000000000002-0123456789abcdef.json", b'{"b":2}')
 
@@ -87,28 +56,13 @@ async def test_oss_anchors_are_listed_and_read_back(oss_endpoint: str, bucket: s
 async def test_s3_anchors_agree_with_the_log_until_history_is_rewritten(
     moto_url: str, bucket: str, migrated_url: str, checkpoint_path: Path
 ) -> None:
-    anchors = bucket_anchors(_s3_store(moto_url, bucket), "eg/")
+    anchors = bucket_anchors(s3_store(moto_url, bucket), "eg/")
     public = CHECKPOINT_KEY.public_key()
-    store = await open_audit_store(
-        migrated_url,
-        checkpoint_path=checkpoint_path,
-        checkpoint_key=CHECKPOINT_KEY,
-        publish=AnchorPublisher(anchors),
-        new_log=True,
-    )
-    try:
-        for _ in range(4):
-            await store.record_intent(INTENT)
-    finally:
-        await store.aclose()
+    await record_anchored(migrated_url, checkpoint_path, CHECKPOINT_KEY, anchors)
     intact = await verify_log(
         migrated_url, checkpoint_path=checkpoint_path, public_key=public, anchors=anchors
     )
-    # The host's owner cuts the last two events and re-signs a matching checkpoint.
-    await execute(migrated_url, "DELETE FROM audit_events WHERE seq > 2")
-    head = await scalar(migrated_url, "SELECT hash FROM audit_events WHERE seq = 2")
-    resigned = encode_checkpoint([Segment(1, GENESIS_HASH, 2, head)], CHECKPOINT_KEY)
-    checkpoint_path.write_text(resigned)
+    await cut_and_resign(migrated_url, checkpoint_path, CHECKPOINT_KEY)
     rewritten = await verify_log(
         migrated_url, checkpoint_path=checkpoint_path, public_key=public, anchors=anchors
     )

@@ -12,16 +12,10 @@ import pytest
 
 from policies.artifacts import (
     LocalArtifactStore,
-    OssArtifactStore,
-    OssConfig,
-    S3ArtifactStore,
-    S3Config,
 )
-from policies.artifacts.streaming import MIN_PART_SIZE
 from policies.errors import ArtifactNotFound, ArtifactTooLarge
 from policies.ports import ArtifactStore
-from tests.policies.artifacts.conftest import REGION
-from tests.policies.artifacts.support import stream
+from tests.policies.artifacts.support import oss_store, s3_store, stream
 
 DAY = "2026/11/27/local/demo-api/c-1"
 KEYS = [
@@ -41,30 +35,9 @@ async def store(
             tmp_path / "artifacts", signing_key=b"k" * 32, base_url=lambda: "http://127.0.0.1:9"
         )
     elif request.param == "s3":
-        made = S3ArtifactStore(
-            S3Config(
-                bucket=bucket,
-                region=REGION,
-                endpoint_url=moto_url,
-                access_key_id="testing-key-id",
-                secret_access_key="testing-secret",
-                addressing_style="path",
-                part_size=MIN_PART_SIZE,
-            )
-        )
+        made = s3_store(moto_url, bucket)
     else:
-        made = OssArtifactStore(
-            OssConfig(
-                bucket=bucket,
-                region="cn-hangzhou",
-                endpoint=oss_endpoint,
-                access_key_id="testing-key-id",
-                access_key_secret="testing-secret",
-                signature_version="v1",
-                path_style=True,
-                part_size=MIN_PART_SIZE,
-            )
-        )
+        made = oss_store(oss_endpoint, bucket)
     try:
         yield made
     finally:

@@ -16,7 +16,13 @@ from policies.audit.chain import GENESIS_HASH, event_hash
 from policies.audit.checkpoint import Segment, encode_checkpoint, read_checkpoint
 from policies.audit.review import verify_log
 from tests.conftest import CHECKPOINT_KEY
-from tests.policies.audit.support import INTENT, execute, scalar
+from tests.policies.audit.support import (
+    INTENT,
+    cut_and_resign,
+    execute,
+    record_anchored,
+    scalar,
+)
 
 PUBLIC = CHECKPOINT_KEY.public_key()
 
@@ -147,24 +153,9 @@ async def test_anchors_catch_history_rewritten_by_someone_holding_the_private_ke
     migrated_url: str, checkpoint_path: Path, tmp_path: Path
 ) -> None:
     anchors = local_anchors(tmp_path / "artifacts")
-    store = await open_audit_store(
-        migrated_url,
-        checkpoint_path=checkpoint_path,
-        checkpoint_key=CHECKPOINT_KEY,
-        publish=AnchorPublisher(anchors),
-        new_log=True,
-    )
-    try:
-        for _ in range(4):
-            await store.record_intent(INTENT)
-    finally:
-        await store.aclose()
+    await record_anchored(migrated_url, checkpoint_path, CHECKPOINT_KEY, anchors)
     assert len(await anchors.list_anchors()) >= 1
-    # The host's owner cuts the last two events and re-signs a matching checkpoint.
-    await execute(migrated_url, "DELETE FROM audit_events WHERE seq > 2")
-    head = await scalar(migrated_url, "SELECT hash FROM audit_events WHERE seq = 2")
-    resigned = encode_checkpoint([Segment(1, GENESIS_HASH, 2, head)], CHECKPOINT_KEY)
-    checkpoint_path.write_text(resigned)
+    await cut_and_resign(migrated_url, checkpoint_path, CHECKPOINT_KEY)
 
     local = await verify_log(migrated_url, checkpoint_path=checkpoint_path, public_key=PUBLIC)
     anchored = await verify_log(

@@ -13,13 +13,9 @@ from mcp import Client
 from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS, ResourceLink, TextResourceContents
 
-from policies.instances.local import InstanceManager
-from policies.instances.sandbox import SandboxRunner
 from server.mcp.registry import build_server
 from server.settings import ArtifactSettings, SecretRef
-from server.wiring import local_functions, open_service, prepare_database
-from tests.server.mcp.conftest import ASSISTANT, OTHER, InProcess, data, settings_for
-from tests.support.fchost import FakeClock
+from tests.server.mcp.conftest import OTHER, InProcess, data, in_process, settings_for
 from tests.support.objectstores import REGION
 
 
@@ -54,18 +50,8 @@ async def bucket_inproc(
     endpoint = moto_url if store == "s3" else oss_endpoint
     artifacts = _bucket_settings(store, endpoint, bucket, tmp_path)
     settings = settings_for(tmp_path, database_url, mcp_inline_bytes=1024, artifacts=artifacts)
-    await prepare_database(settings)
-    clock = FakeClock()
-    manager = InstanceManager(
-        local_functions(settings), SandboxRunner("auto"), settings.data_dir, clock=clock
-    )
-    await manager.start()
-    try:
-        async with open_service(settings, manager=manager) as service:
-            server = build_server(service, settings, lambda _request: ASSISTANT)
-            yield InProcess(settings, service, manager, clock, server)
-    finally:
-        await manager.aclose()
+    async with in_process(settings) as rig:
+        yield rig
 
 
 async def test_full_output_in_a_bucket_store_reads_as_a_resource_for_its_owner_only(
