@@ -4,6 +4,7 @@ output sinks). Implementations live in ``policies.audit``, ``policies.instances`
 
 from __future__ import annotations
 
+import builtins
 import datetime as dt
 import enum
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -378,6 +379,18 @@ class ArtifactStore(Protocol):
 
     async def link(self, key: str, *, ttl_seconds: float | None = None) -> str:
         """An expiring URL to fetch the artifact. Raises: ArtifactError."""
+        ...
+
+    async def read(self, key: str, *, max_bytes: int) -> bytes:
+        """The bytes stored under ``key``; never more than ``max_bytes`` are held.
+
+        Raises: ArtifactNotFound (nothing under ``key``); ArtifactTooLarge (more than
+        ``max_bytes`` stored); ArtifactError.
+        """
+        ...
+
+    async def list(self, prefix: str) -> builtins.list[str]:
+        """The keys that start with ``prefix``, sorted. Raises: ArtifactError."""
         ...
 
     async def aclose(self) -> None: ...

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from policies.artifacts import LocalConfig, OssArtifactStore, S3ArtifactStore, S3Config
-from policies.artifacts.anchors import BucketAnchors, LocalAnchors, Retention
+from policies.artifacts.anchors import Retention, bucket_anchors, local_anchors
 from policies.audit import open_audit_store
 from policies.audit.anchors import AnchorPublisher, AnchorStore
 from policies.audit.checkpoint import start_checkpoint
@@ -261,12 +261,12 @@ def open_anchor_store(settings: Settings) -> AnchorStore | None:
         return None
     config = store_config(settings)
     if isinstance(config, LocalConfig):
-        return LocalAnchors(config.root)
+        return local_anchors(config.root)
     retention = None
     if cfg.anchor_retention_days is not None:
         retention = Retention(cfg.anchor_retention_days, cfg.anchor_lock_mode)
     bucket = S3ArtifactStore(config) if isinstance(config, S3Config) else OssArtifactStore(config)
-    return BucketAnchors(bucket, cfg.prefix, retention)
+    return bucket_anchors(bucket, cfg.prefix, retention)
 
 
 async def database_missing(url: str) -> bool:

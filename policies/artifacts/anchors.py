@@ -1,4 +1,4 @@
-"""Anchor stores (``policies.audit.anchors.AnchorStore``) on the artifact stores:
+"""The anchor store (``policies.audit.anchors.AnchorStore``) on an artifact store:
 signed audit checkpoints under a fixed prefix, written once, never overwritten.
 
 - local: files under ``<artifact dir>/audit-anchors/``, created exclusively, read-only.
@@ -7,22 +7,27 @@ signed audit checkpoints under a fixed prefix, written once, never overwritten.
   account that wrote it can delete or overwrite it before the date.
 - OSS: objects under the same prefix; immutability comes from the bucket's retention
   (WORM) policy, which applies to every object in it.
+
+Anchors are listed and read through the store's ``list`` and ``read``; each store's
+``put_object`` writes them (with the retention where the store has one).
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import os
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
-from policies.artifacts.oss import OssArtifactStore
-from policies.artifacts.s3 import S3ArtifactStore
+from policies.artifacts.local import LocalArtifactStore
 from policies.errors import ArtifactError
+from policies.ports import ArtifactStore
 
 ANCHOR_FOLDER = "audit-anchors"
+# A checkpoint names each writer run's first and last event: a few KiB in practice.
+MAX_ANCHOR_BYTES = 16 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,74 +39,61 @@ class Retention:
         return dt.datetime.now(dt.UTC) + dt.timedelta(days=self.days)
 
 
-class LocalAnchors:
-    name = "local"
+class AnchorTarget(ArtifactStore, Protocol):
+    """An artifact store that also writes whole objects once (see each store)."""
 
-    def __init__(self, root: Path) -> None:
-        self.root = root / ANCHOR_FOLDER
-
-    def _put(self, name: str, body: bytes) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(self.root / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
-        except FileExistsError:
-            return  # the same name is the same content (its digest is in the name)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(body)
-            fh.flush()
-            os.fsync(fh.fileno())
-
-    async def put_anchor(self, name: str, body: bytes) -> None:
-        try:
-            await asyncio.to_thread(self._put, name, body)
-        except OSError as exc:
-            raise ArtifactError("the audit anchor could not be stored") from exc
-
-    async def list_anchors(self) -> list[str]:
-        try:
-            return await asyncio.to_thread(
-                lambda: sorted(p.name for p in self.root.iterdir()) if self.root.exists() else []
-            )
-        except OSError as exc:
-            raise ArtifactError("the audit anchors could not be listed") from exc
-
-    async def get_anchor(self, name: str) -> bytes:
-        try:
-            return await asyncio.to_thread((self.root / name).read_bytes)
-        except OSError as exc:
-            raise ArtifactError("an audit anchor could not be read") from exc
-
-    async def aclose(self) -> None:
-        return None
+    def put_object(
+        self,
+        key: str,
+        data: bytes,
+        content_type: str,
+        retain_until: dt.datetime | None = None,
+        lock_mode: str | None = None,
+    ) -> None: ...
 
 
-class BucketAnchors:
-    """Anchors in an S3 or OSS bucket under ``prefix + "audit-anchors/"``."""
+class StoreAnchors:
+    """Anchors in ``store`` under ``prefix``."""
 
     def __init__(
-        self,
-        store: S3ArtifactStore | OssArtifactStore,
-        prefix: str = "",
-        retention: Retention | None = None,
+        self, store: AnchorTarget, prefix: str = "", retention: Retention | None = None
     ) -> None:
         self.name = store.name
         self._store = store
-        self._prefix = f"{prefix}{ANCHOR_FOLDER}/"
+        self._prefix = prefix
         self._retention = retention
 
     async def put_anchor(self, name: str, body: bytes) -> None:
         until = None if self._retention is None else self._retention.until()
         mode = None if self._retention is None else self._retention.mode
-        await asyncio.to_thread(
-            self._store.put_object, self._prefix + name, body, "application/json", until, mode
-        )
+        key = self._prefix + name
+        await asyncio.to_thread(self._store.put_object, key, body, "application/json", until, mode)
 
     async def list_anchors(self) -> list[str]:
-        keys = await asyncio.to_thread(self._store.list_keys, self._prefix)
+        keys = await self._store.list(self._prefix)
         return sorted(k[len(self._prefix) :] for k in keys)
 
     async def get_anchor(self, name: str) -> bytes:
-        return await asyncio.to_thread(self._store.get_bytes, self._prefix + name)
+        return await self._store.read(self._prefix + name, max_bytes=MAX_ANCHOR_BYTES)
 
     async def aclose(self) -> None:
         await self._store.aclose()
+
+
+def local_anchors(root: Path) -> StoreAnchors:
+    """Anchors in ``<root>/audit-anchors/``, ``root`` being the local artifact directory."""
+    store = LocalArtifactStore(
+        root, signing_key=secrets.token_bytes(32), base_url=_no_links, folder=ANCHOR_FOLDER
+    )
+    return StoreAnchors(store)
+
+
+def bucket_anchors(
+    store: AnchorTarget, prefix: str = "", retention: Retention | None = None
+) -> StoreAnchors:
+    """Anchors in a bucket store under ``prefix + "audit-anchors/"``."""
+    return StoreAnchors(store, f"{prefix}{ANCHOR_FOLDER}/", retention)
+
+
+def _no_links() -> str:
+    raise ArtifactError("audit anchors are not linked")

@@ -16,7 +16,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import builtins
 import contextlib
+import datetime as dt
 import errno
 import hashlib
 import hmac
@@ -31,8 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from policies.artifacts.streaming import FileUploads, Meter
-from policies.errors import ArtifactError, ExecGateError
+from policies.artifacts.streaming import READ_CHUNK, FileUploads, Meter, read_capped, too_large
+from policies.errors import ArtifactError, ArtifactNotFound, ExecGateError
 from policies.ports import ArtifactInfo
 
 LINK_PATH = "/artifacts/"
@@ -76,7 +78,9 @@ class LocalArtifactStore(FileUploads):
     """Artifacts as files; links signed with ``signing_key`` and served by ``base_url()``.
 
     ``base_url`` is asked at link time (the server may start after this process and
-    listen on a port chosen at start). ``clock`` returns unix seconds.
+    listen on a port chosen at start). ``clock`` returns unix seconds. ``folder`` is the
+    directory under ``root`` that holds the objects (the audit anchors keep their own,
+    ``audit-anchors``, out of reach of the retention sweep).
     """
 
     name = "local"
@@ -89,6 +93,7 @@ class LocalArtifactStore(FileUploads):
         base_url: Callable[[], str],
         default_ttl: float = 3600.0,
         clock: Callable[[], float] = time.time,
+        folder: str = "objects",
     ) -> None:
         if len(signing_key) < 16:
             raise ArtifactError("the artifact signing key is too short (16 bytes at least)")
@@ -97,11 +102,12 @@ class LocalArtifactStore(FileUploads):
         self._base_url = base_url
         self._ttl = default_ttl
         self._clock = clock
+        self._objects = root / folder
 
     # ------------------------------------------------------------------ writing
 
     def _object(self, key: str) -> Path:
-        return self.root / "objects" / check_key(key)
+        return self._objects / check_key(key)
 
     def _meta(self, key: str) -> Path:
         return self.root / "meta" / (check_key(key) + ".json")
@@ -211,6 +217,68 @@ class LocalArtifactStore(FileUploads):
         except OSError as exc:
             raise ArtifactError("the local artifact store cannot be written") from exc
 
+    def put_object(
+        self,
+        key: str,
+        data: bytes,
+        content_type: str,
+        retain_until: dt.datetime | None = None,
+        lock_mode: str | None = None,
+    ) -> None:
+        """Store ``data`` at ``key`` as a read-only file, never over an existing one (its
+        content is kept); the host has no retention, so ``retain_until`` is not used.
+
+        Raises: ArtifactError."""
+        path = self._object(key)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+        except FileExistsError:
+            return
+        except OSError as exc:
+            raise ArtifactError("the local artifact store cannot be written") from exc
+        with os.fdopen(fd, "wb") as handle:
+            _write(handle, data)
+            try:
+                handle.flush()
+                os.fsync(handle.fileno())
+            except OSError as exc:
+                raise ArtifactError("the local artifact store cannot be written") from exc
+
+    # ------------------------------------------------------------------ reading
+
+    async def read(self, key: str, *, max_bytes: int) -> bytes:
+        """Raises: ArtifactNotFound, ArtifactTooLarge, ArtifactError."""
+        return await asyncio.to_thread(self._read, self._object(key), max_bytes)
+
+    def _read(self, path: Path, max_bytes: int) -> bytes:
+        try:
+            with path.open("rb") as handle:
+                if os.fstat(handle.fileno()).st_size > max_bytes:
+                    raise too_large(max_bytes)
+                return read_capped(iter(lambda: handle.read(READ_CHUNK), b""), max_bytes)
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
+            raise ArtifactNotFound("the artifact no longer exists") from exc
+        except OSError as exc:
+            raise ArtifactError("the local artifact store cannot be read") from exc
+
+    async def list(self, prefix: str) -> builtins.list[str]:
+        """Raises: ArtifactError."""
+        return await asyncio.to_thread(self._list, prefix)
+
+    def _list(self, prefix: str) -> builtins.list[str]:
+        folder = prefix.rpartition("/")[0]
+        try:
+            start = self._objects / check_key(folder) if folder else self._objects
+        except ArtifactError:
+            return []  # no key lies under a folder no key could name
+        try:
+            found = [p for p in start.rglob("*") if p.is_file()] if start.is_dir() else []
+        except OSError as exc:
+            raise ArtifactError("the local artifact store cannot be listed") from exc
+        keys = (p.relative_to(self._objects).as_posix() for p in found)
+        return sorted(k for k in keys if k.startswith(prefix))
+
     # ------------------------------------------------------------------ links
 
     async def link(self, key: str, *, ttl_seconds: float | None = None) -> str:
@@ -277,8 +345,7 @@ class LocalArtifactStore(FileUploads):
 
     def _sweep(self, cutoff: float) -> int:
         removed = 0
-        for folder in ("objects", "partial"):
-            base = self.root / folder
+        for base in (self._objects, self.root / "partial"):
             for path in sorted(base.rglob("*"), reverse=True) if base.is_dir() else ():
                 with contextlib.suppress(OSError, ArtifactError):
                     if path.is_dir():
@@ -286,7 +353,7 @@ class LocalArtifactStore(FileUploads):
                             path.rmdir()
                     elif path.stat().st_mtime < cutoff:
                         path.unlink()
-                        if folder == "objects":
+                        if base == self._objects:
                             removed += 1
                             key = path.relative_to(base).as_posix()
                             self._meta(key).unlink(missing_ok=True)

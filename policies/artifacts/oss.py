@@ -10,14 +10,21 @@ logged and become ArtifactError with a safe message.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import datetime as dt
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from policies.artifacts.streaming import DEFAULT_PART_SIZE, PartedStore
-from policies.errors import ArtifactError
+from policies.artifacts.streaming import (
+    DEFAULT_PART_SIZE,
+    PartedStore,
+    collect_pages,
+    read_capped,
+    too_large,
+)
+from policies.errors import ArtifactError, ArtifactNotFound
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -142,7 +149,7 @@ class OssArtifactStore(PartedStore):
         )
         return str(out.url)
 
-    # Whole objects by key (audit anchors: see policies.artifacts.anchors)
+    # Whole objects by key (the audit anchors: see policies.artifacts.anchors)
 
     def put_object(
         self,
@@ -162,28 +169,35 @@ class OssArtifactStore(PartedStore):
             content_type=content_type,
             forbid_overwrite=True,
         )
-        self._call("store the object", self._oss().put_object, request)
+        self._call("store the artifact", self._oss().put_object, request)
 
-    def list_keys(self, prefix: str) -> list[str]:
+    def _read(self, key: str, max_bytes: int) -> bytes:
         oss = _sdk()
-        keys: list[str] = []
-        token: str | None = None
-        while True:
+        request = oss.GetObjectRequest(bucket=self._config.bucket, key=key)
+        try:
+            out = self._oss().get_object(request)
+        except oss.exceptions.OperationError as exc:
+            cause = exc.unwrap()
+            if isinstance(cause, oss.exceptions.ServiceError) and cause.status_code == 404:
+                raise ArtifactNotFound("the artifact no longer exists") from exc
+            raise
+        with out.body as body:
+            if (out.content_length or 0) > max_bytes:
+                raise too_large(max_bytes)
+            return read_capped(body.iter_bytes(), max_bytes)
+
+    def _list(self, prefix: str) -> builtins.list[str]:
+        oss = _sdk()
+
+        def page(token: str | None) -> tuple[builtins.list[str], str | None]:
             request = oss.ListObjectsV2Request(
                 bucket=self._config.bucket, prefix=prefix, continuation_token=token
             )
-            out = self._call("list objects", self._oss().list_objects_v2, request)
-            keys.extend(str(o.key) for o in out.contents or [])
-            token = out.next_continuation_token
-            if not out.is_truncated or not token:
-                return keys
+            out = self._oss().list_objects_v2(request)
+            keys = [str(o.key) for o in out.contents or []]
+            return keys, out.next_continuation_token if out.is_truncated else None
 
-    def get_bytes(self, key: str) -> bytes:
-        oss = _sdk()
-        request = oss.GetObjectRequest(bucket=self._config.bucket, key=key)
-        out = self._call("read the object", self._oss().get_object, request)
-        with out.body as body:
-            return bytes(body.read())
+        return collect_pages(page)
 
     # ArtifactStore (put_stream and put_file come from PartedStore)
 
@@ -191,6 +205,14 @@ class OssArtifactStore(PartedStore):
         """A presigned GET URL. Raises: ArtifactError."""
         ttl = ttl_seconds if ttl_seconds is not None else self._config.default_ttl
         return await asyncio.to_thread(self._presign, key, max(1, min(int(ttl), MAX_LINK_SECONDS)))
+
+    async def read(self, key: str, *, max_bytes: int) -> bytes:
+        """Raises: ArtifactNotFound, ArtifactTooLarge, ArtifactError."""
+        return await asyncio.to_thread(self._call, "read the artifact", self._read, key, max_bytes)
+
+    async def list(self, prefix: str) -> builtins.list[str]:
+        """Raises: ArtifactError."""
+        return await asyncio.to_thread(self._call, "list the artifacts", self._list, prefix)
 
     async def aclose(self) -> None:
         return None

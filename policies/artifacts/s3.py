@@ -8,14 +8,22 @@ message: bucket names, endpoints and AWS error text stay in the log.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import datetime as dt
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from policies.artifacts.streaming import DEFAULT_PART_SIZE, PartedStore
-from policies.errors import ArtifactError
+from policies.artifacts.streaming import (
+    DEFAULT_PART_SIZE,
+    READ_CHUNK,
+    PartedStore,
+    collect_pages,
+    read_capped,
+    too_large,
+)
+from policies.errors import ArtifactError, ArtifactNotFound
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
@@ -74,11 +82,11 @@ class S3ArtifactStore(PartedStore):
             )
         return self._client
 
-    def _call(self, what: str, fn: Callable[..., T], /, **kwargs: Any) -> T:
+    def _call(self, what: str, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            return fn(**kwargs)
+            return fn(*args, **kwargs)
         except (BotoCoreError, ClientError) as exc:
             # The SDK's text may name the bucket, the endpoint or the key id: log only.
             logger.warning("S3 %s failed: %s", what, exc)
@@ -87,15 +95,7 @@ class S3ArtifactStore(PartedStore):
     # PartTarget: the blocking calls upload_in_parts runs in threads.
 
     def put_whole(self, key: str, data: bytes, content_type: str) -> None:
-        s3 = self._s3()
-        self._call(
-            "store the artifact",
-            s3.put_object,
-            Bucket=self._config.bucket,
-            Key=key,
-            Body=data,
-            ContentType=content_type,
-        )
+        self.put_object(key, data, content_type)
 
     def start(self, key: str, content_type: str) -> str:
         s3 = self._s3()
@@ -142,7 +142,7 @@ class S3ArtifactStore(PartedStore):
             UploadId=upload_id,
         )
 
-    # Whole objects by key (audit anchors: see policies.artifacts.anchors)
+    # Whole objects by key (also the audit anchors: see policies.artifacts.anchors)
 
     def put_object(
         self,
@@ -160,7 +160,7 @@ class S3ArtifactStore(PartedStore):
             extra["ObjectLockRetainUntilDate"] = retain_until
         s3 = self._s3()
         self._call(
-            "store the object",
+            "store the artifact",
             s3.put_object,
             Bucket=self._config.bucket,
             Key=key,
@@ -169,28 +169,34 @@ class S3ArtifactStore(PartedStore):
             **extra,
         )
 
-    def list_keys(self, prefix: str) -> list[str]:
-        s3 = self._s3()
-        keys: list[str] = []
-        token: str | None = None
-        while True:
-            more = {"ContinuationToken": token} if token else {}
-            out = self._call(
-                "list objects",
-                s3.list_objects_v2,
-                Bucket=self._config.bucket,
-                Prefix=prefix,
-                **more,
-            )
-            keys.extend(o["Key"] for o in out.get("Contents", []) if "Key" in o)
-            token = out.get("NextContinuationToken")
-            if not out.get("IsTruncated") or not token:
-                return keys
+    def _read(self, key: str, max_bytes: int) -> bytes:
+        from botocore.exceptions import ClientError
 
-    def get_bytes(self, key: str) -> bytes:
         s3 = self._s3()
-        out = self._call("read the object", s3.get_object, Bucket=self._config.bucket, Key=key)
-        return out["Body"].read()
+        try:
+            out = s3.get_object(Bucket=self._config.bucket, Key=key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                raise ArtifactNotFound("the artifact no longer exists") from exc
+            raise
+        body = out["Body"]
+        try:
+            if out.get("ContentLength", 0) > max_bytes:
+                raise too_large(max_bytes)
+            return read_capped(body.iter_chunks(READ_CHUNK), max_bytes)
+        finally:
+            body.close()
+
+    def _list(self, prefix: str) -> builtins.list[str]:
+        s3 = self._s3()
+
+        def page(token: str | None) -> tuple[builtins.list[str], str | None]:
+            more: dict[str, Any] = {"ContinuationToken": token} if token else {}
+            out = s3.list_objects_v2(Bucket=self._config.bucket, Prefix=prefix, **more)
+            keys = [o["Key"] for o in out.get("Contents", []) if "Key" in o]
+            return keys, out.get("NextContinuationToken") if out.get("IsTruncated") else None
+
+        return collect_pages(page)
 
     # ArtifactStore (put_stream and put_file come from PartedStore)
 
@@ -207,6 +213,14 @@ class S3ArtifactStore(PartedStore):
             Params={"Bucket": self._config.bucket, "Key": key},
             ExpiresIn=expires,
         )
+
+    async def read(self, key: str, *, max_bytes: int) -> bytes:
+        """Raises: ArtifactNotFound, ArtifactTooLarge, ArtifactError."""
+        return await asyncio.to_thread(self._call, "read the artifact", self._read, key, max_bytes)
+
+    async def list(self, prefix: str) -> builtins.list[str]:
+        """Raises: ArtifactError."""
+        return await asyncio.to_thread(self._call, "list the artifacts", self._list, prefix)
 
     async def aclose(self) -> None:
         if self._client is not None:

@@ -13,16 +13,17 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 from typing import IO, Protocol, TypeVar
 
-from policies.errors import ArtifactError
+from policies.errors import ArtifactError, ArtifactTooLarge
 from policies.ports import ArtifactInfo
 
 logger = logging.getLogger(__name__)
 
 FILE_CHUNK = 1 << 20
+READ_CHUNK = 64 << 10
 MIN_PART_SIZE = 5 << 20  # S3's minimum for every part but the last
 DEFAULT_PART_SIZE = 8 << 20
 T = TypeVar("T")
@@ -47,6 +48,38 @@ class Meter:
 
     def info(self, key: str, content_type: str) -> ArtifactInfo:
         return ArtifactInfo(key, self.size, self._digest.hexdigest(), content_type)
+
+
+def read_capped(chunks: Iterable[bytes], max_bytes: int) -> bytes:
+    """The bytes of ``chunks``, holding at most ``max_bytes`` plus one chunk.
+
+    Raises: ArtifactTooLarge as soon as more than ``max_bytes`` arrived.
+    """
+    data = bytearray()
+    for chunk in chunks:
+        data += chunk
+        if len(data) > max_bytes:
+            raise too_large(max_bytes)
+    return bytes(data)
+
+
+def too_large(max_bytes: int) -> ArtifactTooLarge:
+    return ArtifactTooLarge(
+        f"the artifact is larger than the {max_bytes} bytes that can be read here",
+        max_bytes=max_bytes,
+    )
+
+
+def collect_pages(page: Callable[[str | None], tuple[Iterable[str], str | None]]) -> list[str]:
+    """Every key of a paged listing, sorted: ``page(token)`` returns one page's keys and
+    the token of the next page (None after the last)."""
+    keys: list[str] = []
+    token: str | None = None
+    while True:
+        found, token = page(token)
+        keys.extend(found)
+        if not token:
+            return sorted(keys)
 
 
 async def file_chunks(path: Path, chunk_size: int = FILE_CHUNK) -> AsyncIterator[bytes]:

@@ -14,16 +14,11 @@ the audit id of the exec that stored the artifact.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
 
-import httpx
-
-from policies.artifacts.local import LocalArtifactStore, check_key
 from policies.errors import ArtifactError, ArtifactNotFound, ArtifactTooLarge, UnknownPrincipal
 from policies.ports import ArtifactInfo, ArtifactStore, AuditStore, ExecRecord
 from policies.types import AuditId, Principal
@@ -134,7 +129,7 @@ class ArtifactReads:
                 size=info.size,
                 max_bytes=max_bytes,
             )
-        data = await _fetch(self._artifacts, info.key, max_bytes)
+        data = await self._artifacts.read(info.key, max_bytes=max_bytes)
         if hashlib.sha256(data).hexdigest() != info.sha256:
             logger.error(
                 "a stored artifact does not match its recorded sha256",
@@ -169,49 +164,3 @@ class ArtifactReads:
         except ArtifactError as exc:
             logger.warning("no link for a stored artifact: %s", exc.safe_message)
             return None
-
-
-async def _fetch(store: ArtifactStore, key: str, max_bytes: int) -> bytes:
-    """At most ``max_bytes`` (+1, to notice more) of the artifact under ``key``.
-
-    Raises: ArtifactError.
-    """
-    if isinstance(store, LocalArtifactStore):
-        # The local store keeps each artifact as a file under root/objects/<key>.
-        path = store.root / "objects" / check_key(key)
-        try:
-            data = await asyncio.to_thread(_read_capped, path, max_bytes)
-        except OSError as exc:
-            raise ArtifactNotFound("the artifact no longer exists") from exc
-    else:
-        # Object stores hand out presigned links; read through one.
-        url = await store.link(key, ttl_seconds=60)
-        data = await _download(url, max_bytes)
-    if len(data) > max_bytes:
-        raise ArtifactTooLarge()
-    return data
-
-
-def _read_capped(path: Path, max_bytes: int) -> bytes:
-    with path.open("rb") as handle:
-        return handle.read(max_bytes + 1)
-
-
-async def _download(url: str, max_bytes: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    try:
-        async with httpx.AsyncClient(trust_env=False, timeout=30) as http:
-            async with http.stream("GET", url) as response:
-                if response.status_code == 404:
-                    raise ArtifactNotFound("the artifact no longer exists")
-                if response.status_code >= 300:
-                    raise ArtifactError("the artifact store refused to send the artifact")
-                async for chunk in response.aiter_bytes():
-                    chunks.append(chunk)
-                    size += len(chunk)
-                    if size > max_bytes:
-                        break
-    except httpx.HTTPError as exc:
-        raise ArtifactError("the artifact store could not be reached") from exc
-    return b"".join(chunks)

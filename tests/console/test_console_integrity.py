@@ -7,7 +7,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from policies.artifacts.anchors import LocalAnchors
+from policies.artifacts.anchors import local_anchors
 from policies.audit import open_audit_store
 from policies.audit.anchors import AnchorPublisher
 from policies.audit.chain import GENESIS_HASH
@@ -30,7 +30,7 @@ INTENT = intent_for(
 async def test_the_integrity_page_lists_each_anchor_with_whether_it_agrees_with_the_log(
     tmp_path: Path, migrated_url: str
 ) -> None:
-    anchors = LocalAnchors(tmp_path / "artifacts")
+    anchors = local_anchors(tmp_path / "artifacts")
     store = await open_audit_store(
         migrated_url,
         checkpoint_path=tmp_path / "checkpoint.json",

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
-from policies.artifacts.oss import OssArtifactStore, OssConfig, _sdk
+from policies.artifacts.oss import _sdk
 from policies.artifacts.streaming import MIN_PART_SIZE
-from tests.policies.artifacts.support import random_file, sha256, stream
+from tests.policies.artifacts.support import oss_store, random_file, sha256, stream
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
@@ -25,27 +25,12 @@ if TYPE_CHECKING:
 KEY = "2026/11/27/local/demo-api/c-1/ex_1/files/cpu.pprof"
 
 
-def make_store(endpoint: str, bucket: str) -> OssArtifactStore:
-    return OssArtifactStore(
-        OssConfig(
-            bucket=bucket,
-            region="cn-hangzhou",
-            endpoint=endpoint,
-            access_key_id="LTAItestingkeyid",
-            access_key_secret="testing-secret",
-            signature_version="v1",
-            path_style=True,
-            part_size=MIN_PART_SIZE,
-        )
-    )
-
-
 async def test_put_then_presigned_get_returns_the_same_bytes(
     oss_endpoint: str, bucket: str, tmp_path: Path
 ) -> None:
     source = tmp_path / "cpu.pprof"
     digest = random_file(source, 150_000)
-    store = make_store(oss_endpoint, bucket)
+    store = oss_store(oss_endpoint, bucket)
     info = await store.put_file(KEY, source, content_type="application/octet-stream")
     link = await store.link(KEY, ttl_seconds=600)
     assert (info.size, info.sha256) == (150_000, digest)
@@ -57,7 +42,7 @@ async def test_put_then_presigned_get_returns_the_same_bytes(
 
 
 async def test_the_sdk_reads_back_what_the_store_wrote(oss_endpoint: str, bucket: str) -> None:
-    store = make_store(oss_endpoint, bucket)
+    store = oss_store(oss_endpoint, bucket)
     await store.put_stream(KEY, stream([b"profile ", b"bytes"]), content_type="text/plain")
     oss = _sdk()
 
@@ -75,7 +60,7 @@ async def test_a_large_file_goes_up_in_parts(
     source = tmp_path / "heap.hprof"
     size = MIN_PART_SIZE + 4321
     digest = random_file(source, size)
-    store = make_store(oss_endpoint, bucket)
+    store = oss_store(oss_endpoint, bucket)
     info = await store.put_file(KEY, source, content_type="application/octet-stream")
     assert (info.size, info.sha256) == (size, digest)
     etag = s3_client.head_object(Bucket=bucket, Key=KEY)["ETag"]
@@ -88,7 +73,7 @@ async def test_a_large_file_goes_up_in_parts(
 async def test_a_cut_stream_aborts_the_upload(
     oss_endpoint: str, bucket: str, s3_client: S3Client
 ) -> None:
-    store = make_store(oss_endpoint, bucket)
+    store = oss_store(oss_endpoint, bucket)
     chunk = b"q" * (1 << 20)
     with pytest.raises(ConnectionResetError):
         await store.put_stream(KEY, stream([chunk] * 7, fail_after=6), content_type="x")

@@ -11,11 +11,9 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
-from policies.artifacts.s3 import S3ArtifactStore, S3Config
 from policies.artifacts.streaming import MIN_PART_SIZE
 from policies.errors import ArtifactError
-from tests.policies.artifacts.conftest import REGION
-from tests.policies.artifacts.support import random_file, sha256, stream
+from tests.policies.artifacts.support import random_file, s3_store, sha256, stream
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
@@ -23,26 +21,12 @@ if TYPE_CHECKING:
 KEY = "execgate/2026/11/27/local/demo-api/c-1/ex_1/files/trace.pcap"
 
 
-def make_store(moto_url: str, bucket: str) -> S3ArtifactStore:
-    return S3ArtifactStore(
-        S3Config(
-            bucket=bucket,
-            region=REGION,
-            endpoint_url=moto_url,
-            access_key_id="testing-key-id",
-            secret_access_key="testing-secret",
-            addressing_style="path",
-            part_size=MIN_PART_SIZE,
-        )
-    )
-
-
 async def test_uploaded_file_comes_back_through_a_presigned_link_with_the_same_digest(
     moto_url: str, bucket: str, tmp_path: Path
 ) -> None:
     source = tmp_path / "trace.pcap"
     digest = random_file(source, 200_000)
-    store = make_store(moto_url, bucket)
+    store = s3_store(moto_url, bucket)
     try:
         info = await store.put_file(KEY, source, content_type="application/vnd.tcpdump.pcap")
         link = await store.link(KEY, ttl_seconds=300)
@@ -63,7 +47,7 @@ async def test_a_large_file_goes_up_as_a_multipart_upload(
     source = tmp_path / "heap.hprof"
     size = 2 * MIN_PART_SIZE + 12345
     digest = random_file(source, size)
-    store = make_store(moto_url, bucket)
+    store = s3_store(moto_url, bucket)
     try:
         info = await store.put_file(KEY, source, content_type="application/octet-stream")
         link = await store.link(KEY)
@@ -81,7 +65,7 @@ async def test_a_large_file_goes_up_as_a_multipart_upload(
 async def test_a_cut_stream_aborts_the_multipart_upload_and_stores_nothing(
     moto_url: str, bucket: str, s3_client: S3Client
 ) -> None:
-    store = make_store(moto_url, bucket)
+    store = s3_store(moto_url, bucket)
     chunk = b"z" * (1 << 20)
     try:
         with pytest.raises(ConnectionResetError):
@@ -97,7 +81,7 @@ async def test_a_cut_stream_aborts_the_multipart_upload_and_stores_nothing(
 async def test_over_the_cap_is_refused_and_nothing_is_stored(
     moto_url: str, bucket: str, s3_client: S3Client
 ) -> None:
-    store = make_store(moto_url, bucket)
+    store = s3_store(moto_url, bucket)
     try:
         with pytest.raises(ArtifactError) as caught:
             await store.put_stream(
@@ -110,7 +94,7 @@ async def test_over_the_cap_is_refused_and_nothing_is_stored(
 
 
 async def test_a_missing_bucket_is_an_artifact_error_without_sdk_text(moto_url: str) -> None:
-    store = make_store(moto_url, "execgate-no-such-bucket")
+    store = s3_store(moto_url, "execgate-no-such-bucket")
     try:
         with pytest.raises(ArtifactError) as caught:
             await store.put_stream(KEY, stream([b"x"]), content_type="x")

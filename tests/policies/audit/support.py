@@ -12,7 +12,12 @@ from typing import Any
 
 import anyio
 import sqlalchemy as sa
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from policies.audit import open_audit_store
+from policies.audit.anchors import AnchorPublisher, AnchorStore
+from policies.audit.chain import GENESIS_HASH
+from policies.audit.checkpoint import Segment, encode_checkpoint
 from policies.audit.db_engine import create_engine
 from policies.ports import ExecIntent
 from policies.types import AuditId
@@ -56,6 +61,32 @@ async def scalar(url: str, sql: str, params: Mapping[str, Any] | None = None) ->
             return await conn.scalar(sa.text(sql), dict(params or {}))
     finally:
         await engine.dispose()
+
+
+async def record_anchored(
+    url: str, checkpoint_path: Path, key: Ed25519PrivateKey, anchors: AnchorStore
+) -> None:
+    """A new log of four intents whose signed checkpoints are published to ``anchors``."""
+    store = await open_audit_store(
+        url,
+        checkpoint_path=checkpoint_path,
+        checkpoint_key=key,
+        publish=AnchorPublisher(anchors),
+        new_log=True,
+    )
+    try:
+        for _ in range(4):
+            await store.record_intent(INTENT)
+    finally:
+        await store.aclose()
+
+
+async def cut_and_resign(url: str, checkpoint_path: Path, key: Ed25519PrivateKey) -> None:
+    """What the host's owner can do: cut every event after the second and re-sign a
+    matching checkpoint with the host's private ``key``."""
+    await execute(url, "DELETE FROM audit_events WHERE seq > 2")
+    head = await scalar(url, "SELECT hash FROM audit_events WHERE seq = 2")
+    checkpoint_path.write_text(encode_checkpoint([Segment(1, GENESIS_HASH, 2, head)], key))
 
 
 REPO = Path(__file__).resolve().parents[3]

@@ -9,14 +9,20 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from policies.artifacts.anchors import LocalAnchors
+from policies.artifacts.anchors import local_anchors
 from policies.audit import SqlAuditStore, open_audit_store
 from policies.audit.anchors import AnchorPublisher
 from policies.audit.chain import GENESIS_HASH, event_hash
 from policies.audit.checkpoint import Segment, encode_checkpoint, read_checkpoint
 from policies.audit.review import verify_log
 from tests.conftest import CHECKPOINT_KEY
-from tests.policies.audit.support import INTENT, execute, scalar
+from tests.policies.audit.support import (
+    INTENT,
+    cut_and_resign,
+    execute,
+    record_anchored,
+    scalar,
+)
 
 PUBLIC = CHECKPOINT_KEY.public_key()
 
@@ -146,25 +152,10 @@ async def test_a_rebuilt_database_is_never_signed_over_the_old_checkpoint(
 async def test_anchors_catch_history_rewritten_by_someone_holding_the_private_key(
     migrated_url: str, checkpoint_path: Path, tmp_path: Path
 ) -> None:
-    anchors = LocalAnchors(tmp_path / "artifacts")
-    store = await open_audit_store(
-        migrated_url,
-        checkpoint_path=checkpoint_path,
-        checkpoint_key=CHECKPOINT_KEY,
-        publish=AnchorPublisher(anchors),
-        new_log=True,
-    )
-    try:
-        for _ in range(4):
-            await store.record_intent(INTENT)
-    finally:
-        await store.aclose()
+    anchors = local_anchors(tmp_path / "artifacts")
+    await record_anchored(migrated_url, checkpoint_path, CHECKPOINT_KEY, anchors)
     assert len(await anchors.list_anchors()) >= 1
-    # The host's owner cuts the last two events and re-signs a matching checkpoint.
-    await execute(migrated_url, "DELETE FROM audit_events WHERE seq > 2")
-    head = await scalar(migrated_url, "SELECT hash FROM audit_events WHERE seq = 2")
-    resigned = encode_checkpoint([Segment(1, GENESIS_HASH, 2, head)], CHECKPOINT_KEY)
-    checkpoint_path.write_text(resigned)
+    await cut_and_resign(migrated_url, checkpoint_path, CHECKPOINT_KEY)
 
     local = await verify_log(migrated_url, checkpoint_path=checkpoint_path, public_key=PUBLIC)
     anchored = await verify_log(
@@ -180,7 +171,7 @@ async def test_an_anchor_signed_with_another_key_is_reported(
 ) -> None:
     await audit_store.record_intent(INTENT)
     await audit_store.aclose()
-    anchors = LocalAnchors(tmp_path / "artifacts")
+    anchors = local_anchors(tmp_path / "artifacts")
     mallory = Ed25519PrivateKey.generate()
     forged = encode_checkpoint([Segment(1, GENESIS_HASH, 1, "c" * 64)], mallory)
     await AnchorPublisher(anchors)(1, forged)
@@ -203,7 +194,7 @@ async def test_verify_with_anchors_fails_when_none_were_published(
         migrated_url,
         checkpoint_path=checkpoint_path,
         public_key=PUBLIC,
-        anchors=LocalAnchors(tmp_path / "empty"),
+        anchors=local_anchors(tmp_path / "empty"),
     )
 
     assert (report.ok, report.problem) == (False, "anchor")

@@ -4,6 +4,7 @@ policy, bubblewrap sandboxes on a hand-moved clock), and helpers to read tool re
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from server.settings import (
 )
 from server.wiring import local_functions, open_service, prepare_database
 from tests.support.fchost import FakeClock
+from tests.support.objectstores import bucket, moto_url, oss_endpoint, s3_client
 
 # The fake credentials of the demo function: they must never reach an assistant.
 SECRETS = [
@@ -40,6 +42,8 @@ SECRETS = [
         "DB_PASSWORD",
     )
 ]
+__all__ = ["bucket", "moto_url", "oss_endpoint", "s3_client"]  # fixtures for bucket stores
+
 PUBLIC_URL = "http://execgate.test"
 ASSISTANT = Principal(PrincipalKind.MCP, "assistant")
 OTHER = Principal(PrincipalKind.MCP, "other-assistant")
@@ -102,7 +106,13 @@ def settings_for(
 
 @pytest.fixture
 async def inproc(tmp_path: Path, database_url: str) -> AsyncIterator[InProcess]:
-    settings = settings_for(tmp_path, database_url, mcp_inline_bytes=1024)
+    async with in_process(settings_for(tmp_path, database_url, mcp_inline_bytes=1024)) as rig:
+        yield rig
+
+
+@asynccontextmanager
+async def in_process(settings: Settings) -> AsyncIterator[InProcess]:
+    """The MCP server over a service opened from ``settings``, answering as ASSISTANT."""
     await prepare_database(settings)
     clock = FakeClock()
     manager = InstanceManager(
