@@ -24,13 +24,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import logging
 import os
 import shutil
 import signal
 import socket
-from collections.abc import Callable, Mapping, Sequence
+import stat
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from policies.errors import ProviderUnavailable
@@ -264,7 +266,34 @@ def _command_started(init_pid: int, bwrap: str) -> bool:
 def _connects(path: str) -> bool:
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         try:
-            sock.connect(path)
+            with unix_socket_nofollow(path) as own:
+                sock.connect(own)
         except OSError:
             return False
     return True
+
+
+@contextlib.contextmanager
+def unix_socket_nofollow(path: str) -> Iterator[str]:
+    """A path to connect to the unix socket at ``path`` (valid inside the block), whose
+    last component must be the socket itself, never a symbolic link.
+
+    The instance writes the directory its function's socket is in: a link planted there
+    would otherwise make ExecGate connect to whatever host socket it names (a
+    database's, a container engine's). The socket is opened with ``O_NOFOLLOW`` and
+    reached through that descriptor.
+
+    Raises: OSError (ELOOP for a link, ENOTSOCK for anything else that is not a socket).
+    """
+    parent, name = os.path.split(path)
+    dir_fd = os.open(parent or ".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    finally:
+        os.close(dir_fd)
+    try:
+        if not stat.S_ISSOCK(os.fstat(fd).st_mode):
+            raise OSError(errno.ENOTSOCK, "not a socket", path)
+        yield f"/proc/self/fd/{fd}"
+    finally:
+        os.close(fd)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
+from policies.instances.live import unix_socket_nofollow
+
 MAX_RESPONSE_BYTES = 16 << 20
 INVOKE_TIMEOUT = 60.0
 
@@ -61,11 +63,15 @@ def parse_response(raw: bytes) -> FunctionResponse:
 
 
 async def forward(socket_path: str, path: str, body: bytes, request_id: str) -> FunctionResponse:
-    """Raises: ForwardError (also when the function does not answer in time)."""
+    """``socket_path``'s last component must be the socket, not a link to one (the
+    instance writes its directory).
+
+    Raises: ForwardError (also when the function does not answer in time)."""
     request = build_request(path, body, request_id)
     try:
         async with asyncio.timeout(INVOKE_TIMEOUT):
-            reader, writer = await asyncio.open_unix_connection(socket_path)
+            with unix_socket_nofollow(socket_path) as own:
+                reader, writer = await asyncio.open_unix_connection(own)
             try:
                 writer.write(request)
                 await writer.drain()
