@@ -46,6 +46,7 @@ INVOKE_SOCKET = f"{RUN_MOUNT}/invoke.sock"
 _READY_TIMEOUT = 20.0
 _ENV = "/usr/bin/env"
 _STOP_GRACE = 5.0
+_SWEEP_ROUNDS = 64
 
 
 class LiveSandbox:
@@ -63,6 +64,7 @@ class LiveSandbox:
         self._init_pid: int | None = None
         self._run_fd: int | None = None
         self._nsenter = shutil.which("nsenter")
+        self._function_pid: int | None = None
 
     @property
     def alive(self) -> bool:
@@ -134,6 +136,9 @@ class LiveSandbox:
         # bubblewrap reports the init's pid before it has built the sandbox's root; the
         # sandbox is ready to enter once the init has started the function's process.
         await self._wait_until(lambda: _command_started(pid, bwrap), "did not start")
+        # The init's one child now is the function's process: the only one of the
+        # init's children that an exec's leftovers may not be.
+        self._function_pid = next(iter(_children(pid)), None)
         if wait_socket:
             await self._wait_until(lambda: _connects(self.invoke_socket), "did not listen")
 
@@ -198,13 +203,63 @@ class LiveSandbox:
         finally:
             inline.close()
         # nsenter and the command share a process group; whatever the command leaves
-        # behind ends with it, as FC's exec leaves nothing behind either.
-        return Spawned(
-            proc,
-            kill_tree=lambda: kill_group(proc),
-            after_exit=lambda: kill_group(proc),
-            close=lambda: None,
-        )
+        # behind ends with it, as FC's exec leaves nothing behind either. What left the
+        # group (its own session, a double fork) was reparented to the sandbox's init
+        # once its parent ended: it is swept from there.
+        loop = asyncio.get_running_loop()
+        sweeping: list[asyncio.Task[None]] = []
+
+        def end() -> None:
+            kill_group(proc)
+            # What it left may still be on its way to the init (a parent not reaped
+            # yet): swept until none is left, which also closes the output pipes.
+            if not sweeping:
+                sweeping.append(loop.create_task(self._sweep()))
+
+        async def ended() -> None:
+            await asyncio.gather(*sweeping)
+            await self._sweep()
+
+        # The main process's exit is watched here, not through the output pipes (which
+        # a leftover would hold open, and asyncio may wait for them before it reports
+        # the exit).
+        watch = _on_exit(loop, proc.pid, end)
+        return Spawned(proc, kill_tree=end, after_exit=end, close=watch, after_end=ended)
+
+    def _leftovers(self) -> list[int]:
+        """Processes of the sandbox that neither the function nor a running exec started:
+        the init's children other than the function's process, and their descendants."""
+        init = self._init_pid
+        if init is None:
+            return []
+        found: list[int] = []
+        pending = [p for p in _children(init) if p != self._function_pid]
+        while pending:
+            pid = pending.pop()
+            if not _is_zombie(pid):  # a zombie holds nothing and has no children
+                found.append(pid)
+                pending.extend(_children(pid))
+        return found
+
+    def _kill_leftovers(self) -> list[int]:
+        leftovers = self._leftovers()
+        for pid in leftovers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        return leftovers
+
+    async def _sweep(self) -> None:
+        """Kill every leftover of ended execs and wait until they are gone (their own
+        children surface at the init as they die, and are killed in turn)."""
+        for _ in range(_SWEEP_ROUNDS):
+            pidfds = []
+            for pid in self._kill_leftovers():
+                with contextlib.suppress(ProcessLookupError):
+                    pidfds.append(os.pidfd_open(pid))
+            if not pidfds:
+                return
+            await _all_exited(pidfds)
+        logger.warning("processes left by an exec kept appearing in a local instance")
 
     def kill(self) -> None:
         """Kill the sandbox's init (and so every process in it) without waiting."""
@@ -252,6 +307,65 @@ def _read_info(fd: int) -> dict[str, object]:
         if not chunk:
             return {}
         data += chunk
+
+
+def _children(pid: int) -> list[int]:
+    """The children of ``pid`` (every thread's); empty once it is gone."""
+    found: list[int] = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            found += map(int, Path(f"/proc/{pid}/task/{task}/children").read_text().split())
+    except OSError:
+        pass
+    return found
+
+
+def _on_exit(
+    loop: asyncio.AbstractEventLoop, pid: int, callback: Callable[[], None]
+) -> Callable[[], None]:
+    """Call ``callback`` (once) when process ``pid`` exits; returns what stops watching."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        loop.call_soon(callback)
+        return lambda: None
+    open_fds = [pidfd]
+
+    def stop() -> None:
+        if open_fds:
+            loop.remove_reader(pidfd)
+            os.close(open_fds.pop())
+
+    def exited() -> None:
+        stop()
+        callback()
+
+    loop.add_reader(pidfd, exited)
+    return stop
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # already reaped
+    return stat[stat.rindex(")") + 2 :].startswith("Z")
+
+
+async def _all_exited(pidfds: list[int]) -> None:
+    """Wait until every process behind ``pidfds`` has exited; closes them."""
+    loop = asyncio.get_running_loop()
+    try:
+        for fd in pidfds:
+            exited = asyncio.Event()
+            loop.add_reader(fd, exited.set)
+            try:
+                await exited.wait()
+            finally:
+                loop.remove_reader(fd)
+    finally:
+        for fd in pidfds:
+            os.close(fd)
 
 
 def _command_started(init_pid: int, bwrap: str) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -32,13 +32,15 @@ class Spawned:
 
     ``kill_tree`` kills every process of the command's tree; ``after_exit`` runs once the
     main process exited on its own (to end stragglers that would hold the pipes open);
-    ``close`` releases what ``kill_tree`` needed.
+    ``after_end`` is awaited once the command ended however it ended (to wait until
+    what it left behind is gone); ``close`` releases what ``kill_tree`` needed.
     """
 
     proc: asyncio.subprocess.Process
     kill_tree: Callable[[], None]
     after_exit: Callable[[], None]
     close: Callable[[], None]
+    after_end: Callable[[], Awaitable[None]] | None = None
 
 
 async def spawn_in_session(
@@ -94,9 +96,13 @@ async def supervise(
     try:
         return await _Supervision(spawned, limits, on_output, stdin).run()
     finally:
-        if spawned.proc.returncode is None:
-            await stop(spawned)
-        spawned.close()
+        try:
+            if spawned.proc.returncode is None:
+                await stop(spawned)
+            if spawned.after_end is not None:
+                await spawned.after_end()
+        finally:
+            spawned.close()
 
 
 async def stop(spawned: Spawned) -> None:

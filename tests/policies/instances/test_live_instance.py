@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -143,3 +144,42 @@ async def test_a_released_instance_is_gone_with_its_processes(tmp_path: Path, ma
             await manager.exec("svc", instance, ["true"], limits=LIMITS, on_output=Output())
     finally:
         await manager.aclose()
+
+
+# A background process in its own session, and a double fork into another one: neither
+# is in the command's process group, and both are reparented inside the instance.
+def _escape(marker: str) -> str:
+    return (
+        f"setsid sleep {marker} </dev/null >/dev/null 2>&1 & "
+        f"(setsid sh -c 'sleep {marker}' &); echo started; "
+    )
+
+
+@pytest.mark.parametrize("ending", ["exit", "timeout", "cancel"])
+async def test_nothing_an_exec_started_outlives_it_and_the_function_keeps_running(
+    manager: InstanceManager, marker: str, ending: str
+) -> None:
+    instance = ids(manager)[0]
+    escaped = unique_sleep_seconds()
+    out = Output(wait_for=b"started")
+    limits = Limits(timeout=1.0 if ending == "timeout" else 30.0, idle_timeout=30.0)
+    script = _escape(escaped) + ("exit 0" if ending == "exit" else "exec sleep 1000")
+    with anyio.fail_after(30):
+        run = manager.exec("svc", instance, ["sh", "-c", script], limits=limits, on_output=out)
+        if ending == "cancel":
+            task = asyncio.create_task(run)
+            await out.seen.wait()
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        else:
+            result = await run
+            assert result.exit_code == 0 if ending == "exit" else result.timed_out
+    assert out.seen.is_set()  # the command really started its background processes
+    assert pids_with(escaped) == []
+    assert pids_with(marker), "the function's process must keep running"
+    # The instance still serves execs afterwards.
+    assert (await run_ok(manager, instance, "echo", "alive")).text("stdout") == "alive\n"
+
+
+async def run_ok(manager: InstanceManager, instance: str, *argv: str) -> Output:
+    return await run(manager, instance, *argv)
