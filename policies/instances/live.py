@@ -17,7 +17,9 @@ that container. Locally:
 - :meth:`LiveSandbox.stop` kills the sandbox's init, which ends every process in it.
 
 ``nsenter`` gets the function's environment as its own (the host-side process exists
-only to enter the namespaces); nothing secret is on any command line.
+only to enter the namespaces), less the dynamic loader's variables, which name paths of
+the instance and are set by ``env`` inside it (see ``sandbox_layout.split_loader_env``);
+nothing secret is on any command line.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from pathlib import Path
 
 from policies.errors import ProviderUnavailable
 from policies.instances.inline_script import split_inline_script
+from policies.instances.sandbox_layout import split_loader_env
 from policies.instances.supervise import Spawned, kill_group
 
 logger = logging.getLogger(__name__)
@@ -169,6 +172,7 @@ class LiveSandbox:
         if not self.alive or self._init_pid is None or self._nsenter is None:
             raise ProviderUnavailable("the local instance's sandbox is not running")
         inline = split_inline_script(argv, self._owner)
+        host_env, loader = split_loader_env(env)
         try:
             proc = await asyncio.create_subprocess_exec(
                 self._nsenter,
@@ -190,11 +194,12 @@ class LiveSandbox:
                 "-C",
                 workdir,
                 "--",
+                *loader,
                 *inline.argv,
                 stdin=asyncio.subprocess.PIPE if with_stdin else asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
-                env=dict(env),
+                env=host_env,
                 start_new_session=True,
                 pass_fds=inline.fds,
             )

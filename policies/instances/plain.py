@@ -56,6 +56,7 @@ from policies.instances.sandbox_layout import (
     HostLayout,
     SandboxSpec,
     check_env,
+    split_loader_env,
 )
 from policies.instances.supervise import Spawned, kill_group, spawn_in_session, supervise
 from policies.instances.unsandboxed import Identity, dedicated_identity, refuse_readable
@@ -80,6 +81,7 @@ _INIT_SCRIPT = (
     'exec 3<&0; "$@" <&3 3<&- & wait $!'
 )
 _PROBE_TIMEOUT = 30.0
+_ENV = "/usr/bin/env"
 _PROBE_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 NAMESPACES_HINT = (
     "sandbox mode 'none' refuses to start: it runs each command in network, pid and "
@@ -241,8 +243,12 @@ class PlainRunner:
         cwd = self._layout.host_path(spec.workdir, replace(spec, state_dir=tmp)) or spec.workdir
         # The working directory is entered before the identity changes: one below the
         # code directory may lie where the identity cannot traverse.
+        # The namespaces are made as root: the function's loader variables (paths
+        # that would load code into root's processes) are set only for the command.
+        host_env, loader = split_loader_env(host_env)
+        command = [_ENV, "--", *loader, *argv] if loader else list(argv)
         proc = await spawn_in_session(
-            self._argv(argv, tmp), env=host_env, cwd=cwd, with_stdin=with_stdin
+            self._argv(command, tmp), env=host_env, cwd=cwd, with_stdin=with_stdin
         )
         # The command's pid namespace ends with it, taking every background process along.
         return Spawned(

@@ -139,6 +139,44 @@ def _top(path: str) -> str:
     return "/" + _normalize(path).split("/")[1]
 
 
+# What glibc's loader and libc read from the environment to load code or write files
+# (its own list of variables it ignores in setuid programs, plus MALLOC_* and LD_*).
+_LOADER_NAMES = frozenset(
+    {
+        "GCONV_PATH",
+        "GETCONF_DIR",
+        "GLIBC_TUNABLES",
+        "HOSTALIASES",
+        "LOCALDOMAIN",
+        "LOCPATH",
+        "NIS_PATH",
+        "NLSPATH",
+        "RESOLV_HOST_CONF",
+        "RES_OPTIONS",
+        "TZDIR",
+    }
+)
+
+
+def split_loader_env(env: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
+    """``env`` without the variables that steer the dynamic loader, and those as
+    ``NAME=VALUE`` assignments.
+
+    Processes that start or enter an instance on the host, as ExecGate's user, get only
+    the first part: the function's ``LD_PRELOAD=/tmp/x.so`` names a path of the
+    instance, and would load the host's file of that name into them. The command gets
+    the assignments back once it is in the instance (``env NAME=VALUE... COMMAND``).
+    """
+    kept: dict[str, str] = {}
+    loader: list[str] = []
+    for key, value in env.items():
+        if key.startswith(("LD_", "MALLOC_")) or key in _LOADER_NAMES:
+            loader.append(f"{key}={value}")
+        else:
+            kept[key] = value
+    return kept, loader
+
+
 def check_env(env: Mapping[str, str]) -> None:
     """Refuse what no environment can hold; a NUL would also split bubblewrap's arguments.
 
