@@ -68,6 +68,7 @@ class LiveSandbox:
         self._run_fd: int | None = None
         self._nsenter = shutil.which("nsenter")
         self._function_pid: int | None = None
+        self._entered: set[int] = set()  # the host pids of running execs' nsenter
 
     @property
     def alive(self) -> bool:
@@ -209,15 +210,19 @@ class LiveSandbox:
             inline.close()
         # nsenter and the command share a process group; whatever the command leaves
         # behind ends with it, as FC's exec leaves nothing behind either. What left the
-        # group (its own session, a double fork) was reparented to the sandbox's init
-        # once its parent ended: it is swept from there.
+        # group (its own session, a double fork, a clone with CLONE_PARENT that made it
+        # nsenter's child and then the host's) is still in the sandbox's pid namespace:
+        # it is swept from there.
         loop = asyncio.get_running_loop()
         sweeping: list[asyncio.Task[None]] = []
 
+        self._entered.add(proc.pid)
+
         def end() -> None:
+            self._entered.discard(proc.pid)
             kill_group(proc)
-            # What it left may still be on its way to the init (a parent not reaped
-            # yet): swept until none is left, which also closes the output pipes.
+            # Swept until none is left (which also closes the output pipes): a parent
+            # killed with the group may leave children that fork on meanwhile.
             if not sweeping:
                 sweeping.append(loop.create_task(self._sweep()))
 
@@ -232,35 +237,67 @@ class LiveSandbox:
         return Spawned(proc, kill_tree=end, after_exit=end, close=watch, after_end=ended)
 
     def _leftovers(self) -> list[int]:
-        """Processes of the sandbox that neither the function nor a running exec started:
-        the init's children other than the function's process, and their descendants."""
+        """Processes in the sandbox's pid namespace that neither the function nor a
+        running exec started: all but the init, the function's process tree and the
+        trees of the execs still running (below their host-side nsenter)."""
         init = self._init_pid
         if init is None:
             return []
-        found: list[int] = []
-        pending = [p for p in _children(init) if p != self._function_pid]
+        try:
+            namespace = os.stat(f"/proc/{init}/ns/pid")
+        except OSError:
+            return []  # the sandbox is gone, and everything in it
+        in_namespace = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                ns = os.stat(f"/proc/{entry}/ns/pid")
+            except OSError:
+                continue  # gone, or not ours to look at
+            if (ns.st_dev, ns.st_ino) == (namespace.st_dev, namespace.st_ino):
+                in_namespace.append(int(entry))
+        # The trees are walked after the scan: a process a running exec forks during
+        # the scan is then found below that exec, never taken for a leftover.
+        kept = {init}
+        pending = [p for p in (self._function_pid, *self._entered) if p is not None]
         while pending:
             pid = pending.pop()
-            if not _is_zombie(pid):  # a zombie holds nothing and has no children
-                found.append(pid)
-                pending.extend(_children(pid))
-        return found
+            kept.add(pid)
+            pending.extend(_children(pid))
+        # A zombie holds nothing.
+        return [p for p in in_namespace if p not in kept and not _is_zombie(p)]
 
     def _kill_leftovers(self) -> list[int]:
-        leftovers = self._leftovers()
-        for pid in leftovers:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        return leftovers
+        """SIGKILL the leftovers; returns a pidfd for each (the caller closes them).
+
+        Each is signalled through a pidfd opened before its namespace is checked again,
+        so a pid reused meanwhile by a process of the host is never signalled.
+        """
+        init = self._init_pid
+        pidfds: list[int] = []
+        for pid in self._leftovers():
+            try:
+                fd = os.pidfd_open(pid)
+            except OSError:
+                continue  # gone already
+            try:
+                still = os.readlink(f"/proc/{pid}/ns/pid") == os.readlink(f"/proc/{init}/ns/pid")
+                if still:
+                    signal.pidfd_send_signal(fd, signal.SIGKILL)
+            except OSError:
+                still = False
+            if still:
+                pidfds.append(fd)
+            else:
+                os.close(fd)
+        return pidfds
 
     async def _sweep(self) -> None:
-        """Kill every leftover of ended execs and wait until they are gone (their own
-        children surface at the init as they die, and are killed in turn)."""
+        """Kill every leftover of ended execs and wait until they are gone (what they
+        forked meanwhile is found and killed in the next round)."""
         for _ in range(_SWEEP_ROUNDS):
-            pidfds = []
-            for pid in self._kill_leftovers():
-                with contextlib.suppress(ProcessLookupError):
-                    pidfds.append(os.pidfd_open(pid))
+            pidfds = self._kill_leftovers()
             if not pidfds:
                 return
             await _all_exited(pidfds)

@@ -146,12 +146,27 @@ async def test_a_released_instance_is_gone_with_its_processes(tmp_path: Path, ma
         await manager.aclose()
 
 
-# A background process in its own session, and a double fork into another one: neither
-# is in the command's process group, and both are reparented inside the instance.
-def _escape(marker: str) -> str:
+# A background process in its own session, a double fork into another one (neither is
+# in the command's process group; both are reparented to the instance's init), and a
+# process cloned with CLONE_PARENT: the sibling of the exec's main process, a child of
+# the host-side nsenter, reparented on the host when nsenter exits.
+_CLONE_PARENT = (
+    "import ctypes, os, sys\n"
+    "pid = ctypes.CDLL(None).syscall(56, 0x8000 | 17, 0, 0, 0, 0)  # clone(CLONE_PARENT)\n"
+    "if pid == 0:\n"
+    "    os.setsid(); os.closerange(0, 3); os.execvp('sleep', ['sleep', sys.argv[1]])\n"
+    "print('started', flush=True)\n"
+    "if sys.argv[2] == 'stay':\n"
+    "    os.execvp('sleep', ['sleep', '1000'])\n"
+)
+
+
+def _escape(marker: str, stay: bool) -> str:
+    """The exec's main process ends as the python process that cloned."""
     return (
         f"setsid sleep {marker} </dev/null >/dev/null 2>&1 & "
-        f"(setsid sh -c 'sleep {marker}' &); echo started; "
+        f"(setsid sh -c 'sleep {marker}' &); "
+        f'exec python3 -c "{_CLONE_PARENT}" {marker} {"stay" if stay else "exit"}'
     )
 
 
@@ -163,7 +178,7 @@ async def test_nothing_an_exec_started_outlives_it_and_the_function_keeps_runnin
     escaped = unique_sleep_seconds()
     out = Output(wait_for=b"started")
     limits = Limits(timeout=1.0 if ending == "timeout" else 30.0, idle_timeout=30.0)
-    script = _escape(escaped) + ("exit 0" if ending == "exit" else "exec sleep 1000")
+    script = _escape(escaped, stay=ending != "exit")
     with anyio.fail_after(30):
         run = manager.exec("svc", instance, ["sh", "-c", script], limits=limits, on_output=out)
         if ending == "cancel":
@@ -183,3 +198,24 @@ async def test_nothing_an_exec_started_outlives_it_and_the_function_keeps_runnin
 
 async def run_ok(manager: InstanceManager, instance: str, *argv: str) -> Output:
     return await run(manager, instance, *argv)
+
+
+async def test_an_exec_that_ends_leaves_the_processes_of_a_running_exec_alone(
+    manager: InstanceManager,
+) -> None:
+    instance = ids(manager)[0]
+    child = unique_sleep_seconds()
+    out = Output(wait_for=b"started")
+    script = f"sleep {child} & echo started; wait"
+    first = asyncio.create_task(
+        manager.exec("svc", instance, ["sh", "-c", script], limits=LIMITS, on_output=out)
+    )
+    try:
+        with anyio.fail_after(30):
+            await out.seen.wait()
+            await run(manager, instance, "true")  # another exec starts and ends
+        assert pids_with(child), "a running exec's background child was killed"
+    finally:
+        first.cancel()
+        await asyncio.gather(first, return_exceptions=True)
+    assert pids_with(child) == []
