@@ -17,8 +17,11 @@ What keeps it off ExecGate and off other instances all the same: every command s
   its environment) is visible, and when the command ends, times out or is cancelled,
   the namespace ends and takes every process it started with it, including those that
   went into a session of their own;
-- a mount namespace where the directory of all instances' /tmp is an empty tmpfs with
-  only this instance's directory mounted back: another instance's files are not there;
+- a mount namespace where the instance's directory is mounted at ``/tmp`` (so a
+  policy's ``/tmp/**`` paths mean the instance's files, never the host's), the
+  directory of all instances' directories is an empty tmpfs (another instance's files
+  are not there), and so are ``/run`` and ``/dev/shm``, where services keep their unix
+  sockets (PostgreSQL's trusts local connections on many hosts);
 - its own IPC and UTS namespaces.
 
 The host must allow root to make namespaces (the probe checks it); otherwise mode
@@ -29,8 +32,8 @@ directory, which is mode 0700 so that ``nobody`` cannot read the keys and databa
 there. It lives under ``TMP_ROOT`` instead (``/var/tmp/execgate-instances``: owned by
 ExecGate's user, mode 0711, so it cannot be listed), one directory per instance owned
 by ``nobody`` with mode 0700 and a random name; the state directory in the data
-directory is a symbolic link to it, so the host side sees the same files. ``TMPDIR``
-and ``HOME`` point at it.
+directory is a symbolic link to it, so the host side sees the same files. The command
+sees it at ``/tmp`` (its ``HOME``), as in a sandbox.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import posixpath
 import secrets
 import shutil
 import signal
@@ -68,16 +72,21 @@ logger = logging.getLogger(__name__)
 DESCRIPTION = 'UNSANDBOXED (sandbox = "none": commands run on this host as nobody)'
 TMP_ROOT = Path("/var/tmp/execgate-instances")  # noqa: S108 - see the module docstring
 _NAMESPACES = ("--net", "--ipc", "--uts", "--pid", "--fork", "--kill-child", "--mount")
-# The namespaces' init, as root: hide every instance's /tmp but this one ("$1" the
-# directory of all, "$2" this instance's), then start the command ("$@" after "--",
-# beginning with setpriv) with the shell's stdin, wait for it and exit with its status.
-# Processes of the namespace cannot signal this root-owned init; when it exits the
-# kernel kills everything left in the namespace.
+# The namespaces' init, as root: hide every instance's directory ("$1" the directory of
+# all, "$2" this instance's), the host's /run (and a /var/run of its own) and /dev/shm
+# (where services put their unix sockets: PostgreSQL's, Redis's) behind empty tmpfs,
+# mount the instance's directory at /tmp, enter "$3" (a working directory below /tmp)
+# and start the command ("$@" after "--", beginning with setpriv) with the shell's
+# stdin, wait for it and exit with its status. Processes of the namespace cannot signal
+# this root-owned init; when it exits the kernel kills everything left in it.
 _INIT_SCRIPT = (
-    'set -e; root=$1; dir=$2; shift 3; exec 4<"$dir"; '
+    'set -e; root=$1; dir=$2; wd=$3; shift 4; exec 4<"$dir"; '
     'mount -t tmpfs -o mode=0711,size=64k execgate-instances "$root"; '
-    'mkdir -m 0700 "$dir"; mount --no-canonicalize --bind /proc/self/fd/4 "$dir"; '
-    "exec 4<&-; set +e; "
+    "for d in /run /var/run /dev/shm; do "
+    'if [ -d "$d" ] && [ ! -L "$d" ]; then '
+    'mount -t tmpfs -o mode=1777,size=1m execgate-hidden "$d"; fi; done; '
+    "mount --no-canonicalize --bind /proc/self/fd/4 /tmp; exec 4<&-; "
+    '[ -z "$wd" ] || cd "$wd"; set +e; '
     'exec 3<&0; "$@" <&3 3<&- & wait $!'
 )
 _PROBE_TIMEOUT = 30.0
@@ -141,7 +150,7 @@ class PlainRunner:
             )
             raise ProviderUnavailable(NAMESPACES_HINT)
 
-    def _argv(self, argv: Sequence[str], tmp: Path) -> list[str]:
+    def _argv(self, argv: Sequence[str], tmp: Path, workdir: str = "") -> list[str]:
         """``argv`` in namespaces of its own, as ``identity``; see the module docstring."""
         who = self.identity
         return [
@@ -155,6 +164,7 @@ class PlainRunner:
             "execgate-init",
             str(self._tmp_root),
             str(tmp),
+            workdir,
             "--",
             self._setpriv,
             f"--reuid={who.uid}",
@@ -233,22 +243,23 @@ class PlainRunner:
         self, argv: Sequence[str], spec: SandboxSpec, env: Mapping[str, str], with_stdin: bool
     ) -> Spawned:
         check_env(env)
-        host_env = dict(env)
-        # The instance's directory is the one place of ExecGate's the command may write.
+        # The instance's directory is the one place of ExecGate's the command may write;
+        # it is the command's /tmp (HOME), as in a sandbox.
         tmp = self.instance_tmp(spec.state_dir)
-        # Unsandboxed there is no private /tmp to point HOME at: use the state dir.
-        if host_env.get("HOME") == SANDBOX_TMP:
-            host_env["HOME"] = str(tmp)
-        host_env.setdefault("TMPDIR", str(tmp))
-        cwd = self._layout.host_path(spec.workdir, replace(spec, state_dir=tmp)) or spec.workdir
+        inside = replace(spec, state_dir=tmp)
+        cwd = self._layout.host_path(spec.workdir, inside) or spec.workdir
+        # A working directory below /tmp is entered again once /tmp is mounted.
+        norm = posixpath.normpath(spec.workdir)
+        under_tmp = norm == SANDBOX_TMP or norm.startswith(SANDBOX_TMP + "/")
+        workdir = norm if under_tmp else ""
         # The working directory is entered before the identity changes: one below the
         # code directory may lie where the identity cannot traverse.
         # The namespaces are made as root: the function's loader variables (paths
         # that would load code into root's processes) are set only for the command.
-        host_env, loader = split_loader_env(host_env)
+        host_env, loader = split_loader_env(env)
         command = [_ENV, "--", *loader, *argv] if loader else list(argv)
         proc = await spawn_in_session(
-            self._argv(command, tmp), env=host_env, cwd=cwd, with_stdin=with_stdin
+            self._argv(command, tmp, workdir), env=host_env, cwd=cwd, with_stdin=with_stdin
         )
         # The command's pid namespace ends with it, taking every background process along.
         return Spawned(

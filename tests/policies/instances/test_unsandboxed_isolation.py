@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -81,7 +83,7 @@ async def test_an_unsandboxed_instance_cannot_read_another_instances_tmp_or_proc
     manager: InstanceManager, tmp_path: Path
 ) -> None:
     marker = unique_sleep_seconds()
-    first, _ = await run(manager, 0, "echo one-private > $TMPDIR/private")
+    first, _ = await run(manager, 0, "echo one-private > /tmp/private")
     assert first.exit_code == 0
     instance = manager.list("svc")[0].instance_id
     other_tmp = os.readlink(tmp_path / "data" / "instances" / "svc" / instance / "tmp")
@@ -127,3 +129,49 @@ async def test_an_unsandboxed_command_leaves_no_process_behind(
         )
         assert result.timed_out
     assert pids_with(marker) == []
+
+
+async def test_an_unsandboxed_command_reaches_no_host_unix_socket_under_run(
+    manager: InstanceManager,
+) -> None:
+    connected: list[bool] = []
+
+    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connected.append(True)
+        writer.close()
+
+    # Stands for /run/postgresql/.s.PGSQL.5432 (trust for local connections is common).
+    run_dir = Path(tempfile.mkdtemp(prefix="execgate-test-", dir="/run"))
+    run_dir.chmod(0o755)
+    path = run_dir / ".s.PGSQL.5432"
+    server = await asyncio.start_unix_server(accept, path=str(path))
+    path.chmod(0o777)
+    connect = f"import socket; socket.socket(socket.AF_UNIX).connect('{path}'); print('IN')"
+    try:
+        result, out = await run(manager, 0, f'echo ran; python3 -c "{connect}"')
+    finally:
+        server.close()
+        shutil.rmtree(run_dir, ignore_errors=True)
+    assert out.text("stdout").startswith("ran")
+    assert "IN" not in out.text("stdout")
+    assert connected == []
+    assert result.exit_code != 0
+
+
+async def test_tmp_of_an_unsandboxed_command_is_its_instances_not_the_hosts(
+    manager: InstanceManager,
+) -> None:
+    # A policy's /tmp/** paths mean the instance's /tmp, as they do in a sandbox.
+    host_file = Path(tempfile.mkstemp(prefix="execgate-host-", dir="/tmp")[1])
+    host_file.write_text("HOST-TMP-FILE\n")
+    host_file.chmod(0o644)
+    try:
+        _, out = await run(
+            manager, 0, f"echo mine > /tmp/own; cat /tmp/own; head -n 1 {host_file}; pwd"
+        )
+    finally:
+        host_file.unlink()
+    lines = out.text("stdout").splitlines()
+    assert lines[0] == "mine"
+    assert "HOST-TMP-FILE" not in out.text("stdout")
+    assert lines[-1] == "/tmp"
