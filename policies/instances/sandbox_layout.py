@@ -121,12 +121,29 @@ class HostLayout:
                 if _top(candidate) in _KERNEL_MOUNTS:
                     return None  # /proc/..., /dev/...: let the sandbox decide
                 continue  # nothing of the host is mounted there
+            if _leaves_mount(candidate, host, spec):
+                # A link of the instance's that leads out of its directory means
+                # another file on the host than in the sandbox: looking there would
+                # tell the instance whether a host file exists. The sandbox decides.
+                return None
             if not os.path.lexists(host):
                 continue
             if os.path.islink(host) or (os.path.isfile(host) and os.access(host, os.X_OK)):
                 return None
             seen_unrunnable = True
         return EXIT_NOT_EXECUTABLE if seen_unrunnable else EXIT_NOT_FOUND
+
+
+def _leaves_mount(path: str, host: str, spec: SandboxSpec) -> bool:
+    """Whether ``host`` (behind sandbox ``path`` in /tmp or /code) resolves, on the
+    host, to a file outside that directory."""
+    path = _normalize(path)
+    for mount, root in ((SANDBOX_TMP, spec.state_dir), (SANDBOX_CODE, spec.code_dir)):
+        if root is not None and (path == mount or path.startswith(mount + "/")):
+            top = os.path.realpath(root)
+            real = os.path.realpath(host)
+            return real != top and not real.startswith(top + "/")
+    return False
 
 
 def _normalize(path: str) -> str:
