@@ -68,7 +68,9 @@ class LiveSandbox:
         self._run_fd: int | None = None
         self._nsenter = shutil.which("nsenter")
         self._function_pid: int | None = None
-        self._entered: set[int] = set()  # the host pids of running execs' nsenter
+        self._ended: set[int] = set()  # the host pids of ended execs' nsenter
+        # What /proc/PID/exe of an nsenter shows (PATH may reach it through a link).
+        self._nsenter_exe = os.path.realpath(self._nsenter) if self._nsenter else None
 
     @property
     def alive(self) -> bool:
@@ -216,10 +218,8 @@ class LiveSandbox:
         loop = asyncio.get_running_loop()
         sweeping: list[asyncio.Task[None]] = []
 
-        self._entered.add(proc.pid)
-
         def end() -> None:
-            self._entered.discard(proc.pid)
+            self._ended.add(proc.pid)
             kill_group(proc)
             # Swept until none is left (which also closes the output pipes): a parent
             # killed with the group may leave children that fork on meanwhile.
@@ -234,12 +234,18 @@ class LiveSandbox:
         # a leftover would hold open, and asyncio may wait for them before it reports
         # the exit).
         watch = _on_exit(loop, proc.pid, end)
-        return Spawned(proc, kill_tree=end, after_exit=end, close=watch, after_end=ended)
+
+        def close() -> None:
+            watch()
+            self._ended.discard(proc.pid)
+
+        return Spawned(proc, kill_tree=end, after_exit=end, close=close, after_end=ended)
 
     def _leftovers(self) -> list[int]:
         """Processes in the sandbox's pid namespace that neither the function nor a
         running exec started: all but the init, the function's process tree and the
-        trees of the execs still running (below their host-side nsenter)."""
+        trees below every nsenter of ExecGate's that has not ended (one still being
+        started, whose exec is not known here yet, included)."""
         init = self._init_pid
         if init is None:
             return []
@@ -260,13 +266,22 @@ class LiveSandbox:
         # The trees are walked after the scan: a process a running exec forks during
         # the scan is then found below that exec, never taken for a leftover.
         kept = {init}
-        pending = [p for p in (self._function_pid, *self._entered) if p is not None]
+        entering = [
+            p for p in _children(os.getpid()) if p not in self._ended and self._is_nsenter(p)
+        ]
+        pending = [p for p in (self._function_pid, *entering) if p is not None]
         while pending:
             pid = pending.pop()
             kept.add(pid)
             pending.extend(_children(pid))
         # A zombie holds nothing.
         return [p for p in in_namespace if p not in kept and not _is_zombie(p)]
+
+    def _is_nsenter(self, pid: int) -> bool:
+        try:
+            return os.readlink(f"/proc/{pid}/exe") == self._nsenter_exe
+        except OSError:
+            return False
 
     def _kill_leftovers(self) -> list[int]:
         """SIGKILL the leftovers; returns a pidfd for each (the caller closes them).

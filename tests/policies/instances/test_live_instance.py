@@ -219,3 +219,16 @@ async def test_an_exec_that_ends_leaves_the_processes_of_a_running_exec_alone(
         first.cancel()
         await asyncio.gather(first, return_exceptions=True)
     assert pids_with(child) == []
+
+
+async def test_execs_starting_while_others_end_all_run_to_their_end(
+    manager: InstanceManager,
+) -> None:
+    # Each ending exec sweeps the instance: one that is still being started (its
+    # nsenter not yet known to ExecGate) must not be taken for a leftover.
+    instance = ids(manager)[0]
+    with anyio.fail_after(60):
+        outs = await asyncio.gather(
+            *(run(manager, instance, "sh", "-c", f"echo {i}") for i in range(24))
+        )
+    assert [o.text("stdout") for o in outs] == [f"{i}\n" for i in range(24)]
