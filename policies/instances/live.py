@@ -227,8 +227,9 @@ class LiveSandbox:
                 sweeping.append(loop.create_task(self._sweep()))
 
         async def ended() -> None:
+            if not sweeping:  # not seen ending (the watch failed): sweep now
+                end()
             await asyncio.gather(*sweeping)
-            await self._sweep()
 
         # The main process's exit is watched here, not through the output pipes (which
         # a leftover would hold open, and asyncio may wait for them before it reports
