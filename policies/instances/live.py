@@ -17,24 +17,29 @@ that container. Locally:
 - :meth:`LiveSandbox.stop` kills the sandbox's init, which ends every process in it.
 
 ``nsenter`` gets the function's environment as its own (the host-side process exists
-only to enter the namespaces); nothing secret is on any command line.
+only to enter the namespaces), less the dynamic loader's variables, which name paths of
+the instance and are set by ``env`` inside it (see ``sandbox_layout.split_loader_env``);
+nothing secret is on any command line.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import logging
 import os
 import shutil
 import signal
 import socket
-from collections.abc import Callable, Mapping, Sequence
+import stat
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from policies.errors import ProviderUnavailable
 from policies.instances.inline_script import split_inline_script
+from policies.instances.sandbox_layout import split_loader_env
 from policies.instances.supervise import Spawned, kill_group
 
 logger = logging.getLogger(__name__)
@@ -44,6 +49,7 @@ INVOKE_SOCKET = f"{RUN_MOUNT}/invoke.sock"
 _READY_TIMEOUT = 20.0
 _ENV = "/usr/bin/env"
 _STOP_GRACE = 5.0
+_SWEEP_ROUNDS = 64
 
 
 class LiveSandbox:
@@ -61,6 +67,10 @@ class LiveSandbox:
         self._init_pid: int | None = None
         self._run_fd: int | None = None
         self._nsenter = shutil.which("nsenter")
+        self._function_pid: int | None = None
+        self._ended: set[int] = set()  # the host pids of ended execs' nsenter
+        # What /proc/PID/exe of an nsenter shows (PATH may reach it through a link).
+        self._nsenter_exe = os.path.realpath(self._nsenter) if self._nsenter else None
 
     @property
     def alive(self) -> bool:
@@ -132,6 +142,9 @@ class LiveSandbox:
         # bubblewrap reports the init's pid before it has built the sandbox's root; the
         # sandbox is ready to enter once the init has started the function's process.
         await self._wait_until(lambda: _command_started(pid, bwrap), "did not start")
+        # The init's one child now is the function's process: the only one of the
+        # init's children that an exec's leftovers may not be.
+        self._function_pid = next(iter(_children(pid)), None)
         if wait_socket:
             await self._wait_until(lambda: _connects(self.invoke_socket), "did not listen")
 
@@ -162,6 +175,7 @@ class LiveSandbox:
         if not self.alive or self._init_pid is None or self._nsenter is None:
             raise ProviderUnavailable("the local instance's sandbox is not running")
         inline = split_inline_script(argv, self._owner)
+        host_env, loader = split_loader_env(env)
         try:
             proc = await asyncio.create_subprocess_exec(
                 self._nsenter,
@@ -183,11 +197,12 @@ class LiveSandbox:
                 "-C",
                 workdir,
                 "--",
+                *loader,
                 *inline.argv,
                 stdin=asyncio.subprocess.PIPE if with_stdin else asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
-                env=dict(env),
+                env=host_env,
                 start_new_session=True,
                 pass_fds=inline.fds,
             )
@@ -196,13 +211,113 @@ class LiveSandbox:
         finally:
             inline.close()
         # nsenter and the command share a process group; whatever the command leaves
-        # behind ends with it, as FC's exec leaves nothing behind either.
-        return Spawned(
-            proc,
-            kill_tree=lambda: kill_group(proc),
-            after_exit=lambda: kill_group(proc),
-            close=lambda: None,
-        )
+        # behind ends with it, as FC's exec leaves nothing behind either. What left the
+        # group (its own session, a double fork, a clone with CLONE_PARENT that made it
+        # nsenter's child and then the host's) is still in the sandbox's pid namespace:
+        # it is swept from there.
+        loop = asyncio.get_running_loop()
+        sweeping: list[asyncio.Task[None]] = []
+
+        def end() -> None:
+            self._ended.add(proc.pid)
+            kill_group(proc)
+            # Swept until none is left (which also closes the output pipes): a parent
+            # killed with the group may leave children that fork on meanwhile.
+            if not sweeping:
+                sweeping.append(loop.create_task(self._sweep()))
+
+        async def ended() -> None:
+            if not sweeping:  # not seen ending (the watch failed): sweep now
+                end()
+            await asyncio.gather(*sweeping)
+
+        # The main process's exit is watched here, not through the output pipes (which
+        # a leftover would hold open, and asyncio may wait for them before it reports
+        # the exit).
+        watch = _on_exit(loop, proc.pid, end)
+
+        def close() -> None:
+            watch()
+            self._ended.discard(proc.pid)
+
+        return Spawned(proc, kill_tree=end, after_exit=end, close=close, after_end=ended)
+
+    def _leftovers(self) -> list[int]:
+        """Processes in the sandbox's pid namespace that neither the function nor a
+        running exec started: all but the init, the function's process tree and the
+        trees below every nsenter of ExecGate's that has not ended (one still being
+        started, whose exec is not known here yet, included)."""
+        init = self._init_pid
+        if init is None:
+            return []
+        try:
+            namespace = os.stat(f"/proc/{init}/ns/pid")
+        except OSError:
+            return []  # the sandbox is gone, and everything in it
+        in_namespace = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                ns = os.stat(f"/proc/{entry}/ns/pid")
+            except OSError:
+                continue  # gone, or not ours to look at
+            if (ns.st_dev, ns.st_ino) == (namespace.st_dev, namespace.st_ino):
+                in_namespace.append(int(entry))
+        # The trees are walked after the scan: a process a running exec forks during
+        # the scan is then found below that exec, never taken for a leftover.
+        kept = {init}
+        entering = [
+            p for p in _children(os.getpid()) if p not in self._ended and self._is_nsenter(p)
+        ]
+        pending = [p for p in (self._function_pid, *entering) if p is not None]
+        while pending:
+            pid = pending.pop()
+            kept.add(pid)
+            pending.extend(_children(pid))
+        # A zombie holds nothing.
+        return [p for p in in_namespace if p not in kept and not _is_zombie(p)]
+
+    def _is_nsenter(self, pid: int) -> bool:
+        try:
+            return os.readlink(f"/proc/{pid}/exe") == self._nsenter_exe
+        except OSError:
+            return False
+
+    def _kill_leftovers(self) -> list[int]:
+        """SIGKILL the leftovers; returns a pidfd for each (the caller closes them).
+
+        Each is signalled through a pidfd opened before its namespace is checked again,
+        so a pid reused meanwhile by a process of the host is never signalled.
+        """
+        init = self._init_pid
+        pidfds: list[int] = []
+        for pid in self._leftovers():
+            try:
+                fd = os.pidfd_open(pid)
+            except OSError:
+                continue  # gone already
+            try:
+                still = os.readlink(f"/proc/{pid}/ns/pid") == os.readlink(f"/proc/{init}/ns/pid")
+                if still:
+                    signal.pidfd_send_signal(fd, signal.SIGKILL)
+            except OSError:
+                still = False
+            if still:
+                pidfds.append(fd)
+            else:
+                os.close(fd)
+        return pidfds
+
+    async def _sweep(self) -> None:
+        """Kill every leftover of ended execs and wait until they are gone (what they
+        forked meanwhile is found and killed in the next round)."""
+        for _ in range(_SWEEP_ROUNDS):
+            pidfds = self._kill_leftovers()
+            if not pidfds:
+                return
+            await _all_exited(pidfds)
+        logger.warning("processes left by an exec kept appearing in a local instance")
 
     def kill(self) -> None:
         """Kill the sandbox's init (and so every process in it) without waiting."""
@@ -252,6 +367,65 @@ def _read_info(fd: int) -> dict[str, object]:
         data += chunk
 
 
+def _children(pid: int) -> list[int]:
+    """The children of ``pid`` (every thread's); empty once it is gone."""
+    found: list[int] = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            found += map(int, Path(f"/proc/{pid}/task/{task}/children").read_text().split())
+    except OSError:
+        pass
+    return found
+
+
+def _on_exit(
+    loop: asyncio.AbstractEventLoop, pid: int, callback: Callable[[], None]
+) -> Callable[[], None]:
+    """Call ``callback`` (once) when process ``pid`` exits; returns what stops watching."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        loop.call_soon(callback)
+        return lambda: None
+    open_fds = [pidfd]
+
+    def stop() -> None:
+        if open_fds:
+            loop.remove_reader(pidfd)
+            os.close(open_fds.pop())
+
+    def exited() -> None:
+        stop()
+        callback()
+
+    loop.add_reader(pidfd, exited)
+    return stop
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # already reaped
+    return stat[stat.rindex(")") + 2 :].startswith("Z")
+
+
+async def _all_exited(pidfds: list[int]) -> None:
+    """Wait until every process behind ``pidfds`` has exited; closes them."""
+    loop = asyncio.get_running_loop()
+    try:
+        for fd in pidfds:
+            exited = asyncio.Event()
+            loop.add_reader(fd, exited.set)
+            try:
+                await exited.wait()
+            finally:
+                loop.remove_reader(fd)
+    finally:
+        for fd in pidfds:
+            os.close(fd)
+
+
 def _command_started(init_pid: int, bwrap: str) -> bool:
     """Whether the sandbox's init has a child that is no longer bubblewrap."""
     try:
@@ -264,7 +438,34 @@ def _command_started(init_pid: int, bwrap: str) -> bool:
 def _connects(path: str) -> bool:
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         try:
-            sock.connect(path)
+            with unix_socket_nofollow(path) as own:
+                sock.connect(own)
         except OSError:
             return False
     return True
+
+
+@contextlib.contextmanager
+def unix_socket_nofollow(path: str) -> Iterator[str]:
+    """A path to connect to the unix socket at ``path`` (valid inside the block), whose
+    last component must be the socket itself, never a symbolic link.
+
+    The instance writes the directory its function's socket is in: a link planted there
+    would otherwise make ExecGate connect to whatever host socket it names (a
+    database's, a container engine's). The socket is opened with ``O_NOFOLLOW`` and
+    reached through that descriptor.
+
+    Raises: OSError (ELOOP for a link, ENOTSOCK for anything else that is not a socket).
+    """
+    parent, name = os.path.split(path)
+    dir_fd = os.open(parent or ".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    finally:
+        os.close(dir_fd)
+    try:
+        if not stat.S_ISSOCK(os.fstat(fd).st_mode):
+            raise OSError(errno.ENOTSOCK, "not a socket", path)
+        yield f"/proc/self/fd/{fd}"
+    finally:
+        os.close(fd)

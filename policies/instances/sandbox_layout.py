@@ -121,12 +121,29 @@ class HostLayout:
                 if _top(candidate) in _KERNEL_MOUNTS:
                     return None  # /proc/..., /dev/...: let the sandbox decide
                 continue  # nothing of the host is mounted there
+            if _leaves_mount(candidate, host, spec):
+                # A link of the instance's that leads out of its directory means
+                # another file on the host than in the sandbox: looking there would
+                # tell the instance whether a host file exists. The sandbox decides.
+                return None
             if not os.path.lexists(host):
                 continue
             if os.path.islink(host) or (os.path.isfile(host) and os.access(host, os.X_OK)):
                 return None
             seen_unrunnable = True
         return EXIT_NOT_EXECUTABLE if seen_unrunnable else EXIT_NOT_FOUND
+
+
+def _leaves_mount(path: str, host: str, spec: SandboxSpec) -> bool:
+    """Whether ``host`` (behind sandbox ``path`` in /tmp or /code) resolves, on the
+    host, to a file outside that directory."""
+    path = _normalize(path)
+    for mount, root in ((SANDBOX_TMP, spec.state_dir), (SANDBOX_CODE, spec.code_dir)):
+        if root is not None and (path == mount or path.startswith(mount + "/")):
+            top = os.path.realpath(root)
+            real = os.path.realpath(host)
+            return real != top and not real.startswith(top + "/")
+    return False
 
 
 def _normalize(path: str) -> str:
@@ -137,6 +154,44 @@ def _normalize(path: str) -> str:
 def _top(path: str) -> str:
     """The first component of an absolute path: ``/usr/bin/ls`` -> ``/usr``."""
     return "/" + _normalize(path).split("/")[1]
+
+
+# What glibc's loader and libc read from the environment to load code or write files
+# (its own list of variables it ignores in setuid programs, plus MALLOC_* and LD_*).
+_LOADER_NAMES = frozenset(
+    {
+        "GCONV_PATH",
+        "GETCONF_DIR",
+        "GLIBC_TUNABLES",
+        "HOSTALIASES",
+        "LOCALDOMAIN",
+        "LOCPATH",
+        "NIS_PATH",
+        "NLSPATH",
+        "RESOLV_HOST_CONF",
+        "RES_OPTIONS",
+        "TZDIR",
+    }
+)
+
+
+def split_loader_env(env: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
+    """``env`` without the variables that steer the dynamic loader, and those as
+    ``NAME=VALUE`` assignments.
+
+    Processes that start or enter an instance on the host, as ExecGate's user, get only
+    the first part: the function's ``LD_PRELOAD=/tmp/x.so`` names a path of the
+    instance, and would load the host's file of that name into them. The command gets
+    the assignments back once it is in the instance (``env NAME=VALUE... COMMAND``).
+    """
+    kept: dict[str, str] = {}
+    loader: list[str] = []
+    for key, value in env.items():
+        if key.startswith(("LD_", "MALLOC_")) or key in _LOADER_NAMES:
+            loader.append(f"{key}={value}")
+        else:
+            kept[key] = value
+    return kept, loader
 
 
 def check_env(env: Mapping[str, str]) -> None:

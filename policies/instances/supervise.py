@@ -8,11 +8,9 @@ clock or idle timeout fired and the whole process tree was killed.
 from __future__ import annotations
 
 import asyncio
-import functools
 import os
-import shutil
 import signal
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -34,20 +32,15 @@ class Spawned:
 
     ``kill_tree`` kills every process of the command's tree; ``after_exit`` runs once the
     main process exited on its own (to end stragglers that would hold the pipes open);
-    ``close`` releases what ``kill_tree`` needed.
+    ``after_end`` is awaited once the command ended however it ended (to wait until
+    what it left behind is gone); ``close`` releases what ``kill_tree`` needed.
     """
 
     proc: asyncio.subprocess.Process
     kill_tree: Callable[[], None]
     after_exit: Callable[[], None]
     close: Callable[[], None]
-
-
-@functools.cache
-def _setpriv() -> str | None:
-    """util-linux's setpriv, when installed (it comes with nsenter, which bubblewrap
-    instances need)."""
-    return shutil.which("setpriv")
+    after_end: Callable[[], Awaitable[None]] | None = None
 
 
 async def spawn_in_session(
@@ -57,25 +50,9 @@ async def spawn_in_session(
     cwd: str | None,
     with_stdin: bool,
     pass_fds: tuple[int, ...] = (),
-    **as_user: Any,
 ) -> asyncio.subprocess.Process:
     """Start argv with piped output as the leader of a new session, so that the whole
-    group can be killed; ``as_user`` are the ``user``/``group``/``extra_groups`` options
-    of :func:`asyncio.create_subprocess_exec` (applied after ``cwd`` is entered)."""
-    setpriv = _setpriv()
-    if setpriv is not None and "user" in as_user and "group" in as_user:
-        # setpriv changes the identity just before the command: Python then starts the
-        # child with vfork instead of copying this whole process (it does not vfork
-        # when it is to change the identity itself), most of an exec's cost here.
-        argv = [
-            setpriv,
-            f"--reuid={int(as_user.pop('user'))}",
-            f"--regid={int(as_user.pop('group'))}",
-            "--clear-groups",
-            "--",
-            *argv,
-        ]
-        as_user.pop("extra_groups", None)
+    group can be killed."""
     return await asyncio.create_subprocess_exec(
         *argv,
         stdin=asyncio.subprocess.PIPE if with_stdin else asyncio.subprocess.DEVNULL,
@@ -85,7 +62,6 @@ async def spawn_in_session(
         cwd=cwd,
         start_new_session=True,
         pass_fds=pass_fds,
-        **as_user,
     )
 
 
@@ -117,9 +93,13 @@ async def supervise(
     try:
         return await _Supervision(spawned, limits, on_output, stdin).run()
     finally:
-        if spawned.proc.returncode is None:
-            await stop(spawned)
-        spawned.close()
+        try:
+            if spawned.proc.returncode is None:
+                await stop(spawned)
+            if spawned.after_end is not None:
+                await spawned.after_end()
+        finally:
+            spawned.close()
 
 
 async def stop(spawned: Spawned) -> None:

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import httptools
 
+from policies.instances.live import unix_socket_nofollow
+
 MAX_RESPONSE_BYTES = 16 << 20
 INVOKE_TIMEOUT = 60.0
 MAX_IDLE_PER_INSTANCE = 256
@@ -253,10 +255,13 @@ class FunctionConnections:
         return None
 
     async def _connect(self, instance_id: str, socket_path: str) -> _Connection:
+        """A new connection to the socket at ``socket_path``, whose last component must
+        be the socket itself, not a link to one (the instance writes its directory)."""
         loop = asyncio.get_running_loop()
-        _, conn = await loop.create_unix_connection(
-            lambda: _Connection(lambda lost: self._drop(instance_id, lost)), socket_path
-        )
+        with unix_socket_nofollow(socket_path) as own:
+            _, conn = await loop.create_unix_connection(
+                lambda: _Connection(lambda lost: self._drop(instance_id, lost)), own
+            )
         return conn
 
     def _drop(self, instance_id: str, conn: _Connection) -> None:

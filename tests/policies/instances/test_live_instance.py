@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -143,3 +144,91 @@ async def test_a_released_instance_is_gone_with_its_processes(tmp_path: Path, ma
             await manager.exec("svc", instance, ["true"], limits=LIMITS, on_output=Output())
     finally:
         await manager.aclose()
+
+
+# A background process in its own session, a double fork into another one (neither is
+# in the command's process group; both are reparented to the instance's init), and a
+# process cloned with CLONE_PARENT: the sibling of the exec's main process, a child of
+# the host-side nsenter, reparented on the host when nsenter exits.
+_CLONE_PARENT = (
+    "import ctypes, os, sys\n"
+    "pid = ctypes.CDLL(None).syscall(56, 0x8000 | 17, 0, 0, 0, 0)  # clone(CLONE_PARENT)\n"
+    "if pid == 0:\n"
+    "    os.setsid(); os.closerange(0, 3); os.execvp('sleep', ['sleep', sys.argv[1]])\n"
+    "print('started', flush=True)\n"
+    "if sys.argv[2] == 'stay':\n"
+    "    os.execvp('sleep', ['sleep', '1000'])\n"
+)
+
+
+def _escape(marker: str, stay: bool) -> str:
+    """The exec's main process ends as the python process that cloned."""
+    return (
+        f"setsid sleep {marker} </dev/null >/dev/null 2>&1 & "
+        f"(setsid sh -c 'sleep {marker}' &); "
+        f'exec python3 -c "{_CLONE_PARENT}" {marker} {"stay" if stay else "exit"}'
+    )
+
+
+@pytest.mark.parametrize("ending", ["exit", "timeout", "cancel"])
+async def test_nothing_an_exec_started_outlives_it_and_the_function_keeps_running(
+    manager: InstanceManager, marker: str, ending: str
+) -> None:
+    instance = ids(manager)[0]
+    escaped = unique_sleep_seconds()
+    out = Output(wait_for=b"started")
+    limits = Limits(timeout=1.0 if ending == "timeout" else 30.0, idle_timeout=30.0)
+    script = _escape(escaped, stay=ending != "exit")
+    with anyio.fail_after(30):
+        run = manager.exec("svc", instance, ["sh", "-c", script], limits=limits, on_output=out)
+        if ending == "cancel":
+            task = asyncio.create_task(run)
+            await out.seen.wait()
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        else:
+            result = await run
+            assert result.exit_code == 0 if ending == "exit" else result.timed_out
+    assert out.seen.is_set()  # the command really started its background processes
+    assert pids_with(escaped) == []
+    assert pids_with(marker), "the function's process must keep running"
+    # The instance still serves execs afterwards.
+    assert (await run_ok(manager, instance, "echo", "alive")).text("stdout") == "alive\n"
+
+
+async def run_ok(manager: InstanceManager, instance: str, *argv: str) -> Output:
+    return await run(manager, instance, *argv)
+
+
+async def test_an_exec_that_ends_leaves_the_processes_of_a_running_exec_alone(
+    manager: InstanceManager,
+) -> None:
+    instance = ids(manager)[0]
+    child = unique_sleep_seconds()
+    out = Output(wait_for=b"started")
+    script = f"sleep {child} & echo started; wait"
+    first = asyncio.create_task(
+        manager.exec("svc", instance, ["sh", "-c", script], limits=LIMITS, on_output=out)
+    )
+    try:
+        with anyio.fail_after(30):
+            await out.seen.wait()
+            await run(manager, instance, "true")  # another exec starts and ends
+        assert pids_with(child), "a running exec's background child was killed"
+    finally:
+        first.cancel()
+        await asyncio.gather(first, return_exceptions=True)
+    assert pids_with(child) == []
+
+
+async def test_execs_starting_while_others_end_all_run_to_their_end(
+    manager: InstanceManager,
+) -> None:
+    # Each ending exec sweeps the instance: one that is still being started (its
+    # nsenter not yet known to ExecGate) must not be taken for a leftover.
+    instance = ids(manager)[0]
+    with anyio.fail_after(60):
+        outs = await asyncio.gather(
+            *(run(manager, instance, "sh", "-c", f"echo {i}") for i in range(24))
+        )
+    assert [o.text("stdout") for o in outs] == [f"{i}\n" for i in range(24)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import threading
 from collections.abc import AsyncIterator
@@ -335,15 +336,17 @@ async def test_a_command_writes_and_reads_back_a_file_in_its_tmpdir(
 
 
 async def test_a_released_unsandboxed_instance_leaves_no_tmpdir_behind(
-    manager: InstanceManager, clock: FakeClock
+    manager: InstanceManager, clock: FakeClock, tmp_path: Path
 ) -> None:
     instance_id = await manager.invoke("demo-api")
     manager.release_invocation(instance_id)
-    tmpdir = (await run(manager, instance_id, "sh", "-c", 'echo "$TMPDIR"')).text("stdout")
-    assert Path(tmpdir.strip()).is_dir()
+    await run(manager, instance_id, "sh", "-c", "echo kept > /tmp/note")
+    # The command's /tmp is the directory the instance's state directory links to.
+    tmpdir = Path(os.readlink(tmp_path / "instances" / "demo-api" / instance_id / "tmp"))
+    assert (tmpdir / "note").read_text() == "kept\n"
     clock.advance(IDLE + 1)
     assert manager.release_idle() == [instance_id]
-    assert not Path(tmpdir.strip()).exists()
+    assert not tmpdir.exists()
 
 
 async def test_closing_the_manager_stops_running_execs(

@@ -187,3 +187,38 @@ async def test_mode_none_refuses_an_instances_tmp_root_another_user_owns(world: 
         await runner.probe()
     assert caught.value.fields["path"] == str(squatted)
     assert runner.identity is None
+
+
+@pytest.mark.bwrap
+async def test_a_link_planted_in_tmp_does_not_tell_whether_a_host_file_exists(
+    world: Path, tmp_path: Path
+) -> None:
+    # ExecGate looks a command up on the host before entering the sandbox; through a
+    # link to the host's / that look-up must not answer "exists" (126) or "missing"
+    # (127) for ExecGate's own files.
+    data, _ = _execgate_files(world)
+    data.chmod(0o700)
+    manager = InstanceManager(
+        [LocalFunction("demo", env={}, command=("sleep", "infinity"), listens=False)],
+        SandboxRunner("bwrap"),
+        tmp_path / "data",
+    )
+    await manager.start()
+    try:
+        (instance,) = manager.list("demo")
+
+        async def code_of(*argv: str) -> tuple[int | None, str]:
+            out = Output()
+            with anyio.fail_after(30):
+                result = await manager.exec(
+                    "demo", instance.instance_id, argv, limits=LIMITS, on_output=out
+                )
+            return result.exit_code, out.text("stderr")
+
+        assert (await code_of("sh", "-c", "ln -s / /tmp/hostroot"))[0] == 0
+        present = await code_of(f"/tmp/hostroot{data}/artifact-signing.key")
+        absent = await code_of(f"/tmp/hostroot{data}/no-such.key")
+    finally:
+        await manager.aclose()
+    assert present[0] == absent[0]
+    assert present[1].replace("artifact-signing", "X") == absent[1].replace("no-such", "X")
