@@ -6,23 +6,31 @@ this process (the database's lock does so between processes). Writes that arrive
 a transaction is in flight are committed together in the next one, each in its own
 savepoint: one failing operation rolls back only its own changes, and a busy server
 pays one commit (and on PostgreSQL one disk flush) per group instead of per change.
+
+On PostgreSQL a write that comes with a single-statement form (``policies.audit.single``)
+and finds nothing else queued is sent as that one statement, hashed on the head this
+process last committed; when that statement writes nothing, the write runs as a
+transaction instead.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy.engine import Connection
 
 from policies.audit.backend import BUSY, Backend, Busy
-from policies.audit.chain import ChainTx
+from policies.audit.chain import ChainTx, Head
 from policies.audit.checkpoint import CheckpointWriter, Segment
 from policies.audit.errors import STORAGE_ERRORS, audit_errors
+from policies.audit.single import Append
 from policies.errors import AuditUnavailable
 
 T = TypeVar("T")
@@ -37,6 +45,7 @@ class _Write:
     body: Callable[[ChainTx], Any]
     future: asyncio.Future[Any]
     durable: bool = True
+    single: Append | None = None
 
 
 # What one write of a group produced: its result, or the exception it raised.
@@ -96,9 +105,16 @@ class Db:
         self.checkpoints: CheckpointWriter | None = None
         self._queue: list[_Write] = []
         self._writer: asyncio.Task[None] | None = None
+        # The head this process's last write left (a hint: a single statement checks it).
+        self._head: Head | None = None
 
     async def write(
-        self, operation: str, body: Callable[[ChainTx], T], *, durable: bool = True
+        self,
+        operation: str,
+        body: Callable[[ChainTx], T],
+        *,
+        durable: bool = True,
+        single: Append | None = None,
     ) -> T:
         """Run ``body`` in a chain transaction: its row changes and their events commit
         together (or not at all), then the new head is checkpointed.
@@ -109,6 +125,9 @@ class Db:
         then marked interrupted. Commits stay in order: a later durable commit makes
         every earlier one durable. A group is durable when any of its writes asks to be.
 
+        ``single``: the same write as one statement, tried first when the backend can
+        (its ``result`` is returned when it ran; ``body`` runs when it wrote nothing).
+
         Raises: AuditUnavailable when the database fails; whatever ``body`` raises
         (its changes are rolled back).
         """
@@ -118,7 +137,7 @@ class Db:
             if done is not BUSY:
                 return done
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Write(operation, body, future, durable))
+        self._queue.append(_Write(operation, body, future, durable, single))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._drain())
         return await future
@@ -129,15 +148,43 @@ class Db:
         if done is BUSY:
             return BUSY
         result, tx = done
-        self._note(tx)
+        self._head = tx.head
+        self._note(tx.start, tx.head)
         return result
 
     async def _drain(self) -> None:
         while self._queue:
             group = [w for w in self._queue[:MAX_GROUP] if not w.future.done()]
             del self._queue[:MAX_GROUP]
+            if len(group) == 1 and await self._single(group[0]):
+                continue
             if group:
                 await self._commit(group)
+
+    async def _single(self, write: _Write) -> bool:
+        """Run ``write`` as its single statement; False when it must run as a
+        transaction (no such form, no known head, or the statement wrote nothing)."""
+        head = self._head
+        if write.single is None or head is None or not self.backend.single_statements:
+            return False
+        statement, params, new_head = write.single.bind(head, dt.datetime.now(dt.UTC))
+        self._head = None  # until the statement is known to have committed
+        try:
+            appended = await self.backend.run_single(statement.sql, params, durable=write.durable)
+        except asyncpg.IntegrityConstraintViolationError:
+            return False  # another writer appended first, or a duplicate: rolled back
+        except STORAGE_ERRORS as exc:
+            logger.exception("audit store: %s failed", write.operation)
+            failure = AuditUnavailable(operation=write.operation)
+            failure.__cause__ = exc
+            _settle(write.future, False, failure)
+            return True
+        if appended != 1:
+            return False
+        self._head = new_head
+        self._note(head, new_head)
+        _settle(write.future, True, write.single.result)
+        return True
 
     async def _commit(self, group: list[_Write]) -> None:
         try:
@@ -146,6 +193,7 @@ class Db:
                 functools.partial(_run_group, group), durable=durable
             )
         except Exception as exc:
+            self._head = None  # the commit may or may not have happened
             if isinstance(exc, STORAGE_ERRORS):
                 logger.exception("audit store: %s failed", ", ".join(w.operation for w in group))
                 for write in group:
@@ -156,16 +204,16 @@ class Db:
                 for write in group:
                     _settle(write.future, False, exc)
             return
-        self._note(tx)
+        self._head = tx.head
+        self._note(tx.start, tx.head)
         for write, (ok, value) in zip(group, outcomes, strict=True):
             _settle(write.future, ok, value)
 
-    def _note(self, tx: ChainTx) -> None:
-        # The run this transaction appended, with the hashes computed here: the only
-        # events this process may vouch for.
-        if tx.appended and self.checkpoints is not None:
-            start = tx.start
-            self.checkpoints.note(Segment(start.seq + 1, start.hash, tx.head.seq, tx.head.hash))
+    def _note(self, start: Head, head: Head) -> None:
+        # The run a write appended, with the hashes computed here: the only events this
+        # process may vouch for.
+        if head.seq > start.seq and self.checkpoints is not None:
+            self.checkpoints.note(Segment(start.seq + 1, start.hash, head.seq, head.hash))
 
     async def read(
         self, operation: str, body: Callable[[Connection], T], *, snapshot: bool = False

@@ -1,0 +1,134 @@
+"""A chain write as one PostgreSQL statement: one round trip, one commit.
+
+The write path of every exec (its intent, then its outcome) changes one row and appends
+the event recording it. In a transaction that costs BEGIN, the advisory lock, the head,
+the change, the event and COMMIT: six or more round trips, each a wake-up of the server
+process. Here the process's last known head is taken on trust and the whole write is
+sent as one statement, committed on its own:
+
+    WITH lk    AS (SELECT pg_advisory_xact_lock(...)),          -- the chain's write lock
+         ok    AS (SELECT 1 FROM lk WHERE <the event at the known head exists>
+                                        AND <the guard, e.g. the rate is not used up>),
+         claim AS (INSERT INTO request_keys ... SELECT ... FROM ok RETURNING 1),
+         row   AS (INSERT INTO exec_sessions ... SELECT ... FROM claim|ok RETURNING 1
+                   | UPDATE exec_sessions ... WHERE id = ... AND EXISTS (SELECT FROM ok)),
+         ev    AS (INSERT INTO audit_events ... SELECT ... FROM row RETURNING seq)
+    SELECT count(*) FROM ev
+
+It appended its event (count 1) only when the chain's head was the one the event was
+hashed on: ``audit_events.seq`` is the primary key and every write appends at head + 1,
+so had any other transaction appended since, the insert at that seq fails on the key
+(the unique check sees rows committed after the statement's snapshot, and waits for
+ones in flight). The same holds the guard exact: a guard read from a snapshot that
+missed a concurrent write belongs to a statement that fails. A request key already
+claimed fails the statement too. A statement that fails, or writes nothing (unknown
+head, guard false, no row to update), has changed nothing: the caller then runs the
+write as an ordinary transaction, which reports what went wrong.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import asyncpg as pg_asyncpg
+
+from policies.audit.chain import Head, next_event
+from policies.audit.db_engine import CHAIN_LOCK_KEY
+from policies.audit.prepared import Prepared, prepare
+from policies.audit.tables import audit_events, request_keys
+
+_DIALECT = pg_asyncpg.dialect()  # type: ignore[no-untyped-call]
+_EVENT_KEYS = ("seq", "kind", "subject", "payload", "created_at", "prev_hash", "hash")
+_ONE: sa.Label[Any] = sa.literal_column("1").label("one")
+
+
+@dataclass(frozen=True, slots=True)
+class Append:
+    """One row change and the event that records it (see the module's docstring)."""
+
+    table: sa.Table
+    kind: str
+    subject: str  # the row's id
+    values: Mapping[str, Any]  # the row's new values, except ``stamp``
+    stamp: str  # the column that takes the write's time
+    update: bool = False  # update the row ``subject`` instead of inserting it
+    request_key: str | None = None  # claimed for ``subject`` in the same statement
+    guard: sa.ColumnElement[bool] | None = None  # nothing is written unless it holds
+    guard_params: Mapping[str, Any] = field(default_factory=dict)
+    result: Any = None  # what the write returns when the statement did it
+
+    def bind(self, head: Head, now: dt.datetime) -> tuple[Prepared, tuple[Any, ...], Head]:
+        """The statement, its parameters, and the chain's head once it has run."""
+        changes = {**self.values, self.stamp: now}
+        event, new_head = next_event(head, self.kind, self.subject, changes, now)
+        statement = _statement(
+            self.table,
+            tuple(changes),
+            self.update,
+            self.request_key is not None,
+            self.guard,
+        )
+        params = {
+            "lock_key": CHAIN_LOCK_KEY,
+            "prev_seq": head.seq,
+            "prev_hash": head.hash,
+            "subject": self.subject,
+            "claim_key": self.request_key,
+            **{f"row_{k}": v for k, v in changes.items()},
+            **{f"ev_{k}": v for k, v in event.items()},
+            **self.guard_params,
+        }
+        return statement, statement.params(params), new_head
+
+
+@functools.lru_cache(maxsize=32)
+def _statement(
+    table: sa.Table,
+    keys: tuple[str, ...],
+    update: bool,
+    claim: bool,
+    guard: sa.ColumnElement[bool] | None,
+) -> Prepared:
+    lock = sa.func.pg_advisory_xact_lock(sa.bindparam("lock_key", type_=sa.BigInteger))
+    lk = sa.select(lock.label("locked")).cte("lk")
+    ev = audit_events.c
+    at_head = sa.exists().where(
+        ev.seq == sa.bindparam("prev_seq", type_=sa.BigInteger),
+        ev.hash == sa.bindparam("prev_hash", type_=sa.String),
+    )
+    ok = sa.select(_ONE).select_from(lk).where(at_head, *([] if guard is None else [guard]))
+    ok_cte = ok.cte("ok")
+    subject = sa.bindparam("subject", type_=sa.String)
+    binds = {k: sa.bindparam(f"row_{k}", type_=table.c[k].type) for k in keys}
+    if update:
+        row: sa.Insert | sa.Update = (
+            table.update()
+            .where(table.c.id == subject, sa.exists(sa.select(ok_cte.c.one)))
+            .values(binds)
+        )
+    else:
+        source: sa.CTE = ok_cte
+        if claim:
+            key = sa.bindparam("claim_key", type_=sa.String)
+            source = (
+                request_keys.insert()
+                .from_select(["key", "audit_id"], sa.select(key, subject).select_from(ok_cte))
+                .returning(_ONE)
+                .cte("claim")
+            )
+        row = table.insert().from_select(list(keys), sa.select(*binds.values()).select_from(source))
+    row_cte = row.returning(_ONE).cte("row")
+    event_binds = [sa.bindparam(f"ev_{k}", type_=audit_events.c[k].type) for k in _EVENT_KEYS]
+    appended = (
+        audit_events.insert()
+        .from_select(list(_EVENT_KEYS), sa.select(*event_binds).select_from(row_cte))
+        .returning(ev.seq)
+        .cte("ev")
+    )
+    statement = sa.select(sa.func.count()).select_from(appended)
+    return prepare(statement, _DIALECT)
