@@ -107,6 +107,8 @@ class Db:
         self._writer: asyncio.Task[None] | None = None
         # The head this process's last write left (a hint: a single statement checks it).
         self._head: Head | None = None
+        # Writes whose callers did not wait for them (``submit``); reads wait for them.
+        self._unconfirmed: set[asyncio.Future[Any]] = set()
 
     async def write(
         self,
@@ -131,16 +133,67 @@ class Db:
         Raises: AuditUnavailable when the database fails; whatever ``body`` raises
         (its changes are rolled back).
         """
-        if not self._queue and (self._writer is None or self._writer.done()):
+        if self._idle():
             # Nothing of this store is in flight: write now if the lock is free.
             done = self._write_now(operation, body)
             if done is not BUSY:
                 return done
+        return await self._enqueue(operation, body, durable, single)
+
+    async def submit(
+        self,
+        operation: str,
+        body: Callable[[ChainTx], T],
+        *,
+        durable: bool = True,
+        single: Append | None = None,
+        then: Callable[[], None] | None = None,
+    ) -> None:
+        """``write`` without waiting for a queued commit: it commits in order with the
+        writes around it, every read of this Db waits for it first, and a failure is
+        logged (``then`` runs once it committed). A write done at once (SQLite) raises
+        as ``write`` does.
+        """
+        if self._idle():
+            done = self._write_now(operation, body)
+            if done is not BUSY:
+                if then is not None:
+                    then()
+                return
+        future = self._enqueue(operation, body, durable, single)
+        self._unconfirmed.add(future)
+        future.add_done_callback(functools.partial(self._confirmed, operation, then))
+
+    def _confirmed(
+        self, operation: str, then: Callable[[], None] | None, future: asyncio.Future[Any]
+    ) -> None:
+        self._unconfirmed.discard(future)
+        exc = None if future.cancelled() else future.exception()
+        if exc is not None:
+            logger.error("audit store: %s failed", operation, exc_info=exc)
+        elif then is not None:
+            then()
+
+    async def settled(self) -> None:
+        """Wait until every write submitted so far is committed (or failed)."""
+        if self._unconfirmed:
+            await asyncio.wait(list(self._unconfirmed))
+
+    def _idle(self) -> bool:
+        return not self._queue and (self._writer is None or self._writer.done())
+
+    def _enqueue(
+        self,
+        operation: str,
+        body: Callable[[ChainTx], T],
+        durable: bool,
+        single: Append | None,
+    ) -> asyncio.Future[T]:
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._queue.append(_Write(operation, body, future, durable, single))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._drain())
-        return await future
+        return future
 
     def _write_now(self, operation: str, body: Callable[[ChainTx], T]) -> T | Busy:
         with audit_errors(operation):
@@ -220,8 +273,11 @@ class Db:
     ) -> T:
         """Run ``body`` in a read transaction.
 
+        Waits for the writes submitted before it (``submit``).
+
         Raises: AuditUnavailable when the database fails; whatever ``body`` raises.
         """
+        await self.settled()
         with audit_errors(operation):
             return await self.backend.read(body, snapshot=snapshot)
 

@@ -197,8 +197,15 @@ class SqlAuditStore:
         self._observe_intent(AuditId(audit_id), rate.refusal if limited else intent, t0)
         return AuditId(audit_id), limited
 
-    async def record_outcome(self, audit_id: AuditId, outcome: ExecOutcome) -> None:
-        """Raises: ExecNotFound when there is no such exec; AuditUnavailable."""
+    async def record_outcome(
+        self, audit_id: AuditId, outcome: ExecOutcome, *, wait: bool = True
+    ) -> None:
+        """Raises: ExecNotFound when there is no such exec; AuditUnavailable.
+
+        ``wait=False``: return once the write is queued behind the writes in flight
+        (when there are any): every later read of this store still sees it, and its
+        failure is logged instead of raised.
+        """
 
         values = outcome_values(outcome)
 
@@ -209,13 +216,22 @@ class SqlAuditStore:
         single = Append(exec_sessions, _OUTCOME, audit_id, values, "outcome_at", update=True)
 
         t0 = time.perf_counter()
+
         # The intent was durable before anything ran; the outcome rides the next
         # durable commit (a database server crash just before that loses the outcome,
         # leaving the row RUNNING: the same state as a replica that stopped mid-exec).
-        await self._db.write("record outcome", body, durable=False, single=single)
-        if self.observer is not None:
-            self.observer.write_committed("record outcome", time.perf_counter() - t0)
-            self.observer.outcome_recorded(audit_id, outcome)
+        def observe() -> None:
+            if self.observer is not None:
+                self.observer.write_committed("record outcome", time.perf_counter() - t0)
+                self.observer.outcome_recorded(audit_id, outcome)
+
+        if wait:
+            await self._db.write("record outcome", body, durable=False, single=single)
+            observe()
+        else:
+            await self._db.submit(
+                "record outcome", body, durable=False, single=single, then=observe
+            )
 
     def _observe_intent(self, audit_id: AuditId, intent: ExecIntent, t0: float) -> None:
         if self.observer is not None:
@@ -458,6 +474,7 @@ class SqlAuditStore:
 
         Raises: AuditUnavailable when the database cannot be read.
         """
+        await self._db.settled()
         if self._db.checkpoints is not None:
             await self._db.checkpoints.flush()
         return await verify_store(self._db, self._checkpoint_path, self._public_key, strict=strict)

@@ -86,3 +86,32 @@ async def test_an_outcome_for_no_such_exec_is_refused_and_writes_nothing(
     report = await audit_store.verify()
     assert (report.ok, report.rows_checked) == (True, 2)
     assert (await audit_store.get_exec(audit_id)).outcome == DONE
+
+
+async def test_an_outcome_recorded_without_waiting_is_seen_by_the_next_read(
+    audit_store: SqlAuditStore,
+) -> None:
+    audit_id = await audit_store.record_intent(INTENT)
+
+    await audit_store.record_outcome(audit_id, DONE, wait=False)
+
+    assert (await audit_store.get_exec(audit_id)).outcome == DONE
+    report = await audit_store.verify(strict=True)
+    assert (report.ok, report.rows_checked) == (True, 2)
+
+
+async def test_an_outcome_for_no_such_exec_not_waited_for_is_reported_and_writes_nothing(
+    audit_store: SqlAuditStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    await audit_store.record_intent(INTENT)
+
+    try:
+        await audit_store.record_outcome(AuditId("ex_missing"), DONE, wait=False)
+    except ExecNotFound:
+        raised = True  # written at once (SQLite): refused as when waited for
+    else:
+        raised = False
+    report = await audit_store.verify()
+
+    assert raised or "record outcome failed" in caplog.text
+    assert (report.ok, report.rows_checked) == (True, 1)
