@@ -14,7 +14,7 @@ from policies.audit import SqlAuditStore
 from policies.errors import DuplicateRequest, ExecNotFound
 from policies.ports import AuditFilter, ExecOutcome, ExecStatus, RateCheck
 from policies.types import AuditId
-from tests.policies.audit.support import INTENT, intent
+from tests.policies.audit.support import INTENT, execute, intent, scalar
 
 REFUSAL = intent(effect="deny", status=ExecStatus.DENIED, decision_reason="rate limit reached")
 DONE = ExecOutcome(status=ExecStatus.COMPLETED, exit_code=0)
@@ -115,3 +115,18 @@ async def test_an_outcome_for_no_such_exec_not_waited_for_is_reported_and_writes
 
     assert raised or "record outcome failed" in caplog.text
     assert (report.ok, report.rows_checked) == (True, 1)
+
+
+async def test_events_deleted_behind_a_stores_back_leave_no_gap_before_its_next_event(
+    audit_store: SqlAuditStore, migrated_url: str
+) -> None:
+    for _ in range(3):
+        await audit_store.record_intent(INTENT)  # the store now knows event 3 as its head
+    await execute(migrated_url, "DELETE FROM audit_events WHERE seq = 3")
+
+    await audit_store.record_intent(INTENT)
+
+    last = await scalar(migrated_url, "SELECT max(seq) FROM audit_events")
+    count = await scalar(migrated_url, "SELECT count(*) FROM audit_events")
+    assert (last, count) == (3, 3)
+    assert not (await audit_store.verify()).ok
