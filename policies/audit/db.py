@@ -7,10 +7,11 @@ a transaction is in flight are committed together in the next one, each in its o
 savepoint: one failing operation rolls back only its own changes, and a busy server
 pays one commit (and on PostgreSQL one disk flush) per group instead of per change.
 
-On PostgreSQL a write that comes with a single-statement form (``policies.audit.single``)
-and finds nothing else queued is sent as that one statement, hashed on the head this
-process last committed; when that statement writes nothing, the write runs as a
-transaction instead.
+On PostgreSQL a group whose writes all come with a single-statement form
+(``policies.audit.single``) is sent as one statement, hashed on the head this process
+last committed; when that statement writes nothing, the group runs as a transaction
+instead. A write nobody waits for (an exec's outcome) waits a moment in the queue, so
+that the next exec's intent carries it: one round trip, one disk flush, for both.
 """
 
 from __future__ import annotations
@@ -30,13 +31,15 @@ from policies.audit.backend import BUSY, Backend, Busy
 from policies.audit.chain import ChainTx, Head
 from policies.audit.checkpoint import CheckpointWriter, Segment
 from policies.audit.errors import STORAGE_ERRORS, audit_errors
-from policies.audit.single import Append
+from policies.audit.single import Append, bind, joinable
 from policies.errors import AuditUnavailable
 
 T = TypeVar("T")
 logger = logging.getLogger("policies.audit")
 
 MAX_GROUP = 64
+# How long a write nobody waits for (``submit``) may wait for another to commit with.
+DEFER_S = 0.01
 
 
 @dataclass(slots=True)
@@ -138,7 +141,7 @@ class Db:
             done = self._write_now(operation, body)
             if done is not BUSY:
                 return done
-        return await self._enqueue(operation, body, durable, single)
+        return await self._enqueue(operation, body, durable, single, start=True)
 
     async def submit(
         self,
@@ -152,7 +155,8 @@ class Db:
         """``write`` without waiting for a queued commit: it commits in order with the
         writes around it, every read of this Db waits for it first, and a failure is
         logged (``then`` runs once it committed). A write done at once (SQLite) raises
-        as ``write`` does.
+        as ``write`` does. A queued one waits up to ``DEFER_S`` for the next write, to
+        commit with it.
         """
         if self._idle():
             done = self._write_now(operation, body)
@@ -160,9 +164,10 @@ class Db:
                 if then is not None:
                     then()
                 return
-        future = self._enqueue(operation, body, durable, single)
+        future = self._enqueue(operation, body, durable, single, start=False)
         self._unconfirmed.add(future)
         future.add_done_callback(functools.partial(self._confirmed, operation, then))
+        asyncio.get_running_loop().call_later(DEFER_S, self._start)
 
     def _confirmed(
         self, operation: str, then: Callable[[], None] | None, future: asyncio.Future[Any]
@@ -177,6 +182,7 @@ class Db:
     async def settled(self) -> None:
         """Wait until every write submitted so far is committed (or failed)."""
         if self._unconfirmed:
+            self._start()
             await asyncio.wait(list(self._unconfirmed))
 
     def _idle(self) -> bool:
@@ -188,12 +194,19 @@ class Db:
         body: Callable[[ChainTx], T],
         durable: bool,
         single: Append | None,
+        *,
+        start: bool,
     ) -> asyncio.Future[T]:
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._queue.append(_Write(operation, body, future, durable, single))
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._drain())
+        if start:
+            self._start()
         return future
+
+    def _start(self) -> None:
+        """Drain the queue unless that is under way."""
+        if self._queue and (self._writer is None or self._writer.done()):
+            self._writer = asyncio.create_task(self._drain())
 
     def _write_now(self, operation: str, body: Callable[[ChainTx], T]) -> T | Busy:
         with audit_errors(operation):
@@ -209,35 +222,43 @@ class Db:
         while self._queue:
             group = [w for w in self._queue[:MAX_GROUP] if not w.future.done()]
             del self._queue[:MAX_GROUP]
-            if len(group) == 1 and await self._single(group[0]):
-                continue
-            if group:
+            if group and not await self._single(group):
                 await self._commit(group)
 
-    async def _single(self, write: _Write) -> bool:
-        """Run ``write`` as its single statement; False when it must run as a
-        transaction (no such form, no known head, or the statement wrote nothing)."""
+    async def _single(self, group: list[_Write]) -> bool:
+        """Run ``group`` as one statement (``policies.audit.single``); False when it
+        must run as a transaction (no such form, no known head, or the statement wrote
+        nothing)."""
         head = self._head
-        if write.single is None or head is None or not self.backend.single_statements:
+        appends = [w.single for w in group if w.single is not None]
+        if head is None or len(appends) < len(group) or not self.backend.single_statements:
             return False
-        statement, params, new_head = write.single.bind(head, dt.datetime.now(dt.UTC))
+        if not joinable(appends):
+            return False
+        statement, params, new_head = bind(appends, head, dt.datetime.now(dt.UTC))
+        durable = any(w.durable for w in group)
         self._head = None  # until the statement is known to have committed
         try:
-            appended = await self.backend.run_single(statement.sql, params, durable=write.durable)
+            appended = await self.backend.run_single(statement.sql, params, durable=durable)
         except asyncpg.IntegrityConstraintViolationError:
             return False  # another writer appended first, or a duplicate: rolled back
         except STORAGE_ERRORS as exc:
-            logger.exception("audit store: %s failed", write.operation)
-            failure = AuditUnavailable(operation=write.operation)
-            failure.__cause__ = exc
-            _settle(write.future, False, failure)
+            self._failed(group, exc)
             return True
         if appended != 1:
             return False
         self._head = new_head
         self._note(head, new_head)
-        _settle(write.future, True, write.single.result)
+        for write, append in zip(group, appends, strict=True):
+            _settle(write.future, True, append.result)
         return True
+
+    def _failed(self, group: list[_Write], exc: BaseException) -> None:
+        logger.exception("audit store: %s failed", ", ".join(w.operation for w in group))
+        for write in group:
+            failure = AuditUnavailable(operation=write.operation)
+            failure.__cause__ = exc
+            _settle(write.future, False, failure)
 
     async def _commit(self, group: list[_Write]) -> None:
         try:
@@ -248,11 +269,7 @@ class Db:
         except Exception as exc:
             self._head = None  # the commit may or may not have happened
             if isinstance(exc, STORAGE_ERRORS):
-                logger.exception("audit store: %s failed", ", ".join(w.operation for w in group))
-                for write in group:
-                    failure = AuditUnavailable(operation=write.operation)
-                    failure.__cause__ = exc
-                    _settle(write.future, False, failure)
+                self._failed(group, exc)
             else:
                 for write in group:
                     _settle(write.future, False, exc)
@@ -284,6 +301,7 @@ class Db:
     async def aclose(self) -> None:
         """Finish queued writes, write the last checkpoint, close the connections."""
         try:
+            self._start()
             if self._writer is not None:
                 await asyncio.wait([self._writer])
             if self.checkpoints is not None:

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,40 +60,60 @@ class Append:
     request_key: str | None = None  # claimed for ``subject`` in the same statement
     guard: sa.ColumnElement[bool] | None = None  # nothing is written unless it holds
     guard_params: Mapping[str, Any] = field(default_factory=dict)
+    guard_reads: frozenset[str] = frozenset()  # the columns of ``table`` the guard reads
     result: Any = None  # what the write returns when the statement did it
 
-    def bind(self, head: Head, now: dt.datetime) -> tuple[Prepared, tuple[Any, ...], Head]:
-        """The statement, its parameters, and the chain's head once it has run."""
-        changes = {**self.values, self.stamp: now}
-        event, new_head = next_event(head, self.kind, self.subject, changes, now)
-        statement = _statement(
-            self.table,
-            tuple(changes),
-            self.update,
-            self.request_key is not None,
-            self.guard,
-        )
-        params = {
-            "lock_key": CHAIN_LOCK_KEY,
-            "prev_seq": head.seq,
-            "prev_hash": head.hash,
-            "subject": self.subject,
-            "claim_key": self.request_key,
-            **{f"row_{k}": v for k, v in changes.items()},
-            **{f"ev_{k}": v for k, v in event.items()},
-            **self.guard_params,
-        }
-        return statement, statement.params(params), new_head
+    def shape(self) -> _Shape:
+        return (self.table, (*self.values, self.stamp), self.update, self.request_key is not None)
 
 
-@functools.lru_cache(maxsize=32)
-def _statement(
-    table: sa.Table,
-    keys: tuple[str, ...],
-    update: bool,
-    claim: bool,
-    guard: sa.ColumnElement[bool] | None,
-) -> Prepared:
+# What a statement is compiled for: table, columns, update, request key claimed.
+_Shape = tuple[sa.Table, tuple[str, ...], bool, bool]
+MAX_APPENDS = 4
+
+
+def joinable(appends: Sequence[Append]) -> bool:
+    """Whether ``appends`` can go in one statement: a few; an update only first (one
+    that matched nothing would leave the writes before it standing); one guard at most,
+    after nothing but updates of columns it does not read (it reads the database as it
+    was before the statement)."""
+    if not 0 < len(appends) <= MAX_APPENDS or any(a.update for a in appends[1:]):
+        return False
+    guarded = [i for i, a in enumerate(appends) if a.guard is not None]
+    if not guarded:
+        return True
+    if len(guarded) > 1:
+        return False
+    reads = appends[guarded[0]].guard_reads
+    return all(a.update and not {*a.values, a.stamp} & reads for a in appends[: guarded[0]])
+
+
+def bind(
+    appends: Sequence[Append], head: Head, now: dt.datetime
+) -> tuple[Prepared, tuple[Any, ...], Head]:
+    """The statement making ``appends`` in order (``joinable``), its parameters, and
+    the chain's head once it has run."""
+    guarded = next((a for a in appends if a.guard is not None), None)
+    params: dict[str, Any] = {
+        "lock_key": CHAIN_LOCK_KEY,
+        "prev_seq": head.seq,
+        "prev_hash": head.hash,
+        **({} if guarded is None else guarded.guard_params),
+    }
+    for i, append in enumerate(appends):
+        changes = {**append.values, append.stamp: now}
+        event, head = next_event(head, append.kind, append.subject, changes, now)
+        params[f"a{i}_subject"] = append.subject
+        params[f"a{i}_claim_key"] = append.request_key
+        params.update({f"a{i}_row_{k}": v for k, v in changes.items()})
+        params.update({f"a{i}_ev_{k}": v for k, v in event.items()})
+    guard = None if guarded is None else guarded.guard
+    statement = _statement(tuple(a.shape() for a in appends), guard)
+    return statement, statement.params(params), head
+
+
+@functools.lru_cache(maxsize=64)
+def _statement(shapes: tuple[_Shape, ...], guard: sa.ColumnElement[bool] | None) -> Prepared:
     lock = sa.func.pg_advisory_xact_lock(sa.bindparam("lock_key", type_=sa.BigInteger))
     lk = sa.select(lock.label("locked")).cte("lk")
     ev = audit_events.c
@@ -102,33 +122,39 @@ def _statement(
         ev.hash == sa.bindparam("prev_hash", type_=sa.String),
     )
     ok = sa.select(_ONE).select_from(lk).where(at_head, *([] if guard is None else [guard]))
-    ok_cte = ok.cte("ok")
-    subject = sa.bindparam("subject", type_=sa.String)
-    binds = {k: sa.bindparam(f"row_{k}", type_=table.c[k].type) for k in keys}
-    if update:
-        row: sa.Insert | sa.Update = (
-            table.update()
-            .where(table.c.id == subject, sa.exists(sa.select(ok_cte.c.one)))
-            .values(binds)
-        )
-    else:
-        source: sa.CTE = ok_cte
-        if claim:
-            key = sa.bindparam("claim_key", type_=sa.String)
-            source = (
-                request_keys.insert()
-                .from_select(["key", "audit_id"], sa.select(key, subject).select_from(ok_cte))
-                .returning(_ONE)
-                .cte("claim")
+    # Each step reads the rows the one before returned: the first that writes nothing
+    # leaves every later one with nothing to write.
+    source: sa.CTE = ok.cte("ok")
+    for i, (table, keys, update, claim) in enumerate(shapes):
+        subject = sa.bindparam(f"a{i}_subject", type_=sa.String)
+        binds = {k: sa.bindparam(f"a{i}_row_{k}", type_=table.c[k].type) for k in keys}
+        if update:
+            row: sa.Insert | sa.Update = (
+                table.update()
+                .where(table.c.id == subject, sa.exists(sa.select(source.c.one)))
+                .values(binds)
             )
-        row = table.insert().from_select(list(keys), sa.select(*binds.values()).select_from(source))
-    row_cte = row.returning(_ONE).cte("row")
-    event_binds = [sa.bindparam(f"ev_{k}", type_=audit_events.c[k].type) for k in _EVENT_KEYS]
-    appended = (
-        audit_events.insert()
-        .from_select(list(_EVENT_KEYS), sa.select(*event_binds).select_from(row_cte))
-        .returning(ev.seq)
-        .cte("ev")
-    )
-    statement = sa.select(sa.func.count()).select_from(appended)
+        else:
+            if claim:
+                key = sa.bindparam(f"a{i}_claim_key", type_=sa.String)
+                source = (
+                    request_keys.insert()
+                    .from_select(["key", "audit_id"], sa.select(key, subject).select_from(source))
+                    .returning(_ONE)
+                    .cte(f"claim{i}")
+                )
+            row = table.insert().from_select(
+                list(keys), sa.select(*binds.values()).select_from(source)
+            )
+        row_cte = row.returning(_ONE).cte(f"row{i}")
+        event_binds = [
+            sa.bindparam(f"a{i}_ev_{k}", type_=audit_events.c[k].type) for k in _EVENT_KEYS
+        ]
+        source = (
+            audit_events.insert()
+            .from_select(list(_EVENT_KEYS), sa.select(*event_binds).select_from(row_cte))
+            .returning(_ONE)
+            .cte(f"ev{i}")
+        )
+    statement = sa.select(sa.func.count()).select_from(source)
     return prepare(statement, _DIALECT)

@@ -79,6 +79,7 @@ _COUNTED: sa.Select[Any] = (
 )
 _COUNT_UP_TO = sa.select(sa.func.count()).select_from(_COUNTED.subquery())
 _RATE_LEFT = _COUNT_UP_TO.scalar_subquery() < sa.bindparam("limit", type_=sa.Integer)
+_RATE_READS = ("principal", "rule_id", "created_at", "effect")
 
 
 def _claim_key(tx: ChainTx, key: str, audit_id: str) -> None:
@@ -118,6 +119,7 @@ def _single_intent(
             "since": rate.since,
             "limit": rate.limit,
         },
+        guard_reads=frozenset(_RATE_READS),
         result=None if rate is None else False,
     )
 
