@@ -6,16 +6,18 @@ the change, the event and COMMIT: six or more round trips, each a wake-up of the
 process. Here the process's last known head is taken on trust and the whole write is
 sent as one statement, committed on its own:
 
-    WITH lk    AS (SELECT pg_advisory_xact_lock(...)),          -- the chain's write lock
-         ok    AS (SELECT 1 FROM lk WHERE <the event at the known head exists>
-                                        AND <the guard, e.g. the rate is not used up>),
-         claim AS (INSERT INTO request_keys ... SELECT ... FROM ok RETURNING 1),
-         row   AS (INSERT INTO exec_sessions ... SELECT ... FROM claim|ok RETURNING 1
-                   | UPDATE exec_sessions ... WHERE id = ... AND EXISTS (SELECT FROM ok)),
-         ev    AS (INSERT INTO audit_events ... SELECT ... FROM row RETURNING seq)
-    SELECT count(*) FROM ev
+    WITH lk     AS (SELECT pg_advisory_xact_lock(...)),         -- the chain's write lock
+         ok     AS (SELECT 1 FROM lk WHERE <the event at the known head exists>
+                                         AND <the guard, e.g. the rate is not used up>),
+         claim0 AS (INSERT INTO request_keys ... SELECT ... FROM ok RETURNING 1),
+         row0   AS (INSERT INTO exec_sessions ... SELECT ... FROM claim0|ok RETURNING 1
+                    | UPDATE exec_sessions ... WHERE id = ... AND EXISTS (SELECT FROM ok)),
+         ev0    AS (INSERT INTO audit_events ... SELECT ... FROM row0 RETURNING 1),
+         row1   AS (... FROM ev0 ...), ev1 AS (...), ...     -- the next writes, in order
+    SELECT count(*) FROM ev<last>
 
-It appended its event (count 1) only when the chain's head was the one the event was
+Each step reads the rows the step before returned, so the writes are all made or none.
+It appended its events (count 1) only when the chain's head was the one they were
 hashed on: ``audit_events.seq`` is the primary key and every write appends at head + 1,
 so had any other transaction appended since, the insert at that seq fails on the key
 (the unique check sees rows committed after the statement's snapshot, and waits for
