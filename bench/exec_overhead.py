@@ -26,8 +26,9 @@ from policies.types import Limits
 
 NAME = "exec_overhead"
 TARGET_RATIO = 1.15
-# On PostgreSQL one durable commit (the intent, before the command runs) is the floor;
-# the outcome's commit does not wait for the disk (policies.audit.db).
+# On PostgreSQL one durable commit (the intent, before the command runs) is the floor:
+# the intent is one statement, one round trip (policies.audit.single); the outcome's
+# commit does not wait for the disk and the exec does not wait for it (policies.audit.db).
 PG_TARGET_RATIO = 1.25
 ARGV = ("true",)
 

@@ -12,7 +12,8 @@ and a backend runs each one as a whole transaction:
   so other processes wait for them. The loop's connection never waits for the lock and
   never checkpoints the WAL (that syncs the disk); the worker thread checkpoints.
 - PostgreSQL: on asyncpg through SQLAlchemy's asyncio layer (``run_sync``), writes
-  holding a transaction-scoped advisory lock.
+  holding a transaction-scoped advisory lock; an exec's writes as single statements
+  (``policies.audit.single``) on asyncpg connections kept for them.
 """
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ import enum
 import functools
 import logging
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
+import asyncpg  # type: ignore[import-untyped]
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -49,6 +51,7 @@ _READERS = 4
 # The loop's connection leaves WAL checkpoints (which sync the disk) to the writer
 # thread, which runs a passive one after this many inline commits.
 _CHECKPOINT_EVERY = 500
+_CLOSE_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
 class Busy(enum.Enum):
@@ -73,6 +76,18 @@ class Backend(Protocol):
     def write_now(self, body: Callable[[Connection], T]) -> T | Busy:
         """``write`` on the calling thread when the lock is free at once; BUSY (nothing
         done) when it is not, or when this backend cannot write without waiting."""
+        ...
+
+    @property
+    def single_statements(self) -> bool:
+        """Whether ``run_single`` works here (``policies.audit.single``)."""
+        ...
+
+    async def run_single(self, sql: str, params: Sequence[Any], *, durable: bool = True) -> Any:
+        """Run one statement as its own transaction; its first column of its first row.
+
+        Raises: the driver's errors (a constraint violation: nothing was written).
+        """
         ...
 
     async def dispose(self) -> None: ...
@@ -164,6 +179,11 @@ class SqliteBackend:
         with self._engine.connect() as conn:
             conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").all()
 
+    single_statements = False
+
+    async def run_single(self, sql: str, params: Sequence[Any], *, durable: bool = True) -> Any:
+        raise NotImplementedError("SQLite writes whole transactions on the loop instead")
+
     async def dispose(self) -> None:
         def close() -> None:
             self._writer.shutdown(wait=True)
@@ -176,10 +196,34 @@ class SqliteBackend:
 
 
 class PostgresBackend:
+    single_statements = True
+
     def __init__(self, url: URL) -> None:
         self._engine = create_async_engine(
             url, connect_args=postgres_connect_args(), pool_timeout=CONNECT_TIMEOUT_S
         )
+        _, self._connect_args = self._engine.dialect.create_connect_args(url)
+        # Single statements go on connections of their own, held open (no pool checkout,
+        # no reset on return): one whose commits wait for the disk, one whose do not.
+        self._direct: dict[bool, asyncpg.Connection] = {}
+
+    async def run_single(self, sql: str, params: Sequence[Any], *, durable: bool = True) -> Any:
+        conn = self._direct.get(durable)
+        if conn is None or conn.is_closed():
+            settings = {} if durable else {"synchronous_commit": "off"}
+            conn = await asyncpg.connect(
+                **self._connect_args, **postgres_connect_args(), server_settings=settings
+            )
+            self._direct[durable] = conn
+        try:
+            return await conn.fetchval(sql, *params)
+        except asyncpg.IntegrityConstraintViolationError:
+            raise  # the statement was rolled back; the connection is fine
+        except BaseException:
+            # Broken, timed out or cancelled mid-statement: start the next one afresh.
+            self._direct.pop(durable, None)
+            conn.terminate()
+            raise
 
     async def read(self, body: Callable[[Connection], T], *, snapshot: bool = False) -> T:
         async with self._engine.connect() as conn:
@@ -206,6 +250,10 @@ class PostgresBackend:
         return BUSY
 
     async def dispose(self) -> None:
+        direct, self._direct = list(self._direct.values()), {}
+        for conn in direct:
+            with contextlib.suppress(*_CLOSE_ERRORS):
+                await conn.close(timeout=CONNECT_TIMEOUT_S)
         await self._engine.dispose()
 
 

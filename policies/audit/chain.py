@@ -131,6 +131,26 @@ def read_head(conn: Connection, prepared: bool) -> Head:
     return Head(0, GENESIS_HASH) if row is None else Head(int(row[0]), str(row[1]))
 
 
+def next_event(
+    head: Head, kind: str, subject: str, changes: Mapping[str, Any], now: dt.datetime
+) -> tuple[dict[str, Any], Head]:
+    """The ``audit_events`` row that follows ``head`` recording ``changes``, and the new
+    head."""
+    payload = canonical(changes)
+    seq = head.seq + 1
+    digest = event_hash(head.hash, seq, kind, subject, payload, now)
+    row = {
+        "seq": seq,
+        "kind": kind,
+        "subject": subject,
+        "payload": payload,
+        "created_at": now,
+        "prev_hash": head.hash,
+        "hash": digest,
+    }
+    return row, Head(seq, digest)
+
+
 @dataclass(slots=True)
 class ChainTx:
     """One write transaction: row changes plus the events that describe them.
@@ -170,21 +190,8 @@ class ChainTx:
 
     def event(self, kind: str, subject: str, changes: Mapping[str, Any]) -> None:
         """Queue the event ``kind`` for ``subject``; it is written with the transaction."""
-        payload = canonical(changes)
-        seq = self.head.seq + 1
-        digest = event_hash(self.head.hash, seq, kind, subject, payload, self.now)
-        self._events.append(
-            {
-                "seq": seq,
-                "kind": kind,
-                "subject": subject,
-                "payload": payload,
-                "created_at": self.now,
-                "prev_hash": self.head.hash,
-                "hash": digest,
-            }
-        )
-        self.head = Head(seq, digest)
+        row, self.head = next_event(self.head, kind, subject, changes, self.now)
+        self._events.append(row)
 
     def insert(
         self, table: sa.Table, values: Mapping[str, Any], kind: str, subject: str | None = None

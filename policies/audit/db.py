@@ -6,29 +6,40 @@ this process (the database's lock does so between processes). Writes that arrive
 a transaction is in flight are committed together in the next one, each in its own
 savepoint: one failing operation rolls back only its own changes, and a busy server
 pays one commit (and on PostgreSQL one disk flush) per group instead of per change.
+
+On PostgreSQL a group whose writes all come with a single-statement form
+(``policies.audit.single``) is sent as one statement, hashed on the head this process
+last committed; when that statement writes nothing, the group runs as a transaction
+instead. A write nobody waits for (an exec's outcome) waits a moment in the queue, so
+that the next exec's intent carries it: one round trip, one disk flush, for both.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy.engine import Connection
 
 from policies.audit.backend import BUSY, Backend, Busy
-from policies.audit.chain import ChainTx
+from policies.audit.chain import ChainTx, Head
 from policies.audit.checkpoint import CheckpointWriter, Segment
 from policies.audit.errors import STORAGE_ERRORS, audit_errors
+from policies.audit.single import Append, bind, joinable
 from policies.errors import AuditUnavailable
 
 T = TypeVar("T")
 logger = logging.getLogger("policies.audit")
 
 MAX_GROUP = 64
+# How long a write nobody waits for (``submit``) may wait for another to commit with.
+DEFER_S = 0.01
 
 
 @dataclass(slots=True)
@@ -37,6 +48,7 @@ class _Write:
     body: Callable[[ChainTx], Any]
     future: asyncio.Future[Any]
     durable: bool = True
+    single: Append | None = None
 
 
 # What one write of a group produced: its result, or the exception it raised.
@@ -96,9 +108,18 @@ class Db:
         self.checkpoints: CheckpointWriter | None = None
         self._queue: list[_Write] = []
         self._writer: asyncio.Task[None] | None = None
+        # The head this process's last write left (a hint: a single statement checks it).
+        self._head: Head | None = None
+        # Writes whose callers did not wait for them (``submit``); reads wait for them.
+        self._unconfirmed: set[asyncio.Future[Any]] = set()
 
     async def write(
-        self, operation: str, body: Callable[[ChainTx], T], *, durable: bool = True
+        self,
+        operation: str,
+        body: Callable[[ChainTx], T],
+        *,
+        durable: bool = True,
+        single: Append | None = None,
     ) -> T:
         """Run ``body`` in a chain transaction: its row changes and their events commit
         together (or not at all), then the new head is checkpointed.
@@ -109,19 +130,83 @@ class Db:
         then marked interrupted. Commits stay in order: a later durable commit makes
         every earlier one durable. A group is durable when any of its writes asks to be.
 
+        ``single``: the same write as one statement, tried first when the backend can
+        (its ``result`` is returned when it ran; ``body`` runs when it wrote nothing).
+
         Raises: AuditUnavailable when the database fails; whatever ``body`` raises
         (its changes are rolled back).
         """
-        if not self._queue and (self._writer is None or self._writer.done()):
+        if self._idle():
             # Nothing of this store is in flight: write now if the lock is free.
             done = self._write_now(operation, body)
             if done is not BUSY:
                 return done
+        return await self._enqueue(operation, body, durable, single, start=True)
+
+    async def submit(
+        self,
+        operation: str,
+        body: Callable[[ChainTx], T],
+        *,
+        durable: bool = True,
+        single: Append | None = None,
+        then: Callable[[], None] | None = None,
+    ) -> None:
+        """``write`` without waiting for a queued commit: it commits in order with the
+        writes around it, every read of this Db waits for it first, and a failure is
+        logged (``then`` runs once it committed). A write done at once (SQLite) raises
+        as ``write`` does. A queued one waits up to ``DEFER_S`` for the next write, to
+        commit with it.
+        """
+        if self._idle():
+            done = self._write_now(operation, body)
+            if done is not BUSY:
+                if then is not None:
+                    then()
+                return
+        future = self._enqueue(operation, body, durable, single, start=False)
+        self._unconfirmed.add(future)
+        future.add_done_callback(functools.partial(self._confirmed, operation, then))
+        asyncio.get_running_loop().call_later(DEFER_S, self._start)
+
+    def _confirmed(
+        self, operation: str, then: Callable[[], None] | None, future: asyncio.Future[Any]
+    ) -> None:
+        self._unconfirmed.discard(future)
+        exc = None if future.cancelled() else future.exception()
+        if exc is not None:
+            logger.error("audit store: %s failed", operation, exc_info=exc)
+        elif then is not None:
+            then()
+
+    async def settled(self) -> None:
+        """Wait until every write submitted so far is committed (or failed)."""
+        if self._unconfirmed:
+            self._start()
+            await asyncio.wait(list(self._unconfirmed))
+
+    def _idle(self) -> bool:
+        return not self._queue and (self._writer is None or self._writer.done())
+
+    def _enqueue(
+        self,
+        operation: str,
+        body: Callable[[ChainTx], T],
+        durable: bool,
+        single: Append | None,
+        *,
+        start: bool,
+    ) -> asyncio.Future[T]:
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Write(operation, body, future, durable))
-        if self._writer is None or self._writer.done():
+        self._queue.append(_Write(operation, body, future, durable, single))
+        if start:
+            self._start()
+        return future
+
+    def _start(self) -> None:
+        """Drain the queue unless that is under way."""
+        if self._queue and (self._writer is None or self._writer.done()):
             self._writer = asyncio.create_task(self._drain())
-        return await future
 
     def _write_now(self, operation: str, body: Callable[[ChainTx], T]) -> T | Busy:
         with audit_errors(operation):
@@ -129,15 +214,51 @@ class Db:
         if done is BUSY:
             return BUSY
         result, tx = done
-        self._note(tx)
+        self._head = tx.head
+        self._note(tx.start, tx.head)
         return result
 
     async def _drain(self) -> None:
         while self._queue:
             group = [w for w in self._queue[:MAX_GROUP] if not w.future.done()]
             del self._queue[:MAX_GROUP]
-            if group:
+            if group and not await self._single(group):
                 await self._commit(group)
+
+    async def _single(self, group: list[_Write]) -> bool:
+        """Run ``group`` as one statement (``policies.audit.single``); False when it
+        must run as a transaction (no such form, no known head, or the statement wrote
+        nothing)."""
+        head = self._head
+        appends = [w.single for w in group if w.single is not None]
+        if head is None or len(appends) < len(group) or not self.backend.single_statements:
+            return False
+        if not joinable(appends):
+            return False
+        statement, params, new_head = bind(appends, head, dt.datetime.now(dt.UTC))
+        durable = any(w.durable for w in group)
+        self._head = None  # until the statement is known to have committed
+        try:
+            appended = await self.backend.run_single(statement.sql, params, durable=durable)
+        except asyncpg.IntegrityConstraintViolationError:
+            return False  # another writer appended first, or a duplicate: rolled back
+        except STORAGE_ERRORS as exc:
+            self._failed(group, exc)
+            return True
+        if appended != 1:
+            return False
+        self._head = new_head
+        self._note(head, new_head)
+        for write, append in zip(group, appends, strict=True):
+            _settle(write.future, True, append.result)
+        return True
+
+    def _failed(self, group: list[_Write], exc: BaseException) -> None:
+        logger.exception("audit store: %s failed", ", ".join(w.operation for w in group))
+        for write in group:
+            failure = AuditUnavailable(operation=write.operation)
+            failure.__cause__ = exc
+            _settle(write.future, False, failure)
 
     async def _commit(self, group: list[_Write]) -> None:
         try:
@@ -146,40 +267,41 @@ class Db:
                 functools.partial(_run_group, group), durable=durable
             )
         except Exception as exc:
+            self._head = None  # the commit may or may not have happened
             if isinstance(exc, STORAGE_ERRORS):
-                logger.exception("audit store: %s failed", ", ".join(w.operation for w in group))
-                for write in group:
-                    failure = AuditUnavailable(operation=write.operation)
-                    failure.__cause__ = exc
-                    _settle(write.future, False, failure)
+                self._failed(group, exc)
             else:
                 for write in group:
                     _settle(write.future, False, exc)
             return
-        self._note(tx)
+        self._head = tx.head
+        self._note(tx.start, tx.head)
         for write, (ok, value) in zip(group, outcomes, strict=True):
             _settle(write.future, ok, value)
 
-    def _note(self, tx: ChainTx) -> None:
-        # The run this transaction appended, with the hashes computed here: the only
-        # events this process may vouch for.
-        if tx.appended and self.checkpoints is not None:
-            start = tx.start
-            self.checkpoints.note(Segment(start.seq + 1, start.hash, tx.head.seq, tx.head.hash))
+    def _note(self, start: Head, head: Head) -> None:
+        # The run a write appended, with the hashes computed here: the only events this
+        # process may vouch for.
+        if head.seq > start.seq and self.checkpoints is not None:
+            self.checkpoints.note(Segment(start.seq + 1, start.hash, head.seq, head.hash))
 
     async def read(
         self, operation: str, body: Callable[[Connection], T], *, snapshot: bool = False
     ) -> T:
         """Run ``body`` in a read transaction.
 
+        Waits for the writes submitted before it (``submit``).
+
         Raises: AuditUnavailable when the database fails; whatever ``body`` raises.
         """
+        await self.settled()
         with audit_errors(operation):
             return await self.backend.read(body, snapshot=snapshot)
 
     async def aclose(self) -> None:
         """Finish queued writes, write the last checkpoint, close the connections."""
         try:
+            self._start()
             if self._writer is not None:
                 await asyncio.wait([self._writer])
             if self.checkpoints is not None:

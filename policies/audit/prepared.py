@@ -6,8 +6,9 @@ audited exec runs are compiled here once, with the bind processors of their colu
 types, and run on the driver's connection inside the transaction SQLAlchemy (or the
 backend) began: SQLite gets exactly the values Core would pass, in positional form.
 
-Only SQLite uses this path; PostgreSQL keeps Core (asyncpg prepares and types its own
-parameters, and a network round trip dwarfs the saving).
+SQLite runs the write path this way. PostgreSQL keeps Core in its transactions (asyncpg
+prepares and types its own parameters) and runs an exec's writes as single statements
+prepared here (``policies.audit.single``), sent on asyncpg's connection.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.sql.compiler import SQLCompiler
 
 SUBJECT = "_subject"
 
@@ -61,17 +63,33 @@ def _prepare(
     constants: bool = False,
 ) -> Prepared:
     compiled = statement.compile(dialect=dialect, column_keys=list(keys))
+    assert isinstance(compiled, SQLCompiler)
+    names, processors = _positional(compiled, dialect)
+    fixed = set(names) - {*keys, SUBJECT}
+    if fixed and not constants:  # a default or expression Core would fill in
+        raise ValueError(f"cannot prepare {statement} for keys {keys}")
+    values = {name: compiled.binds[name].value for name in fixed}
+    return Prepared(compiled.string, names, processors, values)
+
+
+def _positional(
+    compiled: SQLCompiler, dialect: Dialect
+) -> tuple[tuple[str, ...], tuple[Callable[[Any], Any] | None, ...]]:
     names = tuple(compiled.positiontup or ())
     # The dialect's own implementation of each type (SQLite's DATETIME writes text
     # with microseconds), as Core uses it: the generic type's processor would not.
     processors = tuple(
         compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names
     )
-    fixed = set(names) - {*keys, SUBJECT}
-    if fixed and not constants:  # a default or expression Core would fill in
-        raise ValueError(f"cannot prepare {statement} for keys {keys}")
-    values = {name: compiled.binds[name].value for name in fixed}
-    return Prepared(compiled.string, names, processors, values)
+    return names, processors
+
+
+def prepare(statement: sa.Select[Any], dialect: Dialect) -> Prepared:
+    """A statement every named bind of which is given at each run."""
+    compiled = statement.compile(dialect=dialect)
+    assert isinstance(compiled, SQLCompiler)
+    names, processors = _positional(compiled, dialect)
+    return Prepared(compiled.string, names, processors, {})
 
 
 @functools.lru_cache(maxsize=64)

@@ -30,6 +30,7 @@ from policies.audit.owner import current_owner, hostname, owner_is_dead
 from policies.audit.prepared import prepared_select
 from policies.audit.records import exec_record, intent_values, outcome_values
 from policies.audit.revision import SCHEMA_HEAD
+from policies.audit.single import Append
 from policies.audit.tables import (
     RATE_COUNTED,
     approvals,
@@ -58,6 +59,7 @@ logger = logging.getLogger("policies.audit")
 
 MAX_LIST = 10_000
 INTERRUPTED_ERROR = "ExecGate stopped before the command finished"
+_OUTCOME = "exec.outcome"
 
 
 # The requests that use up a rate: refused ones (including those refused by this very
@@ -76,6 +78,8 @@ _COUNTED: sa.Select[Any] = (
     .limit(sa.bindparam("limit", type_=sa.Integer))
 )
 _COUNT_UP_TO = sa.select(sa.func.count()).select_from(_COUNTED.subquery())
+_RATE_LEFT = _COUNT_UP_TO.scalar_subquery() < sa.bindparam("limit", type_=sa.Integer)
+_RATE_READS = ("principal", "rule_id", "created_at", "effect")
 
 
 def _claim_key(tx: ChainTx, key: str, audit_id: str) -> None:
@@ -93,6 +97,31 @@ def _insert_intent(tx: ChainTx, audit_id: str, intent: ExecIntent, owner: str) -
         _claim_key(tx, intent.request_key, audit_id)
     values = {"id": audit_id, "created_at": tx.now, **intent_values(intent), "owner": owner}
     tx.insert(exec_sessions, values, "exec.intent")
+
+
+def _single_intent(
+    audit_id: str, intent: ExecIntent, owner: str, rate: RateCheck | None = None
+) -> Append:
+    """``_insert_intent`` (under ``rate``: when the rate is not used up) as one statement."""
+    return Append(
+        exec_sessions,
+        "exec.intent",
+        audit_id,
+        {"id": audit_id, **intent_values(intent), "owner": owner},
+        "created_at",
+        request_key=intent.request_key or None,
+        guard=None if rate is None else _RATE_LEFT,
+        guard_params={}
+        if rate is None
+        else {
+            "principal": intent.principal,
+            "rule_id": intent.rule_id,
+            "since": rate.since,
+            "limit": rate.limit,
+        },
+        guard_reads=frozenset(_RATE_READS),
+        result=None if rate is None else False,
+    )
 
 
 class SqlAuditStore:
@@ -131,7 +160,8 @@ class SqlAuditStore:
             _insert_intent(tx, audit_id, intent, owner)
 
         t0 = time.perf_counter()
-        await self._db.write("record intent", body)
+        single = _single_intent(audit_id, intent, owner)
+        await self._db.write("record intent", body, single=single)
         self._observe_intent(AuditId(audit_id), intent, t0)
         return AuditId(audit_id)
 
@@ -164,26 +194,46 @@ class SqlAuditStore:
             return limited
 
         t0 = time.perf_counter()
-        limited = await self._db.write("record intent", body)
+        single = _single_intent(audit_id, intent, owner, rate)
+        limited = await self._db.write("record intent", body, single=single)
         self._observe_intent(AuditId(audit_id), rate.refusal if limited else intent, t0)
         return AuditId(audit_id), limited
 
-    async def record_outcome(self, audit_id: AuditId, outcome: ExecOutcome) -> None:
-        """Raises: ExecNotFound when there is no such exec; AuditUnavailable."""
+    async def record_outcome(
+        self, audit_id: AuditId, outcome: ExecOutcome, *, wait: bool = True
+    ) -> None:
+        """Raises: ExecNotFound when there is no such exec; AuditUnavailable.
+
+        ``wait=False``: return once the write is queued behind the writes in flight
+        (when there are any): every later read of this store still sees it, and its
+        failure is logged instead of raised.
+        """
+
+        values = outcome_values(outcome)
 
         def body(tx: ChainTx) -> None:
-            values = {"outcome_at": tx.now, **outcome_values(outcome)}
-            if not tx.update(exec_sessions, audit_id, values, "exec.outcome"):
+            if not tx.update(exec_sessions, audit_id, {"outcome_at": tx.now, **values}, _OUTCOME):
                 raise ExecNotFound(audit_id=audit_id)
 
+        single = Append(exec_sessions, _OUTCOME, audit_id, values, "outcome_at", update=True)
+
         t0 = time.perf_counter()
+
         # The intent was durable before anything ran; the outcome rides the next
         # durable commit (a database server crash just before that loses the outcome,
         # leaving the row RUNNING: the same state as a replica that stopped mid-exec).
-        await self._db.write("record outcome", body, durable=False)
-        if self.observer is not None:
-            self.observer.write_committed("record outcome", time.perf_counter() - t0)
-            self.observer.outcome_recorded(audit_id, outcome)
+        def observe() -> None:
+            if self.observer is not None:
+                self.observer.write_committed("record outcome", time.perf_counter() - t0)
+                self.observer.outcome_recorded(audit_id, outcome)
+
+        if wait:
+            await self._db.write("record outcome", body, durable=False, single=single)
+            observe()
+        else:
+            await self._db.submit(
+                "record outcome", body, durable=False, single=single, then=observe
+            )
 
     def _observe_intent(self, audit_id: AuditId, intent: ExecIntent, t0: float) -> None:
         if self.observer is not None:
@@ -426,6 +476,7 @@ class SqlAuditStore:
 
         Raises: AuditUnavailable when the database cannot be read.
         """
+        await self._db.settled()
         if self._db.checkpoints is not None:
             await self._db.checkpoints.flush()
         return await verify_store(self._db, self._checkpoint_path, self._public_key, strict=strict)

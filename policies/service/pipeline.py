@@ -235,7 +235,9 @@ class Pipeline:
                 status=outcome.status.value,
                 exit_code=outcome.exit_code,
             ):
-                await self._execs.record_outcome(audit_id, outcome)
+                # The command has run and its result is known: the caller need not
+                # wait for the outcome's commit (it follows the durable intent).
+                await self._execs.record_outcome(audit_id, outcome, wait=False)
         except AuditUnavailable:
             # The command already ran; the intent row stands and will read as
             # interrupted. Say so loudly rather than hide the result.
