@@ -29,6 +29,22 @@ class _Server(uvicorn.Server):
     def __init__(self, config: uvicorn.Config) -> None:
         super().__init__(config)
         self.startup_done = asyncio.Event()
+        self._exit_asked = asyncio.Event()
+
+    def ask_exit(self) -> None:
+        """Stop serving now (uvicorn alone notices ``should_exit`` at its next tick)."""
+        self.should_exit = True
+        self._exit_asked.set()
+
+    async def main_loop(self) -> None:
+        # uvicorn's loop, but woken by ask_exit instead of only every 0.1 s.
+        counter = 0
+        should_exit = await self.on_tick(counter)
+        while not should_exit:
+            counter = (counter + 1) % 864000
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._exit_asked.wait(), 0.1)
+            should_exit = await self.on_tick(counter)
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         try:
@@ -110,7 +126,7 @@ async def run_asgi(
             raise RuntimeError("the server did not start")
         yield RunningAsgi(f"http://{name}:{bound[1]}", server, task)
     finally:
-        server.should_exit = True
+        server.ask_exit()
         with anyio.fail_after(SHUTDOWN_TIMEOUT):
             await asyncio.gather(task, return_exceptions=True)
         sock.close()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -44,19 +43,6 @@ _BACKENDS = (
 async def session_loop() -> asyncio.AbstractEventLoop:
     """The one event loop of the run (pyproject: asyncio_default_*_loop_scope)."""
     return asyncio.get_running_loop()
-
-
-@pytest.fixture(autouse=True)
-def child_watcher_on_the_session_loop(session_loop: asyncio.AbstractEventLoop) -> Iterator[None]:
-    """A test that runs the CLI in-process (``main([...])`` -> ``asyncio.run``) leaves the
-    process's child watcher attached to that run's closed loop; put it back on the
-    session loop so later tests can start subprocesses. Only then: re-attaching forgets
-    the children being watched (a module's shared server)."""
-    yield
-    if sys.version_info < (3, 12):
-        watcher = asyncio.get_child_watcher()
-        if getattr(watcher, "_loop", session_loop) is not session_loop:
-            watcher.attach_loop(session_loop)
 
 
 @pytest.fixture(scope="session")

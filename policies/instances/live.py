@@ -47,6 +47,9 @@ logger = logging.getLogger(__name__)
 RUN_MOUNT = "/run/fc"
 INVOKE_SOCKET = f"{RUN_MOUNT}/invoke.sock"
 _READY_TIMEOUT = 20.0
+# Polled at most this far apart: a function starts in tenths of a second, and a coarser
+# poll would add up to one interval to every start.
+_READY_POLL_MAX = 0.02
 _ENV = "/usr/bin/env"
 _STOP_GRACE = 5.0
 _SWEEP_ROUNDS = 64
@@ -156,7 +159,7 @@ class LiveSandbox:
             if await asyncio.to_thread(ready):
                 return
             await asyncio.sleep(delay)  # the sandbox or the function is still starting
-            delay = min(delay * 2, 0.1)
+            delay = min(delay * 2, _READY_POLL_MAX)
         await self.stop()
         raise ProviderUnavailable(f"the local instance's function {what}")
 

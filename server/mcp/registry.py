@@ -15,6 +15,7 @@ from typing import Any
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
+from mcp.server.mcpserver.tools import Tool
 from mcp_types import CallToolResult, InputRequiredResult, ToolAnnotations
 
 from policies.service.core import ExecService
@@ -110,13 +111,6 @@ def build_server(
     instructions = READ_ONLY_INSTRUCTIONS if read_only else INSTRUCTIONS
     if functions and settings.local_host.enabled:
         instructions += f"\nLocal functions on this ExecGate: {functions}."
-    server: MCPServer = ExecGateServer(
-        name="execgate",
-        title="ExecGate",
-        version=_version(),
-        instructions=instructions,
-        middleware=[IncomingTrace()],
-    )
     tools = Tools(service, settings, identify)
     offered: list[tuple[Callable[..., Awaitable[CallToolResult]], str, ToolAnnotations]] = [
         (tools.list_instances, "List instances", _open(READ_ONLY)),
@@ -129,9 +123,18 @@ def build_server(
         (tools.audit_search, "Search the audit log", READ_ONLY),
         (tools.collect_artifact, "Fetch a file", FETCHES_FILES),
     ]
-    for fn, title, hints in offered:
-        if not read_only or fn.__name__ in READ_ONLY_TOOLS:
-            _add(server, fn, title, hints)
+    server: MCPServer = ExecGateServer(
+        name="execgate",
+        title="ExecGate",
+        version=_version(),
+        instructions=instructions,
+        middleware=[IncomingTrace()],
+        tools=[
+            _tool(fn, title, hints)
+            for fn, title, hints in offered
+            if not read_only or fn.__name__ in READ_ONLY_TOOLS
+        ],
+    )
     server.resource(
         render.RESOURCE_TEMPLATE,
         name="artifact",
@@ -141,18 +144,27 @@ def build_server(
     return server
 
 
-def _add(
-    server: MCPServer,
-    fn: Callable[..., Awaitable[CallToolResult]],
-    title: str,
-    annotations: ToolAnnotations,
-) -> None:
-    server.add_tool(
-        fn,
-        name=fn.__name__,
-        title=title,
-        description=inspect.cleandoc(fn.__doc__ or ""),
-        annotations=annotations.model_copy(update={"title": title}),
+# The schemas of a tool's arguments and result, built once per process: they depend
+# only on the method's signature, and building them (pydantic models) costs more than
+# the rest of a server's start.
+_described: dict[Callable[..., Any], Tool] = {}
+
+
+def _tool(
+    fn: Callable[..., Awaitable[CallToolResult]], title: str, annotations: ToolAnnotations
+) -> Tool:
+    """``fn`` (a bound method of Tools) as a tool with ``title`` and ``annotations``."""
+    method = getattr(fn, "__func__", fn)
+    described = _described.get(method)
+    if described is None:
+        described = _described[method] = Tool.from_function(fn, name=fn.__name__)
+    return described.model_copy(
+        update={
+            "fn": fn,
+            "title": title,
+            "description": inspect.cleandoc(fn.__doc__ or ""),
+            "annotations": annotations.model_copy(update={"title": title}),
+        }
     )
 
 

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
+import logging
 import os
 import re
 import shutil
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+import sys
+import threading
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager, redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,23 +60,91 @@ class Served:
     async def cli(
         self, *args: str, principal: str | None = None, env: Mapping[str, str] | None = None
     ) -> CliResult:
-        environ = {k: v for k, v in os.environ.items() if not k.startswith("EXECGATE_")}
-        environ["EXECGATE_CONFIG"] = str(self.config)
-        if principal:
-            environ["EXECGATE_CLI__PRINCIPAL"] = principal
-        environ.update(env or {})
+        """Run ``execgate ARGS`` as a user of this server would, in this process (the
+        CLI's ``main`` in a thread, one at a time: see ``run_cli``)."""
+        return await asyncio.to_thread(run_cli, args, self._environ(principal, env))
+
+    async def cli_process(
+        self, *args: str, principal: str | None = None, env: Mapping[str, str] | None = None
+    ) -> CliResult:
+        """Run ``execgate ARGS`` in a process of its own: for tests that run several
+        at once, or that need what only a process has."""
         proc = await asyncio.create_subprocess_exec(
             EXECGATE,
             *args,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
-            env=environ,
+            env=_without_execgate(os.environ) | self._environ(principal, env),
         )
         with anyio.fail_after(120):
             out, err = await proc.communicate()
         assert proc.returncode is not None
         return CliResult(proc.returncode, out.decode(), err.decode())
+
+    def _environ(self, principal: str | None, env: Mapping[str, str] | None) -> dict[str, str]:
+        """The variables the CLI sees besides this process's own, but for its EXECGATE_*
+        ones: the server's config file, the principal, and ``env``."""
+        environ = {"EXECGATE_CONFIG": str(self.config)}
+        if principal:
+            environ["EXECGATE_CLI__PRINCIPAL"] = principal
+        environ.update(env or {})
+        return environ
+
+
+_one_cli = threading.Lock()
+
+
+def _without_execgate(environ: Mapping[str, str]) -> dict[str, str]:
+    return {k: v for k, v in environ.items() if not k.startswith("EXECGATE_")}
+
+
+def run_cli(args: Sequence[str], environ: Mapping[str, str]) -> CliResult:
+    """``execgate ARGS`` in this process, as a process would run it: with this process's
+    environment but its EXECGATE_* variables replaced by ``environ``, nothing on stdin,
+    stdout and stderr captured, and the logging set-up it changes put back afterwards.
+    These are process-wide, so one call runs at a time."""
+    from server.cli.main import main
+
+    out = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", write_through=True)
+    err = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", write_through=True)
+    with _one_cli, _process_state(environ), redirect_stdout(out), redirect_stderr(err):
+        try:
+            code = main(list(args))
+        except SystemExit as exc:  # argparse's usage errors
+            code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
+    return CliResult(code, _written(out), _written(err))
+
+
+def _written(stream: io.TextIOWrapper) -> str:
+    buffer = stream.buffer
+    assert isinstance(buffer, io.BytesIO)
+    return buffer.getvalue().decode()
+
+
+@contextmanager
+def _process_state(environ: Mapping[str, str]) -> Iterator[None]:
+    saved_environ = dict(os.environ)
+    root = logging.getLogger()
+    saved_root = (list(root.handlers), root.level)
+    loggers = logging.Logger.manager.loggerDict
+    saved_levels = {n: lg.level for n, lg in loggers.items() if isinstance(lg, logging.Logger)}
+    saved_stdin = sys.stdin
+    os.environ.clear()
+    os.environ.update(_without_execgate(saved_environ) | dict(environ))
+    sys.stdin = io.TextIOWrapper(io.BytesIO())
+    try:
+        yield
+    finally:
+        sys.stdin = saved_stdin
+        os.environ.clear()
+        os.environ.update(saved_environ)
+        root.handlers[:] = saved_root[0]
+        root.setLevel(saved_root[1])
+        for name, level in saved_levels.items():
+            logger = loggers[name]
+            if isinstance(logger, logging.Logger):
+                logger.setLevel(level)
 
 
 def write_config(
@@ -163,7 +235,7 @@ async def module_server(
 
 @asynccontextmanager
 async def serve_process(config: Path, data_dir: Path) -> AsyncIterator[Served]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("EXECGATE_")}
+    environ = _without_execgate(os.environ)
     async with started_serve(config, environ=environ) as (_, banner):
         address = json.loads((data_dir / "local-host.json").read_text())
         assert address["url"].startswith("http://127.0.0.1:")

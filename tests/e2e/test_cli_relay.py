@@ -37,32 +37,34 @@ def _no_sqlalchemy(tmp_path: Path) -> dict[str, str]:
 
 
 async def test_exec_is_run_by_the_server_without_opening_the_service_in_the_cli(
-    served: Served, tmp_path: Path
+    shared_served: Served, tmp_path: Path
 ) -> None:
     environ = _no_sqlalchemy(tmp_path)
-    control = await served.cli("audit", "list", env=environ)
+    control = await shared_served.cli_process("audit", "list", env=environ)
     assert control.code != 0  # the shadow works: the CLI cannot open the audit log itself
-    result = await served.cli("exec", served.instance, "--", "uptime", env=environ)
+    result = await shared_served.cli_process(
+        "exec", shared_served.instance, "--", "uptime", env=environ
+    )
     assert result.code == 0, result.stderr
     assert "load average" in result.stdout
-    listed = await served.cli("audit", "list", "--json")
+    listed = await shared_served.cli("audit", "list", "--json")
     newest = json.loads(listed.stdout)[0]
     assert newest["principal"] == "local:root"
     assert newest["argv"] == ["uptime"]
 
 
-async def test_root_may_relay_as_another_local_user_as_in_process(served: Served) -> None:
-    result = await served.cli(
-        "exec", "--json", served.instance, "--", "uptime", principal="local:bob"
+async def test_root_may_relay_as_another_local_user_as_in_process(shared_served: Served) -> None:
+    result = await shared_served.cli(
+        "exec", "--json", shared_served.instance, "--", "uptime", principal="local:bob"
     )
     assert result.code == 0, result.stderr
-    listed = await served.cli("audit", "list", "--json")
+    listed = await shared_served.cli("audit", "list", "--json")
     newest = json.loads(listed.stdout)[0]
     assert newest["principal"] == "local:bob"
 
 
 async def test_a_cli_with_another_configuration_is_not_served_by_the_servers(
-    served: Served, tmp_path: Path
+    shared_served: Served, tmp_path: Path
 ) -> None:
     strict = tmp_path / "strict.yaml"
     strict.write_text(
@@ -70,20 +72,25 @@ async def test_a_cli_with_another_configuration_is_not_served_by_the_servers(
         "rules:\n  - id: nothing\n    effect: deny\n    who: [ops]\n    where: [demo]\n"
         "    commands: [[uptime]]\n"
     )
-    served_default = await served.cli("exec", served.instance, "--", "uptime")
+    served_default = await shared_served.cli("exec", shared_served.instance, "--", "uptime")
     assert served_default.code == 0, served_default.stderr
     # The server's policy allows uptime; this CLI's configuration denies it, and wins.
-    mine = await served.cli(
-        "exec", "--json", served.instance, "--", "uptime", env={"EXECGATE_POLICY": str(strict)}
+    mine = await shared_served.cli(
+        "exec",
+        "--json",
+        shared_served.instance,
+        "--",
+        "uptime",
+        env={"EXECGATE_POLICY": str(strict)},
     )
     assert mine.code == EXIT_DENIED, mine.stderr
     assert mine.json()["rule"] == "nothing"
 
 
 async def test_the_relay_socket_is_reachable_by_the_servers_user_only(
-    served: Served, tmp_path_factory: pytest.TempPathFactory
+    shared_served: Served, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    data_dir = served.data_dir.resolve()
+    data_dir = shared_served.data_dir.resolve()
     path = data_dir / SOCKET_NAME
     assert Path(SYSTEM_PYTHON).exists(), "install python3: apt-get install python3"
     mode = path.stat().st_mode

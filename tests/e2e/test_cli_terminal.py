@@ -13,9 +13,11 @@ from pathlib import Path
 
 import anyio
 import pytest
+import pytest_asyncio
 
 from server.cli.exits import EXIT_PENDING, EXIT_UNAVAILABLE
-from tests.e2e.conftest import CliResult, Served, serve_process, write_config
+from tests.e2e.conftest import CliResult, Served, module_server, serve_process, write_config
+from tests.support.databases import MigratedDatabase
 
 EXECGATE = str(Path(sys.executable).parent / "execgate")
 
@@ -50,10 +52,25 @@ rules:
 
 @pytest.fixture
 async def served_approvals(tmp_path: Path, database_url: str) -> AsyncIterator[Served]:
+    """`execgate serve` with COLLECT_POLICY, for this test alone."""
     policy = tmp_path / "approvals.yaml"
     policy.write_text(COLLECT_POLICY)
     config, data_dir = write_config(tmp_path, database_url, policy=policy)
     async with serve_process(config, data_dir) as served:
+        yield served
+
+
+@pytest_asyncio.fixture(scope="module")
+async def shared_served_approvals(
+    tmp_path_factory: pytest.TempPathFactory, migrated_database: MigratedDatabase
+) -> AsyncIterator[Served]:
+    """`execgate serve` with COLLECT_POLICY, shared by the tests of this module that
+    read only their own requests and approvals."""
+    policy = tmp_path_factory.mktemp("policy") / "approvals.yaml"
+    policy.write_text(COLLECT_POLICY)
+    async with module_server(
+        tmp_path_factory, migrated_database, "served-approvals", policy=policy
+    ) as served:
         yield served
 
 
@@ -70,16 +87,20 @@ async def test_reason_between_target_and_double_dash_is_an_option_not_the_comman
     assert request["reason"] == "debug 502s"
 
 
-async def test_json_option_after_the_target_is_an_option_too(served: Served) -> None:
-    result = await served.cli("exec", served.instance, "--json", "--", "uptime")
+async def test_json_option_after_the_target_is_an_option_too(shared_served: Served) -> None:
+    result = await shared_served.cli("exec", shared_served.instance, "--json", "--", "uptime")
     assert result.code == 0, result.stderr
     assert result.json()["argv"] == ["uptime"]
 
 
-async def test_exec_json_prints_the_object_when_the_instance_is_unknown(served: Served) -> None:
-    known = await served.cli("exec", "--json", served.instance, "--", "uptime")
+async def test_exec_json_prints_the_object_when_the_instance_is_unknown(
+    shared_served: Served,
+) -> None:
+    known = await shared_served.cli("exec", "--json", shared_served.instance, "--", "uptime")
     assert known.code == 0, known.stderr
-    unknown = await served.cli("exec", "--json", "demo-api/c-no-such-instance", "--", "uptime")
+    unknown = await shared_served.cli(
+        "exec", "--json", "demo-api/c-no-such-instance", "--", "uptime"
+    )
     assert unknown.code == EXIT_UNAVAILABLE
     data = unknown.json()
     assert set(known.json()) == set(data)
@@ -90,7 +111,7 @@ async def test_exec_json_prints_the_object_when_the_instance_is_unknown(served: 
 
 
 async def test_exec_json_prints_the_object_when_the_endpoint_is_unreachable(
-    served: Served,
+    shared_served: Served,
 ) -> None:
     environ = {"EXECGATE_DEFAULT_PROVIDER": "nowhere"}
     environ["EXECGATE_PROVIDERS__NOWHERE"] = json.dumps(
@@ -98,7 +119,9 @@ async def test_exec_json_prints_the_object_when_the_endpoint_is_unreachable(
     )
     environ["ALIBABA_CLOUD_ACCESS_KEY_ID"] = "LTAIfortests"
     environ["ALIBABA_CLOUD_ACCESS_KEY_SECRET"] = "not-a-secret"
-    result = await served.cli("exec", "--json", "nowhere:demo-api/c-1", "--", "uptime", env=environ)
+    result = await shared_served.cli(
+        "exec", "--json", "nowhere:demo-api/c-1", "--", "uptime", env=environ
+    )
     assert result.code == EXIT_UNAVAILABLE, result.stderr
     error = result.json()["error"]
     assert isinstance(error, dict)
@@ -106,9 +129,9 @@ async def test_exec_json_prints_the_object_when_the_endpoint_is_unreachable(
 
 
 async def test_streamed_output_to_a_file_is_not_reported_as_truncated(
-    served_approvals: Served,
+    shared_served_approvals: Served,
 ) -> None:
-    served = served_approvals
+    served = shared_served_approvals
     rows = [f"{i:05d} " + "x" * 100 for i in range(500)]
     (served.state_tmp() / "big.log").write_text("\n".join(rows) + "\n")
     result = await served.cli("exec", served.instance, "--", "tail", "-n", "500", "/tmp/big.log")
@@ -119,9 +142,9 @@ async def test_streamed_output_to_a_file_is_not_reported_as_truncated(
 
 
 async def test_approving_a_collect_that_fails_says_why_not_that_it_needs_approval(
-    served_approvals: Served,
+    shared_served_approvals: Served,
 ) -> None:
-    served = served_approvals
+    served = shared_served_approvals
     asked = await served.cli("collect", served.instance, "/tmp/missing.hprof")
     assert asked.code == EXIT_PENDING, asked.stderr
     assert "needs approval" in asked.stderr  # the requester sees the approval block
@@ -133,9 +156,9 @@ async def test_approving_a_collect_that_fails_says_why_not_that_it_needs_approva
 
 
 async def test_approving_a_collect_that_succeeds_prints_its_link(
-    served_approvals: Served,
+    shared_served_approvals: Served,
 ) -> None:
-    served = served_approvals
+    served = shared_served_approvals
     (served.state_tmp() / "heap.hprof").write_bytes(b"heap dump bytes")
     asked = await served.cli("collect", served.instance, "/tmp/heap.hprof")
     assert asked.code == EXIT_PENDING, asked.stderr
@@ -158,8 +181,8 @@ async def test_approvals_list_shows_the_requesters_reason(served_approvals: Serv
     assert row.endswith("INC-42 stale index")
 
 
-async def test_approvals_deny_records_the_approvers_reason(served_approvals: Served) -> None:
-    served = served_approvals
+async def test_approvals_deny_records_the_approvers_reason(shared_served_approvals: Served) -> None:
+    served = shared_served_approvals
     asked = await served.cli("exec", served.instance, "--", "apt-get", "update")
     approval_id = _approval_id(asked)
     denied = await served.cli(
@@ -174,9 +197,9 @@ async def test_approvals_deny_records_the_approvers_reason(served_approvals: Ser
 
 
 async def test_audit_show_of_an_approved_exec_names_its_approval_and_one_status(
-    served_approvals: Served,
+    shared_served_approvals: Served,
 ) -> None:
-    served = served_approvals
+    served = shared_served_approvals
     (served.state_tmp() / "x.hprof").write_bytes(b"x")
     asked = await served.cli("exec", served.instance, "--", "stat", "/tmp/x.hprof")
     approval_id = _approval_id(asked)

@@ -24,7 +24,8 @@ from tests.server.mcp.conftest import SECRETS
 
 INSPECTOR = "@modelcontextprotocol/inspector@0.15.0"
 NPX = shutil.which("npx")
-# The first run may download the Inspector; later runs start in a few seconds.
+# The first run may download the Inspector; later runs start in a few seconds
+# (``--prefer-offline``: from npm's cache, without asking the registry again).
 INSPECTOR_TIMEOUT = 300
 
 pytestmark = pytest.mark.skipif(NPX is None, reason="npx (Node.js) is not installed")
@@ -36,6 +37,7 @@ async def inspector(served: Served, *args: str) -> dict[str, Any]:
     proc = await asyncio.create_subprocess_exec(
         NPX,
         "-y",
+        "--prefer-offline",
         INSPECTOR,
         "--cli",
         "-e",
