@@ -3,22 +3,20 @@ sign-in link, and the system's Chromium driven by Playwright."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import re
 import shutil
-import sys
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import anyio
 import httpx
 import pytest
 from starlette.applications import Starlette
 
+from bench.deployment import clean_environ, serve_process
 from policies.audit import SqlAuditStore
 from policies.audit.anchors import AnchorStore
 from policies.rules.holder import PolicyHolder
@@ -27,7 +25,6 @@ from server.console import console_mount
 from server.settings import Settings
 from tests.e2e.conftest import Served, write_config
 
-EXECGATE = str(Path(sys.executable).parent / "execgate")
 HERE = Path(__file__).resolve().parent
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -71,29 +68,7 @@ class Console(Served):
 async def console_server(
     config: Path, data_dir: Path, env: Mapping[str, str] | None = None
 ) -> AsyncIterator[Console]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("EXECGATE_")}
-    environ["EXECGATE_CONFIG"] = str(config)
-    environ.update(env or {})
-    proc = await asyncio.create_subprocess_exec(
-        EXECGATE,
-        "serve",
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-        env=environ,
-    )
-    assert proc.stdout is not None
-    banner: list[str] = []
-    try:
-        with anyio.fail_after(60):
-            while True:
-                line = (await proc.stdout.readline()).decode()
-                if not line:
-                    raise AssertionError("execgate serve exited early:\n" + "".join(banner))
-                banner.append(line)
-                if line.rstrip().endswith(" env"):
-                    break
-        text = "".join(banner)
+    async with serve_process(config, environ=clean_environ(env or {})) as (_, text):
         address = json.loads((data_dir / "local-host.json").read_text())
         link = re.search(r"review console\s+(\S+)", text)
         found = re.search(r"execgate exec (demo-api/\S+) env", text)
@@ -106,11 +81,6 @@ async def console_server(
             url=address["url"],
             signin_link=link[1],
         )
-    finally:
-        if proc.returncode is None:
-            proc.terminate()
-            with anyio.fail_after(30):
-                await proc.wait()
 
 
 @pytest.fixture
