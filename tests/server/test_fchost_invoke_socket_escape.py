@@ -5,7 +5,6 @@ planted there must never make ExecGate connect to a socket of the host."""
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -72,23 +71,21 @@ async def test_a_symlink_planted_as_the_invoke_socket_never_reaches_a_host_socke
     assert seen == [], "the host's socket was reached through the instance's link"
 
 
-def test_a_real_socket_is_still_reached_through_its_directory(tmp_path: Path) -> None:
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(str(tmp_path / "invoke.sock"))
-    listener.listen(1)
+async def test_a_real_socket_is_still_reached_through_its_directory(tmp_path: Path) -> None:
+    requests: list[bytes] = []
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        requests.append(await reader.readuntil(b"\r\n\r\n"))
+        writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    path = str(tmp_path / "invoke.sock")
+    functions = FunctionConnections()
     try:
-
-        async def go() -> None:
-            functions = FunctionConnections()
-            path = str(tmp_path / "invoke.sock")
-            task = asyncio.create_task(functions.forward("c-1", path, "/", b"", "r"))
-            conn, _ = await asyncio.to_thread(listener.accept)
-            with conn:
-                conn.recv(4096)
-                conn.sendall(b"HTTP/1.1 204 No Content\r\n\r\n")
-            assert (await task).status == 204
-            functions.close()
-
-        asyncio.run(go())
+        async with await asyncio.start_unix_server(answer, path):
+            response = await functions.forward("c-1", path, "/", b"", "r")
     finally:
-        listener.close()
+        functions.close()
+    assert response.status == 204
+    assert len(requests) == 1 and requests[0].startswith(b"POST / ")
