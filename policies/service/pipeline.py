@@ -235,9 +235,10 @@ class Pipeline:
                 status=outcome.status.value,
                 exit_code=outcome.exit_code,
             ):
-                # The command has run and its result is known: the caller need not
-                # wait for the outcome's commit (it follows the durable intent).
-                await self._execs.record_outcome(audit_id, outcome, wait=False)
+                # Committed before the caller hears the result, so that any replica
+                # reading the log afterwards sees it, and a replica stopping after it
+                # answered leaves no row running.
+                await self._execs.record_outcome(audit_id, outcome)
         except AuditUnavailable:
             # The command already ran; the intent row stands and will read as
             # interrupted. Say so loudly rather than hide the result.
