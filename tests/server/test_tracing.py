@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,7 @@ from server.settings import TracingSettings
 from server.telemetry import build_provider, open_tracing
 from tests.server.mcp.conftest import data
 from tests.server.mcp.http_client import mcp_client
-from tests.server.mcp.test_http import TOKEN, http_server
+from tests.server.mcp.test_http import TOKEN, HttpServed, http_server
 from tests.support.traces import (
     CALLER_META,
     STEPS,
@@ -31,6 +32,7 @@ from tests.support.traces import (
     TRACEPARENT,
     Recording,
     by_name,
+    recording,
     request_and_steps,
 )
 
@@ -39,24 +41,46 @@ TRACING_ON = "[tracing]\nenabled = true\n"
 SECRET_ARG = "/tmp/argument-that-could-hold-a-secret"
 
 
+Traced = tuple[HttpServed, Recording]
+
+
+@pytest.fixture(scope="module")
+async def traced_server(
+    tmp_path_factory: pytest.TempPathFactory, module_migrated_url: str
+) -> AsyncIterator[Traced]:
+    """One server with tracing on for the module, recording into one exporter."""
+    with recording() as recorded:
+        async with http_server(
+            tmp_path_factory.mktemp("traced"),
+            module_migrated_url,
+            extra=TRACING_ON,
+            tracer_provider=recorded[0],
+        ) as server:
+            yield server, recorded
+
+
+@pytest.fixture
+def traced(traced_server: Traced) -> Traced:
+    """The traced server, its exporter emptied of earlier tests' spans."""
+    traced_server[1][1].clear()
+    return traced_server
+
+
 def _attribute_values(finished: tuple[ReadableSpan, ...]) -> list[str]:
     return [str(value) for span in finished for value in (span.attributes or {}).values()]
 
 
 async def test_an_mcp_call_with_a_meta_traceparent_is_traced_through_decide_audit_and_provider(
-    tmp_path: Path, database_url: str, spans: Recording
+    traced: Traced,
 ) -> None:
-    provider, exporter = spans
-    async with http_server(
-        tmp_path, database_url, extra=TRACING_ON, tracer_provider=provider
-    ) as server:
-        async with mcp_client(server.url, TOKEN) as client:
-            result = await client.call_tool(
-                "exec",
-                {"target": server.served.instance, "argv": ["ls", SECRET_ARG], "reason": "x"},
-                meta=CALLER_META,
-            )
-        instance = server.served.instance
+    server, (_, exporter) = traced
+    async with mcp_client(server.url, TOKEN) as client:
+        result = await client.call_tool(
+            "exec",
+            {"target": server.served.instance, "argv": ["ls", SECRET_ARG], "reason": "x"},
+            meta=CALLER_META,
+        )
+    instance = server.served.instance
     finished = exporter.get_finished_spans()
     request, children = request_and_steps(finished)
     assert children == STEPS
@@ -83,24 +107,20 @@ async def test_an_mcp_call_with_a_meta_traceparent_is_traced_through_decide_audi
 
 
 async def test_an_http_traceparent_header_links_the_request_to_the_callers_trace(
-    tmp_path: Path, database_url: str, spans: Recording
+    traced: Traced,
 ) -> None:
-    provider, exporter = spans
+    server, (_, exporter) = traced
     other_trace = "0af7651916cd43dd8448eb211c80319c"
     header = f"00-{other_trace}-b7ad6b7169203331-01"
-    args = {"argv": ["uptime"], "reason": "x"}
-    async with http_server(
-        tmp_path, database_url, extra=TRACING_ON, tracer_provider=provider
-    ) as server:
-        args["target"] = server.served.instance
-        async with mcp_client(server.url, TOKEN, headers={"traceparent": TRACEPARENT}) as client:
-            result = await client.call_tool("exec", args)
-            by_header = exporter.get_finished_spans()
-            exporter.clear()
-        # The MCP call's own _meta wins over the header of the HTTP request carrying it.
-        async with mcp_client(server.url, TOKEN, headers={"traceparent": header}) as client:
-            await client.call_tool("exec", args, meta=CALLER_META)
-            by_meta = exporter.get_finished_spans()
+    args = {"argv": ["uptime"], "reason": "x", "target": server.served.instance}
+    async with mcp_client(server.url, TOKEN, headers={"traceparent": TRACEPARENT}) as client:
+        result = await client.call_tool("exec", args)
+        by_header = exporter.get_finished_spans()
+        exporter.clear()
+    # The MCP call's own _meta wins over the header of the HTTP request carrying it.
+    async with mcp_client(server.url, TOKEN, headers={"traceparent": header}) as client:
+        await client.call_tool("exec", args, meta=CALLER_META)
+        by_meta = exporter.get_finished_spans()
     assert not result.is_error
     request, children = request_and_steps(by_header)
     assert children == STEPS
@@ -109,18 +129,15 @@ async def test_an_http_traceparent_header_links_the_request_to_the_callers_trace
 
 
 async def test_a_denied_command_has_a_deny_decision_span_and_no_provider_span(
-    tmp_path: Path, database_url: str, spans: Recording
+    traced: Traced,
 ) -> None:
-    provider, exporter = spans
-    async with http_server(
-        tmp_path, database_url, extra=TRACING_ON, tracer_provider=provider
-    ) as server:
-        async with mcp_client(server.url, TOKEN) as client:
-            result = await client.call_tool(
-                "exec",
-                {"target": server.served.instance, "argv": ["rm", "-rf", "/"], "reason": "x"},
-                meta=CALLER_META,
-            )
+    server, (_, exporter) = traced
+    async with mcp_client(server.url, TOKEN) as client:
+        result = await client.call_tool(
+            "exec",
+            {"target": server.served.instance, "argv": ["rm", "-rf", "/"], "reason": "x"},
+            meta=CALLER_META,
+        )
     assert result.is_error
     finished = exporter.get_finished_spans()
     request, children = request_and_steps(finished)
@@ -146,19 +163,16 @@ async def test_with_tracing_off_no_span_is_recorded(
 
 
 async def test_the_cli_continues_the_trace_its_traceparent_variable_names(
-    tmp_path: Path, database_url: str, spans: Recording
+    traced: Traced,
 ) -> None:
-    provider, exporter = spans
-    async with http_server(
-        tmp_path, database_url, extra=TRACING_ON, tracer_provider=provider
-    ) as server:
-        served = server.served
-        # Handed to this server over its CLI relay socket, with the caller's trace: the
-        # CLI sees this process's EXECGATE_* variables, so it has this server's settings.
-        same = {k: v for k, v in os.environ.items() if k.startswith("EXECGATE_")}
-        result = await served.cli(
-            "exec", served.instance, "--", "uptime", env=same | {"TRACEPARENT": TRACEPARENT}
-        )
+    server, (_, exporter) = traced
+    served = server.served
+    # Handed to this server over its CLI relay socket, with the caller's trace: the
+    # CLI sees this process's EXECGATE_* variables, so it has this server's settings.
+    same = {k: v for k, v in os.environ.items() if k.startswith("EXECGATE_")}
+    result = await served.cli(
+        "exec", served.instance, "--", "uptime", env=same | {"TRACEPARENT": TRACEPARENT}
+    )
     assert result.code == 0, result.stderr
     request, children = request_and_steps(exporter.get_finished_spans())
     assert children == STEPS
