@@ -319,7 +319,7 @@ class LiveSandbox:
             pidfds = self._kill_leftovers()
             if not pidfds:
                 return
-            await _all_exited(pidfds)
+            await all_exited(pidfds)
         logger.warning("processes left by an exec kept appearing in a local instance")
 
     def kill(self) -> None:
@@ -413,7 +413,7 @@ def _is_zombie(pid: int) -> bool:
     return stat[stat.rindex(")") + 2 :].startswith("Z")
 
 
-async def _all_exited(pidfds: list[int]) -> None:
+async def all_exited(pidfds: list[int]) -> None:
     """Wait until every process behind ``pidfds`` has exited; closes them."""
     loop = asyncio.get_running_loop()
     try:

@@ -14,8 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from policies.instances.live import all_exited
 from policies.instances.sandbox import INSTALL_HINT
 from policies.types import Stream
+
+# Wait until every process behind a list of pidfds has exited (the instances' own wait).
+wait_exited = all_exited
 
 
 @dataclass
@@ -78,19 +82,6 @@ def open_pidfds(pids: list[int]) -> list[int]:
         except ProcessLookupError:
             pass  # already gone
     return fds
-
-
-async def wait_exited(pidfds: list[int]) -> None:
-    """Wait until every process behind ``pidfds`` has exited (a pidfd becomes readable)."""
-    loop = asyncio.get_running_loop()
-    for fd in pidfds:
-        exited = asyncio.Event()
-        loop.add_reader(fd, exited.set)
-        try:
-            await exited.wait()
-        finally:
-            loop.remove_reader(fd)
-            os.close(fd)
 
 
 @cache
