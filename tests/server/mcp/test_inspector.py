@@ -86,6 +86,14 @@ async def inspector(cli: Path, served: Served, *args: str) -> dict[str, Any]:
     return answer
 
 
+def tool_call(tool: str, *arguments: str) -> list[str]:
+    """The Inspector's arguments calling ``tool`` with ``name=value`` arguments."""
+    call = ["--method", "tools/call", "--tool-name", tool]
+    for argument in arguments:
+        call += ["--tool-arg", argument]
+    return call
+
+
 async def test_inspector_lists_the_tools_runs_exec_and_gets_structured_argument_errors(
     tmp_path: Path, migrated_url: str, inspector_cli: Path
 ) -> None:
@@ -99,28 +107,14 @@ async def test_inspector_lists_the_tools_runs_exec_and_gets_structured_argument_
             inspector(
                 inspector_cli,
                 served,
-                "--method",
-                "tools/call",
-                "--tool-name",
-                "exec",
-                "--tool-arg",
-                f"target={served.instance}",
-                "--tool-arg",
-                'argv=["env"]',
-                "--tool-arg",
-                "reason=inspector check",
+                *tool_call(
+                    "exec", f"target={served.instance}", 'argv=["env"]', "reason=inspector check"
+                ),
             ),
             inspector(
                 inspector_cli,
                 served,
-                "--method",
-                "tools/call",
-                "--tool-name",
-                "approval_status",
-                "--tool-arg",
-                "approval_id=ap_1",
-                "--tool-arg",
-                "wait_seconds=100000",
+                *tool_call("approval_status", "approval_id=ap_1", "wait_seconds=100000"),
             ),
         )
     assert rejected["isError"] is True
