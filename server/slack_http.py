@@ -7,12 +7,10 @@ import contextlib
 import os
 from collections.abc import AsyncIterator, Mapping
 
-from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from bot.app import SlackBot
 from bot.config import SLACK_API_URL, BotConfig
 from policies.errors import ConfigError
 from policies.service.core import ExecService
@@ -61,6 +59,12 @@ def slack_mount(settings: Settings, service: ExecService) -> Mounted | None:
     config = slack_bot_config(settings, os.environ)
     if config is None:
         return None
+    # Bolt and the bot are loaded only for a server that has Slack: they are a sixth of
+    # what `execgate serve` imports, and most servers answer MCP and the CLI alone.
+    from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
+
+    from bot.app import SlackBot
+
     bot = SlackBot(service, config, policy=service.current_policy)
     handler = AsyncSlackRequestHandler(bot.app)
 

@@ -9,6 +9,7 @@ with a bounded deadline, as nothing else announces readiness across processes.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shutil
@@ -118,11 +119,12 @@ async def deployment(tmp_path: Path) -> AsyncIterator[Deployment]:
     async with (
         scratch_database(server_url, prefix="execgate_replicas") as database_url,
         serve_asgi(fake.app()) as fake_url,
+        _migrating(database_url) as migrated,
         serve_process(host_config, host_dir) as host,
         httpx.AsyncClient(timeout=60) as http,
     ):
         fake.url = fake_url
-        await upgrade(database_url)  # what the migration job does, once
+        await migrated
         access = HostAccess.of(host_dir)
         proxy = Proxy(haproxy, tmp_path / "haproxy.cfg", free_port())
 
@@ -145,6 +147,18 @@ async def deployment(tmp_path: Path) -> AsyncIterator[Deployment]:
         )
         async with running(both, proxy):
             yield Deployment(database_url, host, both, proxy, fake, slack)
+
+
+@contextlib.asynccontextmanager
+async def _migrating(database_url: str) -> AsyncIterator[asyncio.Task[None]]:
+    """What the migration job does, once, started while the instance host starts (they
+    share nothing); the block awaits the task before the replicas start."""
+    task = asyncio.create_task(upgrade(database_url))
+    try:
+        yield task
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
 
 def elapsed_since(t0: float) -> float:

@@ -251,9 +251,15 @@ async def test_an_sts_key_needs_its_security_token(tmp_path: Path) -> None:
 async def test_a_session_that_ends_without_the_trailer_reports_no_exit_status(
     fc: LocalFc,
 ) -> None:
-    # The command kills the wrapper shell, so nothing reports the exit status.
+    # The command kills the wrapper shell, so nothing reports the exit status. The
+    # provider then stops the command, waiting for the dead wrapper for the kill grace
+    # (and two seconds more): one second, not five, here.
     with anyio.fail_after(BOUND):
-        result, out = await fc.run(_instance(fc), ["sh", "-c", "echo partial; kill -9 $PPID"])
+        result, out = await fc.run(
+            _instance(fc),
+            ["sh", "-c", "echo partial; kill -9 $PPID"],
+            provider=fc.provider_with(kill_grace=1),
+        )
     assert (result.exit_code, result.timed_out, result.idle_timed_out) == (None, False, False)
     assert result.error == NO_EXIT_STATUS
     assert out.stdout == b"partial\n"

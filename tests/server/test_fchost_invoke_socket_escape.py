@@ -11,7 +11,6 @@ from pathlib import Path
 import anyio
 import pytest
 
-from policies.errors import ProviderUnavailable
 from policies.instances.local import InstanceManager, LocalFunction
 from policies.instances.sandbox import SandboxRunner
 from server.fchost.forward import ForwardError, FunctionConnections
@@ -42,33 +41,58 @@ async def host_socket(tmp_path: Path) -> AsyncIterator[tuple[Path, list[bytes]]]
         server.close()
 
 
+# The function listens on its invocation socket until ExecGate has seen it listen, then
+# swaps a link to the host's socket in its place, and tells the test so on a second socket.
+_PLANT = """
+import os, signal, socket, sys
+run = "/run/fc"
+told = socket.socket(socket.AF_UNIX)
+told.bind(run + "/planted.sock")
+told.listen()
+real = socket.socket(socket.AF_UNIX)
+real.bind(run + "/invoke.sock")
+real.listen()
+real.accept()[0].close()
+os.symlink(sys.argv[1], run + "/link")
+os.replace(run + "/link", run + "/invoke.sock")
+told.accept()[0].sendall(b"planted")
+signal.pause()
+"""
+
+
 @pytest.mark.bwrap
 async def test_a_symlink_planted_as_the_invoke_socket_never_reaches_a_host_socket(
     tmp_path: Path, host_socket: tuple[Path, list[bytes]]
 ) -> None:
     require_bwrap()
     target, seen = host_socket
-    # The function replaces its invocation socket by a link to the host's socket path.
-    plant = f"ln -s {target} /run/fc/invoke.sock; exec sleep infinity"
-    fn = LocalFunction("svc", env={}, provisioned=1, command=("sh", "-c", plant))
+    fn = LocalFunction("svc", env={}, provisioned=1, command=("python3", "-c", _PLANT, str(target)))
     manager = InstanceManager([fn], SandboxRunner("bwrap"), tmp_path / "data", clock=FakeClock())
     try:
         with anyio.fail_after(BOUND):
-            try:
-                await manager.start()
-            except ProviderUnavailable:
-                pass  # refusing the instance outright also holds
-            else:
-                instance = manager.list("svc")[0].instance_id
-                socket_path = manager.invocation_socket(instance)
-                assert socket_path is not None
-                with pytest.raises(ForwardError):
-                    await FunctionConnections().forward(
-                        instance, socket_path, "/containers/create", b"{}", "rid-1"
-                    )
+            await manager.start()
+            instance = manager.list("svc")[0].instance_id
+            socket_path = manager.invocation_socket(instance)
+            assert socket_path is not None
+            told, telling = await asyncio.open_unix_connection(
+                str(Path(socket_path).with_name("planted.sock"))
+            )
+            assert await told.read() == b"planted"
+            telling.close()
+            with pytest.raises(ForwardError):
+                await FunctionConnections().forward(
+                    instance, socket_path, "/containers/create", b"{}", "rid-1"
+                )
+            assert seen == [], "the host's socket was reached through the instance's link"
+            # Control: whoever follows the link reaches the host's socket.
+            reader, writer = await asyncio.open_unix_connection(socket_path)
+            writer.write(b"GET / HTTP/1.1\r\n\r\n")
+            assert (await reader.read()).endswith(b"host-secret")
+            writer.close()
+            await writer.wait_closed()
+            assert len(seen) == 1
     finally:
         await manager.aclose()
-    assert seen == [], "the host's socket was reached through the instance's link"
 
 
 async def test_a_real_socket_is_still_reached_through_its_directory(tmp_path: Path) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import select
 import signal
 import time
@@ -44,10 +43,7 @@ async def fc(tmp_path: Path) -> AsyncIterator[LocalFc]:
 
 def _quick_provider(fc: LocalFc) -> FcProvider:
     """A provider whose commands get one second between TERM and KILL."""
-    endpoint = dataclasses.replace(fc.provider.endpoint, kill_grace=1)
-    provider = FcProvider("local", endpoint, Credentials(KEY_ID, KEY_SECRET))
-    fc.providers.append(provider)
-    return provider
+    return fc.provider_with(kill_grace=1)
 
 
 class Started:

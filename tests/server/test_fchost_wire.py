@@ -110,8 +110,10 @@ async def test_stdin_is_accepted_in_both_forms_and_closed_by_an_empty_frame(
 
 
 async def test_the_host_closes_a_silent_session_after_idle_timeout(fc: LocalFc) -> None:
+    # `cat` waits for stdin in silence, and ends once the closed session ends its stdin
+    # (a command that ran on would keep the host from stopping for its shutdown grace).
     with anyio.fail_after(BOUND):
-        ws = await _open(fc, _exec_target(fc, ["sleep", "120"], idle=1))
+        ws = await _open(fc, _exec_target(fc, ["cat"], stdin=True, idle=1))
         messages = await _drain(ws)
     assert messages == []
     assert ws.close_code == 1000

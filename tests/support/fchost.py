@@ -73,11 +73,21 @@ class LocalFc:
     providers: list[FcProvider]
 
     def provider_with(
-        self, credentials: Credentials, *, stdin_mode: StdinMode = "binary"
+        self,
+        credentials: Credentials | None = None,
+        *,
+        stdin_mode: StdinMode = "binary",
+        kill_grace: int | None = None,
     ) -> FcProvider:
-        """Another provider against the same host (closed with the fixture)."""
-        endpoint = dataclasses.replace(self.provider.endpoint, stdin_mode=stdin_mode)
-        provider = FcProvider("local", endpoint, credentials)
+        """Another provider against the same host (closed with the fixture), signed with
+        ``credentials`` (KEY_ID's by default); ``kill_grace``: seconds between TERM and
+        KILL, and so how long stopping a command whose wrapper is gone waits for it."""
+        endpoint = dataclasses.replace(
+            self.provider.endpoint,
+            stdin_mode=stdin_mode,
+            kill_grace=kill_grace or self.provider.endpoint.kill_grace,
+        )
+        provider = FcProvider("local", endpoint, credentials or Credentials(KEY_ID, KEY_SECRET))
         self.providers.append(provider)
         return provider
 

@@ -59,10 +59,10 @@ async def http_server(
 
 
 async def test_token_holder_runs_the_troubleshooting_story_as_its_client(
-    tmp_path: Path, database_url: str, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, migrated_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    async with http_server(tmp_path, database_url) as server:
+    async with http_server(tmp_path, migrated_url) as server:
         async with mcp_client(server.url, TOKEN) as client:
             await troubleshooting_story(client, server.served, "mcp:http-assistant")
         async with mcp_client(server.url, OTHER_TOKEN) as other:
@@ -84,14 +84,14 @@ async def test_token_holder_runs_the_troubleshooting_story_as_its_client(
 )
 async def test_request_without_a_valid_token_gets_401_json_with_a_bearer_challenge(
     tmp_path: Path,
-    database_url: str,
+    migrated_url: str,
     authorization: str | None,
     code: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
     headers = {"Authorization": authorization} if authorization else {}
-    async with http_server(tmp_path, database_url) as server, httpx2.AsyncClient() as http:
+    async with http_server(tmp_path, migrated_url) as server, httpx2.AsyncClient() as http:
         response = await http.post(server.url, json=PING, headers=headers)
     assert response.status_code == 401
     assert response.headers["www-authenticate"].startswith('Bearer realm="execgate-mcp"')
@@ -100,9 +100,9 @@ async def test_request_without_a_valid_token_gets_401_json_with_a_bearer_challen
 
 
 async def test_mcp_client_without_a_valid_token_cannot_connect(
-    tmp_path: Path, database_url: str
+    tmp_path: Path, migrated_url: str
 ) -> None:
-    async with http_server(tmp_path, database_url) as server:
+    async with http_server(tmp_path, migrated_url) as server:
         with pytest.raises(ExceptionGroup) as raised:
             async with mcp_client(server.url, "wrong-token"):
                 pass
@@ -110,18 +110,18 @@ async def test_mcp_client_without_a_valid_token_cannot_connect(
 
 
 async def test_unknown_host_header_is_refused_by_dns_rebinding_protection(
-    tmp_path: Path, database_url: str
+    tmp_path: Path, migrated_url: str
 ) -> None:
     headers = {"Authorization": f"Bearer {TOKEN}", "Host": "attacker.example"}
-    async with http_server(tmp_path, database_url) as server, httpx2.AsyncClient() as http:
+    async with http_server(tmp_path, migrated_url) as server, httpx2.AsyncClient() as http:
         response = await http.post(server.url, json=PING, headers=headers)
     assert response.status_code == 421
 
 
 async def test_read_only_token_is_offered_and_can_call_only_the_read_only_tools(
-    tmp_path: Path, database_url: str
+    tmp_path: Path, migrated_url: str
 ) -> None:
-    async with http_server(tmp_path, database_url) as server:
+    async with http_server(tmp_path, migrated_url) as server:
         async with mcp_client(server.url, TOKEN) as full:
             everything = {tool.name for tool in (await full.list_tools()).tools}
             ran = await full.call_tool(
@@ -142,9 +142,9 @@ async def test_read_only_token_is_offered_and_can_call_only_the_read_only_tools(
 
 
 async def test_bad_arguments_over_http_are_a_structured_error(
-    tmp_path: Path, database_url: str
+    tmp_path: Path, migrated_url: str
 ) -> None:
-    async with http_server(tmp_path, database_url) as server:
+    async with http_server(tmp_path, migrated_url) as server:
         async with mcp_client(server.url, TOKEN) as client:
             result = await client.call_tool("exec", {"target": server.served.instance})
     assert error_code(result) == "invalid_arguments"
@@ -153,10 +153,10 @@ async def test_bad_arguments_over_http_are_a_structured_error(
 
 
 async def test_full_output_is_read_as_a_resource_over_http(
-    tmp_path: Path, database_url: str
+    tmp_path: Path, migrated_url: str
 ) -> None:
     lines = "".join(f"line {i:05d}\n" for i in range(5000))  # past the 16 KB inline view
-    async with http_server(tmp_path, database_url) as server:
+    async with http_server(tmp_path, migrated_url) as server:
         served = server.served
         tmp = served.data_dir / "instances" / "demo-api" / served.instance_id / "tmp"
         tmp.joinpath("big.log").write_text(lines)

@@ -2,16 +2,19 @@
 schemas and annotations and runs `exec` on a demo instance through `execgate mcp`.
 
 The Inspector is pinned: 0.15.0 is the last release that runs on Node 20 and its CLI
-takes ``--tool-arg``. CI pre-fetches it (see the README's MCP section); without npx the
-test is skipped.
+takes ``--tool-arg``. It is installed once per machine into a cache directory and its
+``mcp-inspector`` command run with node (``npx -y`` would resolve the package again
+for every call, a second each); without node and npm the test is skipped.
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import os
 import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -22,23 +25,49 @@ from bench.deployment import EXECGATE
 from tests.e2e.conftest import Served, serve_process, write_config
 from tests.server.mcp.conftest import SECRETS
 
-INSPECTOR = "@modelcontextprotocol/inspector@0.15.0"
-NPX = shutil.which("npx")
-# The first run may download the Inspector; later runs start in a few seconds
-# (``--prefer-offline``: from npm's cache, without asking the registry again).
+PACKAGE = "@modelcontextprotocol/inspector"
+VERSION = "0.15.0"
+NODE = shutil.which("node")
+NPM = shutil.which("npm")
+CACHE = (
+    Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    / "execgate-tests"
+    / f"inspector-{VERSION}"
+)
+# The first run may download the Inspector; later runs start in a few seconds.
 INSPECTOR_TIMEOUT = 300
 
-pytestmark = pytest.mark.skipif(NPX is None, reason="npx (Node.js) is not installed")
+pytestmark = pytest.mark.skipif(
+    NODE is None or NPM is None, reason="node and npm (Node.js) are not installed"
+)
 
 
-async def inspector(served: Served, *args: str) -> dict[str, Any]:
-    assert NPX is not None
+@pytest.fixture(scope="session")
+def inspector_cli() -> Path:
+    """The Inspector's ``mcp-inspector`` script, from its package installed in CACHE
+    (installed there by the first session that needs it; the lock keeps two sessions
+    from installing at once)."""
+    assert NPM is not None
+    CACHE.mkdir(parents=True, exist_ok=True)
+    package = CACHE / "node_modules" / PACKAGE / "package.json"
+    with (CACHE / "install.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not package.exists() or json.loads(package.read_text())["version"] != VERSION:
+            subprocess.run(
+                [NPM, "install", "--prefix", str(CACHE), "--no-save", "--no-audit",
+                 "--no-fund", "--prefer-offline", f"{PACKAGE}@{VERSION}"],
+                check=True, stdin=subprocess.DEVNULL, timeout=INSPECTOR_TIMEOUT,
+            )  # fmt: skip
+    script: str = json.loads(package.read_text())["bin"]["mcp-inspector"]
+    return package.parent / script
+
+
+async def inspector(cli: Path, served: Served, *args: str) -> dict[str, Any]:
+    assert NODE is not None
     environ = {k: v for k, v in os.environ.items() if not k.startswith("EXECGATE_")}
     proc = await asyncio.create_subprocess_exec(
-        NPX,
-        "-y",
-        "--prefer-offline",
-        INSPECTOR,
+        NODE,
+        str(cli),
         "--cli",
         "-e",
         f"EXECGATE_CONFIG={served.config}",
@@ -57,37 +86,36 @@ async def inspector(served: Served, *args: str) -> dict[str, Any]:
     return answer
 
 
+def tool_call(tool: str, *arguments: str) -> list[str]:
+    """The Inspector's arguments calling ``tool`` with ``name=value`` arguments."""
+    call = ["--method", "tools/call", "--tool-name", tool]
+    for argument in arguments:
+        call += ["--tool-arg", argument]
+    return call
+
+
 async def test_inspector_lists_the_tools_runs_exec_and_gets_structured_argument_errors(
-    tmp_path: Path, database_url: str
+    tmp_path: Path, migrated_url: str, inspector_cli: Path
 ) -> None:
     config, data_dir = write_config(
-        tmp_path, database_url, extra='[mcp]\nstdio_client = "inspector"\n'
+        tmp_path, migrated_url, extra='[mcp]\nstdio_client = "inspector"\n'
     )
     async with serve_process(config, data_dir) as served:
-        listed = await inspector(served, "--method", "tools/list")
-        called = await inspector(
-            served,
-            "--method",
-            "tools/call",
-            "--tool-name",
-            "exec",
-            "--tool-arg",
-            f"target={served.instance}",
-            "--tool-arg",
-            'argv=["env"]',
-            "--tool-arg",
-            "reason=inspector check",
-        )
-        rejected = await inspector(
-            served,
-            "--method",
-            "tools/call",
-            "--tool-name",
-            "approval_status",
-            "--tool-arg",
-            "approval_id=ap_1",
-            "--tool-arg",
-            "wait_seconds=100000",
+        # Three Inspector runs, each with its own `execgate mcp`, at once.
+        listed, called, rejected = await asyncio.gather(
+            inspector(inspector_cli, served, "--method", "tools/list"),
+            inspector(
+                inspector_cli,
+                served,
+                *tool_call(
+                    "exec", f"target={served.instance}", 'argv=["env"]', "reason=inspector check"
+                ),
+            ),
+            inspector(
+                inspector_cli,
+                served,
+                *tool_call("approval_status", "approval_id=ap_1", "wait_seconds=100000"),
+            ),
         )
     assert rejected["isError"] is True
     assert rejected["structuredContent"]["error"]["code"] == "invalid_arguments"

@@ -19,8 +19,9 @@ STDIO_CONFIG = '[mcp]\nstdio_client = "desk-assistant"\n'
 
 
 @contextlib.asynccontextmanager
-async def served_with_stdio_client(tmp_path: Path, database_url: str) -> AsyncIterator[Served]:
-    config, data_dir = write_config(tmp_path, database_url, extra=STDIO_CONFIG)
+async def served_with_stdio_client(tmp_path: Path, migrated_url: str) -> AsyncIterator[Served]:
+    """`execgate serve` on a database already at the newest schema."""
+    config, data_dir = write_config(tmp_path, migrated_url, extra=STDIO_CONFIG)
     async with serve_process(config, data_dir) as served:
         yield served
 
@@ -32,17 +33,17 @@ def stdio_params(config: Path) -> StdioServerParameters:
 
 
 async def test_desktop_assistant_runs_the_troubleshooting_story_over_stdio(
-    tmp_path: Path, database_url: str
+    tmp_path: Path, migrated_url: str
 ) -> None:
-    async with served_with_stdio_client(tmp_path, database_url) as served:
+    async with served_with_stdio_client(tmp_path, migrated_url) as served:
         async with Client(stdio_params(served.config)) as client:
             await troubleshooting_story(client, served, "mcp:desk-assistant")
 
 
 async def test_refusal_over_stdio_is_a_tool_error_with_an_audit_id(
-    tmp_path: Path, database_url: str
+    tmp_path: Path, migrated_url: str
 ) -> None:
-    async with served_with_stdio_client(tmp_path, database_url) as served:
+    async with served_with_stdio_client(tmp_path, migrated_url) as served:
         async with Client(stdio_params(served.config)) as client:
             result = await client.call_tool(
                 "exec",
