@@ -317,6 +317,7 @@ async def shared_rig(
         settings = slack_settings(tmp_path_factory.mktemp("slack-rig"), module_migrated_url, fake)
         async with open_rig(settings, fake) as rig:
             yield rig
+    _nothing_refused(fake)  # tests that used the shared rig without a view included
 
 
 @pytest.fixture
