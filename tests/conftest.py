@@ -104,11 +104,12 @@ def migrated_database(request: pytest.FixtureRequest) -> MigratedDatabase:
     return new
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=_BACKENDS)
 async def module_migrated_url(
     migrated_database: MigratedDatabase, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[str]:
-    """A migrated database shared by the tests of one module."""
+    """A migrated database shared by the tests of one module; parametrised like
+    ``database_url``, so their ids name the backend and they carry its marks."""
     async with migrated_database(tmp_path_factory.mktemp("module-db")) as url:
         yield url
 

@@ -3,11 +3,14 @@
 Served on loopback (port 0) by ``serve_asgi``; point ``AsyncWebClient`` at
 ``fake.api_url`` (with its trailing slash). Every call is recorded in order;
 ``wait_for`` blocks until a predicate over the recorded calls holds (no sleeps).
+``fake.since_now()`` is the same fake seeing only the calls made from then on: one
+test's view of a fake that several tests share.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import json
 import urllib.parse
@@ -75,6 +78,16 @@ def _blocks_of(data: Mapping[str, Any]) -> list[dict[str, Any]]:
     return list(blocks)
 
 
+class _Log:
+    """What a fake Slack server received, shared by every view of it."""
+
+    def __init__(self) -> None:
+        self.calls: list[Call] = []
+        self.changed = asyncio.Condition()
+        self.ts = itertools.count(1)
+        self.files = itertools.count(1)
+
+
 @dataclass
 class FakeSlack:
     users: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -83,12 +96,17 @@ class FakeSlack:
     closed_channels: set[str] = field(default_factory=set)
     ws_url: str = ""
     url: str = ""
-    calls: list[Call] = field(default_factory=list)
+    _log: _Log = field(default_factory=_Log, repr=False)
+    _start: int = 0  # calls before this one are not this view's
 
-    def __post_init__(self) -> None:
-        self._changed = asyncio.Condition()
-        self._ts = itertools.count(1)
-        self._files = itertools.count(1)
+    @property
+    def calls(self) -> list[Call]:
+        """The calls this view has seen, in order."""
+        return self._log.calls[self._start :]
+
+    def since_now(self) -> FakeSlack:
+        """This fake (same server, users and groups), seeing only calls made from now on."""
+        return dataclasses.replace(self, _start=len(self._log.calls))
 
     @property
     def api_url(self) -> str:
@@ -103,12 +121,12 @@ class FakeSlack:
     async def wait_for(self, predicate: Callable[[list[Call]], T | None], timeout: float = 30) -> T:
         """The first truthy value of ``predicate(calls)``, waiting for new calls."""
         with anyio.fail_after(timeout):
-            async with self._changed:
+            async with self._log.changed:
                 while True:
-                    found = predicate(list(self.calls))
+                    found = predicate(self.calls)
                     if found:
                         return found
-                    await self._changed.wait()
+                    await self._log.changed.wait()
 
     async def wait_call(
         self, method: str, where: Callable[[Call], bool] = lambda c: True, timeout: float = 30
@@ -121,12 +139,12 @@ class FakeSlack:
         return await self.wait_for(first, timeout)
 
     async def _record(self, call: Call) -> None:
-        async with self._changed:
-            self.calls.append(call)
-            self._changed.notify_all()
+        async with self._log.changed:
+            self._log.calls.append(call)
+            self._log.changed.notify_all()
 
     def _next_ts(self) -> str:
-        return f"1700000000.{next(self._ts):06d}"
+        return f"1700000000.{next(self._log.ts):06d}"
 
     # ------------------------------------------------------------------ HTTP
 
@@ -202,7 +220,7 @@ class FakeSlack:
             groups = [{"id": g, "users": users} for g, users in self.groups.items()]
             return {"ok": True, "usergroups": groups}
         if method == "files.getUploadURLExternal":
-            file_id = f"F{next(self._files):08d}"
+            file_id = f"F{next(self._log.files):08d}"
             return {"ok": True, "file_id": file_id, "upload_url": f"{self.url}/upload/{file_id}"}
         if method == "files.completeUploadExternal":
             files = json.loads(str(data.get("files", "[]")))

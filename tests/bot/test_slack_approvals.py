@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from bot.cards import APPROVE_ACTION, DENY_ACTION
-from policies.ports import ApprovalState
 from policies.types import ExecRequest, Principal, PrincipalKind, Surface, Target
 from tests.bot.fake_slack import Call
 from tests.bot.rig import APPROVALS, Rig
@@ -80,7 +79,7 @@ async def test_requester_cannot_approve_their_own_request(rig: Rig) -> None:
     await rig.click("UALICE", card, APPROVE_ACTION)
     await _ephemeral_to(rig, "UALICE", "self_approval")
     assert not (rig.state_tmp() / "capture.pcap").exists()
-    (pending,) = await rig.running.service.audit.list_approvals(ApprovalState.PENDING)
+    (pending,) = await rig.pending_approvals()
     assert pending.approvals == ()
     await _approved_runs(rig, card)
 
@@ -111,7 +110,7 @@ async def test_threshold_two_needs_two_distinct_approvers(rig: Rig) -> None:
     # The same approver again does not make two.
     await rig.click("UBOB", card, APPROVE_ACTION)
     await rig.fake.wait_for(lambda _: len(_updates(rig, card)) >= 2)
-    (pending,) = await rig.running.service.audit.list_approvals(ApprovalState.PENDING)
+    (pending,) = await rig.pending_approvals()
     assert pending.approvals == ("slack:UBOB",)
 
     await rig.click("UCAROL", card, APPROVE_ACTION)

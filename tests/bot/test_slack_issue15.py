@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bot.cards import APPROVE_ACTION, DENY_ACTION
-from policies.ports import AuditFilter, ExecStatus
+from policies.ports import ExecStatus
 from policies.types import ApprovalId, SessionId
 from tests.bot.fake_slack import Call, FakeSlack
 from tests.bot.rig import WAR_ROOM, Rig, open_rig, slack_settings
@@ -32,7 +32,7 @@ async def test_output_past_max_output_says_how_many_bytes_were_not_kept(rig: Rig
     _, name = await rig.command("UALICE", f"{rig.instance} seq -w 2000")
     result = await rig.fake.wait_call("response_url", to(name, "in_channel"))
     assert "exit 0" in context_text(result)
-    (record,) = await rig.running.service.audit_list(AuditFilter())
+    (record,) = await rig.audit()
     assert record.outcome is not None and record.outcome.stdout_bytes == 1024  # kept
     assert "8,976 bytes past the rule's max_output were not kept" in context_text(result)
 
@@ -176,7 +176,7 @@ async def _two_users_ran_id(rig: Rig) -> dict[str, str]:
     for user in ("UALICE", "UBOB"):
         _, name = await rig.command(user, f"{rig.instance} id")
         await rig.fake.wait_call("response_url", to(name, "in_channel"))
-    records = await rig.running.service.audit_list(AuditFilter())
+    records = await rig.audit()
     return {r.intent.principal: r.audit_id for r in records}
 
 
@@ -200,8 +200,11 @@ async def test_auditor_search_is_not_narrowed(rig: Rig) -> None:
 
 
 async def test_audit_user_by_slack_name_or_display_name_resolves_through_the_directory(
-    rig: Rig,
+    fresh_rig: Rig,
 ) -> None:
+    # A rig of its own: the shared one may have the Slack names in its directory cache
+    # already, and this test counts the look-ups.
+    rig = fresh_rig
     records = await _two_users_ran_id(rig)
     for who in ("@bob", "@Bobby"):
         _, name = await rig.command("UAUDITOR", f"audit user={who}")

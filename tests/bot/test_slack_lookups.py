@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from policies.ports import AuditFilter
 from tests.bot.rig import Rig
 from tests.bot.test_slack_exec import context_text, to
 
@@ -33,7 +32,7 @@ async def test_usage_errors_are_answered_in_the_ack_and_run_nothing(
     body = response.json()
     assert body["response_type"] == "ephemeral"
     assert f"code `{code}`" in body["blocks"][1]["elements"][0]["text"]
-    assert await rig.running.service.audit_list(AuditFilter()) == []
+    assert await rig.audit() == []
     await rig.audited_control()
 
 
@@ -57,7 +56,7 @@ async def test_explain_shows_the_decision_and_records_nothing(rig: Rig) -> None:
     assert answer.data["response_type"] == "ephemeral"
     assert "rule `capture`" in context_text(answer)
     assert "would wait for approval" in answer.rendered
-    assert await rig.running.service.audit_list(AuditFilter()) == []
+    assert await rig.audit() == []
     await rig.audited_control()
 
 
@@ -65,9 +64,7 @@ async def test_audit_shows_the_asker_their_own_records_and_auditors_everyone_s(r
     for user in ("UALICE", "UBOB"):
         _, name = await rig.command(user, f"{rig.instance} id")
         await rig.fake.wait_call("response_url", to(name, "in_channel"))
-    records = {
-        r.intent.principal: r.audit_id for r in await rig.running.service.audit_list(AuditFilter())
-    }
+    records = {r.intent.principal: r.audit_id for r in await rig.audit()}
 
     _, name = await rig.command("UALICE", "audit since=1h limit=5")
     mine = await rig.fake.wait_call("response_url", to(name))

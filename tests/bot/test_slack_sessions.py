@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from policies.ports import AuditFilter
 from policies.types import SessionId
 from tests.bot.fake_slack import Call, FakeSlack
 from tests.bot.rig import WAR_ROOM, Rig, open_rig, slack_settings
@@ -49,7 +48,7 @@ async def test_replies_in_the_thread_run_in_the_session_and_keep_the_working_dir
     await rig.message("UALICE", "pwd", thread_ts=anchor.ts)
     (pwd,) = await rig.fake.wait_for(_in_thread(anchor, after=1))
     assert output_section(pwd) == "```\n/tmp\n```"
-    records = await rig.running.service.audit_list(AuditFilter())
+    records = await rig.audit()
     sessions = {r.intent.session_id for r in records}
     assert len(records) == 2 and len(sessions) == 1 and None not in sessions
 
@@ -67,8 +66,11 @@ async def test_end_ends_the_session_and_the_thread_says_so(rig: Rig) -> None:
 
 
 async def test_idle_session_ends_and_the_thread_says_so_on_next_use(
-    rig: Rig, monkeypatch: pytest.MonkeyPatch
+    fresh_rig: Rig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # A rig of its own: the test stops every session idle watch in the process and sets
+    # the service's idle time to zero.
+    rig = fresh_rig
     anchor = await _open(rig)
     # The reply path alone: this process's idle watch is stopped first, so it cannot
     # end the session (and say so) before the reply does.
@@ -82,7 +84,7 @@ async def test_idle_session_ends_and_the_thread_says_so_on_next_use(
     await rig.message("UALICE", "pwd", thread_ts=anchor.ts)
     (ended,) = await rig.fake.wait_for(_in_thread(anchor))
     assert "code `session_ended`" in context_text(ended)
-    assert await rig.running.service.audit_list(AuditFilter()) == []
+    assert await rig.audit() == []
     await rig.audited_control()
 
 
@@ -92,7 +94,7 @@ async def test_replies_from_other_people_in_the_thread_are_not_run(rig: Rig) -> 
     await rig.message("UALICE", "pwd", thread_ts=anchor.ts)
     (pwd,) = await rig.fake.wait_for(_in_thread(anchor))
     assert "<@UALICE>" in pwd.rendered
-    records = await rig.running.service.audit_list(AuditFilter())
+    records = await rig.audit()
     assert [r.intent.principal for r in records] == ["slack:UALICE"]
 
 
@@ -102,7 +104,7 @@ async def test_retried_thread_message_runs_once(rig: Rig) -> None:
     await rig.post(body, "application/json")
     await rig.post(body, "application/json", {"X-Slack-Retry-Num": "1"})
     await rig.fake.wait_for(_in_thread(anchor))
-    records = await rig.running.service.audit_list(AuditFilter())
+    records = await rig.audit()
     assert len(records) == 1
 
 
@@ -132,10 +134,11 @@ async def test_a_session_thread_keeps_working_after_execgate_restarts(
 async def test_other_threads_and_other_peoples_replies_run_nothing(rig: Rig) -> None:
     anchor = await _open(rig)
     await rig.message("UBOB", "cd /", thread_ts=anchor.ts)
-    await rig.message("UALICE", "cd /", thread_ts="1700000000.000100")
+    # A thread no message of the fake Slack has (its ts are 1700000000.*).
+    await rig.message("UALICE", "cd /", thread_ts="1600000000.000100")
     await rig.message("UALICE", "pwd", thread_ts=anchor.ts)
 
     (reply,) = await rig.fake.wait_for(_in_thread(anchor))
-    records = await rig.running.service.audit_list(AuditFilter())
+    records = await rig.audit()
     assert [r.intent.command_text for r in records] == ["pwd"]
     assert output_section(reply) == "```\n/tmp\n```"

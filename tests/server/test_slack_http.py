@@ -9,12 +9,11 @@ from pathlib import Path
 import pytest
 
 from policies.errors import ConfigError
-from policies.ports import AuditFilter
 from server.settings import SecretRef, Settings, SlackSettings
 from server.slack_http import slack_bot_config
-from tests.bot.rig import Rig, fake_slack, rig, signed_headers
+from tests.bot.rig import Rig, rig, shared_rig, signed_headers
 
-__all__ = ["fake_slack", "rig"]  # fixtures
+__all__ = ["rig", "shared_rig"]  # fixtures
 
 
 async def test_request_with_a_bad_signature_gets_401_and_runs_nothing(rig: Rig) -> None:
@@ -25,8 +24,9 @@ async def test_request_with_a_bad_signature_gets_401_and_runs_nothing(rig: Rig) 
     }
     response = await rig.http.post(rig.events_url, content=body, headers=headers)
     assert response.status_code == 401
-    assert await rig.running.service.audit_list(AuditFilter()) == []
+    assert await rig.audit() == []
     assert rig.fake.calls == []
+    await rig.audited_control()
 
 
 async def test_request_with_a_stale_timestamp_gets_401_even_when_signed(rig: Rig) -> None:
@@ -38,7 +38,8 @@ async def test_request_with_a_stale_timestamp_gets_401_even_when_signed(rig: Rig
     }
     response = await rig.http.post(rig.events_url, content=body, headers=headers)
     assert response.status_code == 401
-    assert await rig.running.service.audit_list(AuditFilter()) == []
+    assert await rig.audit() == []
+    await rig.audited_control()
 
 
 async def test_unsigned_request_gets_401(rig: Rig) -> None:
