@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import pytest_asyncio
 from starlette.applications import Starlette
 
 from bench.deployment import clean_environ, serve_process
@@ -24,6 +25,7 @@ from policies.service.core import ExecService
 from server.console import console_mount
 from server.settings import Settings
 from tests.e2e.conftest import Served, write_config
+from tests.support.databases import MigratedDatabase
 
 HERE = Path(__file__).resolve().parent
 CHROMIUM = "/usr/bin/chromium"
@@ -83,11 +85,18 @@ async def console_server(
         )
 
 
-@pytest.fixture
-async def console(tmp_path: Path, database_url: str) -> AsyncIterator[Console]:
-    config, data_dir = write_config(tmp_path, database_url, policy=HERE / "policy.yaml")
-    async with console_server(config, data_dir) as running:
-        yield running
+@pytest_asyncio.fixture(scope="module")
+async def shared_console(
+    tmp_path_factory: pytest.TempPathFactory, migrated_database: MigratedDatabase
+) -> AsyncIterator[Console]:
+    """A console server shared by a module's tests: each signs in through links of its
+    own and reads its own audit ids and approval ids. The banner's sign-in link works
+    once, so one test of a module at most uses it."""
+    directory = tmp_path_factory.mktemp("console")
+    async with migrated_database(directory) as url:
+        config, data_dir = write_config(directory, url, policy=HERE / "policy.yaml")
+        async with console_server(config, data_dir) as running:
+            yield running
 
 
 def require_chromium() -> str:

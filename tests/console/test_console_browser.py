@@ -8,7 +8,7 @@ import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
+import pytest_asyncio
 from playwright.async_api import Browser, Page, async_playwright
 
 from tests.console.conftest import CHROMIUM_ARGS, Console, require_chromium, screenshot_dir
@@ -17,8 +17,10 @@ ALICE = "local:alice"
 BOB = "local:bob"
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(scope="module")
 async def browser() -> AsyncIterator[Browser]:
+    """Chromium, shared by the module's tests: each opens contexts of its own (their own
+    cookies)."""
     executable = require_chromium()
     async with async_playwright() as pw:
         launched = await pw.chromium.launch(
@@ -48,8 +50,9 @@ async def audit_id_of(console: Console, *argv: str, principal: str | None = None
 
 
 async def test_a_reviewer_signs_in_filters_opens_an_exec_and_downloads_its_artifact(
-    console: Console, browser: Browser, tmp_path: Path
+    shared_console: Console, browser: Browser, tmp_path: Path
 ) -> None:
+    console = shared_console
     shots = screenshot_dir(tmp_path)
     page = await new_page(browser, console.signin_link)
     blocked: list[str] = []  # what the Content-Security-Policy refused (htmx included)
@@ -117,8 +120,9 @@ async def test_a_reviewer_signs_in_filters_opens_an_exec_and_downloads_its_artif
 
 
 async def test_a_second_principal_approves_from_the_page_and_sees_it_run(
-    console: Console, browser: Browser
+    shared_console: Console, browser: Browser
 ) -> None:
+    console = shared_console
     mine = await audit_id_of(console, "echo", "alice only", principal=ALICE)
     held = await console.cli("exec", "--json", console.instance, "--", "uptime", principal=ALICE)
     assert held.code == 75, held.stderr
@@ -146,8 +150,9 @@ async def test_a_second_principal_approves_from_the_page_and_sees_it_run(
 
 
 async def test_a_form_posted_from_the_browser_without_its_csrf_token_is_refused(
-    console: Console, browser: Browser
+    shared_console: Console, browser: Browser
 ) -> None:
+    console = shared_console
     held = await console.cli("exec", "--json", console.instance, "--", "uptime", principal=ALICE)
     approval_id = str(held.json()["approval_id"])
     page = await new_page(browser, await console.link_for(BOB))
@@ -163,7 +168,10 @@ async def test_a_form_posted_from_the_browser_without_its_csrf_token_is_refused(
     assert "Approved and run" in ((await page.text_content("#vote-result")) or "")
 
 
-async def test_every_page_works_without_javascript(console: Console, browser: Browser) -> None:
+async def test_every_page_works_without_javascript(
+    shared_console: Console, browser: Browser
+) -> None:
+    console = shared_console
     held = await console.cli("exec", "--json", console.instance, "--", "uptime", principal=ALICE)
     approval_id = str(held.json()["approval_id"])
     await audit_id_of(console, "echo", "plain", "html", principal=BOB)

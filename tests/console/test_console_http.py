@@ -33,8 +33,9 @@ def csrf_of(page: str) -> str:
 
 
 async def test_a_signin_link_signs_in_once_with_a_hardened_session_cookie(
-    console: Console,
+    shared_console: Console,
 ) -> None:
+    console = shared_console
     async with httpx.AsyncClient(base_url=console.url, timeout=60) as client:
         path = console.signin_link.removeprefix(console.url)
         first = await client.get(path)
@@ -51,7 +52,8 @@ async def test_a_signin_link_signs_in_once_with_a_hardened_session_cookie(
         assert (await stranger.get("/console/")).status_code == 401
 
 
-async def test_a_forged_or_altered_signin_link_signs_nobody_in(console: Console) -> None:
+async def test_a_forged_or_altered_signin_link_signs_nobody_in(shared_console: Console) -> None:
+    console = shared_console
     link = await console.link_for(ALICE)
     async with httpx.AsyncClient(base_url=console.url, timeout=60) as client:
         altered = link.removeprefix(console.url)[:-3] + "AAA"
@@ -59,7 +61,8 @@ async def test_a_forged_or_altered_signin_link_signs_nobody_in(console: Console)
         assert (await client.get("/console/")).status_code == 401
 
 
-async def test_pages_send_a_strict_content_security_policy(console: Console) -> None:
+async def test_pages_send_a_strict_content_security_policy(shared_console: Console) -> None:
+    console = shared_console
     async with signed_in(console, ALICE) as client:
         page = await client.get("/console/")
     csp = page.headers["content-security-policy"]
@@ -69,8 +72,9 @@ async def test_pages_send_a_strict_content_security_policy(console: Console) -> 
 
 
 async def test_a_non_auditor_cannot_open_another_principals_record_even_by_url(
-    console: Console,
+    shared_console: Console,
 ) -> None:
+    console = shared_console
     ran = await console.cli(
         "exec", "--json", console.instance, "--", "echo", "mine", principal=ALICE
     )
@@ -94,7 +98,8 @@ async def test_a_non_auditor_cannot_open_another_principals_record_even_by_url(
         assert audit_id not in (await other.get("/console/export.jsonl")).text
 
 
-async def test_a_form_posted_without_its_csrf_token_is_refused(console: Console) -> None:
+async def test_a_form_posted_without_its_csrf_token_is_refused(shared_console: Console) -> None:
+    console = shared_console
     held = await console.cli("exec", "--json", console.instance, "--", "uptime", principal=ALICE)
     approval_id = str(held.json()["approval_id"])
     async with signed_in(console, BOB) as approver:
@@ -116,8 +121,9 @@ async def test_a_form_posted_without_its_csrf_token_is_refused(console: Console)
 
 
 async def test_the_requester_cannot_approve_their_own_request_from_the_console(
-    console: Console,
+    shared_console: Console,
 ) -> None:
+    console = shared_console
     held = await console.cli("exec", "--json", console.instance, "--", "uptime", principal=BOB)
     approval_id = str(held.json()["approval_id"])
     async with signed_in(console, BOB) as requester:
@@ -133,7 +139,8 @@ async def test_the_requester_cannot_approve_their_own_request_from_the_console(
         assert approval_id in (await requester.get("/console/approvals")).text
 
 
-async def test_integrity_and_verify_now_are_for_auditors_only(console: Console) -> None:
+async def test_integrity_and_verify_now_are_for_auditors_only(shared_console: Console) -> None:
+    console = shared_console
     async with signed_in(console, AUDRA) as auditor, signed_in(console, ALICE) as other:
         page = await auditor.get("/console/integrity")
         assert page.status_code == 200

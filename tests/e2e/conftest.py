@@ -171,26 +171,17 @@ def story_tools() -> None:
             pytest.fail("local instances need tcpdump and py-spy on the host: run `make tools`")
 
 
-# A fresh server per test: for tests that count or change server-wide state (the audit
-# log, approvals) or the database behind it. Tests that only run commands and read their
-# own results use the shared_* servers below: starting `execgate serve` costs seconds.
+# Starting `execgate serve` costs seconds, so a module's tests share one (the shared_*
+# servers below) and keep apart by what they own: their own files in the instance's /tmp,
+# their own audit ids and approval ids, or a principal of their own when they list the
+# audit log. A fresh server is for a test that changes what others would read and cannot
+# undo it (the database behind the log) or needs what a fresh one has (its banner).
 
 
 @pytest.fixture
 async def served(tmp_path: Path, database_url: str, migrated_url: str) -> AsyncIterator[Served]:
     """`execgate serve` with the shipped default policy, for this test alone."""
     config, data_dir = write_config(tmp_path, migrated_url)
-    async with serve_process(config, data_dir) as served:
-        yield served
-
-
-@pytest.fixture
-async def served_custom(
-    tmp_path: Path, database_url: str, migrated_url: str
-) -> AsyncIterator[Served]:
-    """`execgate serve` with tests/e2e/policy.yaml (short timeouts and TTLs), for this
-    test alone."""
-    config, data_dir = write_config(tmp_path, migrated_url, policy=HERE / "policy.yaml")
     async with serve_process(config, data_dir) as served:
         yield served
 

@@ -142,8 +142,9 @@ async def test_instances_list_shows_the_isolation_mode_the_local_host_chose(
 
 
 async def test_approval_flow_runs_the_command_once_a_second_person_approves(
-    served: Served,
+    shared_served: Served,
 ) -> None:
+    served = shared_served
     asked = await served.cli(
         "exec", "--json", "--reason", "install tools", served.instance, "--", "apt-get", "update"
     )
@@ -177,29 +178,31 @@ async def test_approval_flow_runs_the_command_once_a_second_person_approves(
     assert again.code == EXIT_DENIED
 
 
-async def test_expired_approval_is_refused(served_custom: Served) -> None:
-    asked = await served_custom.cli("exec", "--json", served_custom.instance, "--", "uptime")
+async def test_expired_approval_is_refused(shared_served_custom: Served) -> None:
+    served = shared_served_custom
+    asked = await served.cli("exec", "--json", served.instance, "--", "uptime")
     assert asked.code == EXIT_PENDING
     approval_id = str(asked.json()["approval_id"])
-    late = await served_custom.cli("approvals", "approve", approval_id, principal="local:bob")
+    late = await served.cli("approvals", "approve", approval_id, principal="local:bob")
     assert late.code == EXIT_DENIED
     assert "expired" in late.stderr
 
 
-async def test_threshold_two_needs_two_distinct_approvers(served_custom: Served) -> None:
-    asked = await served_custom.cli("exec", "--json", served_custom.instance, "--", "id")
+async def test_threshold_two_needs_two_distinct_approvers(shared_served_custom: Served) -> None:
+    served = shared_served_custom
+    asked = await served.cli("exec", "--json", served.instance, "--", "id")
     approval_id = str(asked.json()["approval_id"])
-    outsider = await served_custom.cli("approvals", "approve", approval_id, principal="local:bob")
+    outsider = await served.cli("approvals", "approve", approval_id, principal="local:bob")
     assert outsider.code == EXIT_DENIED  # bob is not a lead
-    first = await served_custom.cli(
+    first = await served.cli(
         "approvals", "approve", "--json", approval_id, principal="local:lead-1"
     )
     assert first.json()["result"] is None
-    repeat = await served_custom.cli(
+    repeat = await served.cli(
         "approvals", "approve", "--json", approval_id, principal="local:lead-1"
     )
     assert repeat.json()["result"] is None  # the same approver does not count twice
-    second = await served_custom.cli(
+    second = await served.cli(
         "approvals", "approve", "--json", approval_id, principal="local:lead-2"
     )
     result = second.json()["result"]
@@ -260,6 +263,8 @@ async def test_exit_status_and_streams_match_the_sandbox(
     assert result.stderr.startswith(stderr)
 
 
+# A fresh server: this test edits the database behind the shared log, which would break
+# `audit verify` for every later test on a shared one.
 async def test_audit_verify_is_ok_and_catches_a_hand_edited_row(
     served: Served, database_url: str
 ) -> None:
@@ -281,16 +286,22 @@ async def test_audit_verify_is_ok_and_catches_a_hand_edited_row(
     assert "FAILED" in bad.stdout
 
 
-async def test_audit_list_and_export_show_every_request(served: Served) -> None:
-    await served.cli("exec", served.instance, "env")
-    await served.cli("exec", served.instance, "--", "touch", "/tmp/x")
-    listed = await served.cli("audit", "list", "--json")
+async def test_audit_list_and_export_show_every_request(shared_served: Served) -> None:
+    # The server is shared: this test's requests are the ones of a principal of its own.
+    lister = "local:lister"
+    mine = ("--principal", lister)
+    await shared_served.cli("exec", shared_served.instance, "env", principal=lister)
+    await shared_served.cli(
+        "exec", shared_served.instance, "--", "touch", "/tmp/x", principal=lister
+    )
+    listed = await shared_served.cli("audit", "list", "--json", *mine)
     rows = listed.json()
     assert isinstance(rows, list)
     assert [r["effect"] for r in rows] == ["deny", "allow"]
-    denied = await served.cli("audit", "list", "--json", "--decision", "deny")
+    assert {r["principal"] for r in rows} == {lister}
+    denied = await shared_served.cli("audit", "list", "--json", "--decision", "deny", *mine)
     assert len(denied.json()) == 1
-    export = await served.cli("audit", "export", "--format", "csv")
+    export = await shared_served.cli("audit", "export", "--format", "csv", *mine)
     assert export.code == 0
     rows_csv = list(csv.DictReader(io.StringIO(export.stdout)))
     assert sorted(r["effect"] for r in rows_csv) == ["allow", "deny"]

@@ -16,7 +16,7 @@ import pytest
 import pytest_asyncio
 
 from server.cli.exits import EXIT_PENDING, EXIT_UNAVAILABLE
-from tests.e2e.conftest import CliResult, Served, module_server, serve_process, write_config
+from tests.e2e.conftest import CliResult, Served, module_server
 from tests.support.databases import MigratedDatabase
 
 EXECGATE = str(Path(sys.executable).parent / "execgate")
@@ -50,22 +50,12 @@ rules:
 """
 
 
-@pytest.fixture
-async def served_approvals(tmp_path: Path, database_url: str) -> AsyncIterator[Served]:
-    """`execgate serve` with COLLECT_POLICY, for this test alone."""
-    policy = tmp_path / "approvals.yaml"
-    policy.write_text(COLLECT_POLICY)
-    config, data_dir = write_config(tmp_path, database_url, policy=policy)
-    async with serve_process(config, data_dir) as served:
-        yield served
-
-
 @pytest_asyncio.fixture(scope="module")
 async def shared_served_approvals(
     tmp_path_factory: pytest.TempPathFactory, migrated_database: MigratedDatabase
 ) -> AsyncIterator[Served]:
-    """`execgate serve` with COLLECT_POLICY, shared by the tests of this module that
-    read only their own requests and approvals."""
+    """`execgate serve` with COLLECT_POLICY, shared by the tests of this module (each
+    reads only its own requests and approvals)."""
     policy = tmp_path_factory.mktemp("policy") / "approvals.yaml"
     policy.write_text(COLLECT_POLICY)
     async with module_server(
@@ -75,14 +65,16 @@ async def shared_served_approvals(
 
 
 async def test_reason_between_target_and_double_dash_is_an_option_not_the_command(
-    served: Served,
+    shared_served: Served,
 ) -> None:
+    served = shared_served
     result = await served.cli(
         "exec", served.instance, "--reason", "debug 502s", "--", "apt-get", "update"
     )
     assert result.code == EXIT_PENDING, result.stderr
     listed = await served.cli("approvals", "list", "--json", principal="local:bob")
-    (request,) = json.loads(listed.stdout)
+    held = json.loads(listed.stdout)
+    (request,) = [r for r in held if r["approval_id"] == _approval_id(result)]
     assert request["argv"] == ["apt-get", "update"]
     assert request["reason"] == "debug 502s"
 
@@ -168,16 +160,20 @@ async def test_approving_a_collect_that_succeeds_prints_its_link(
     assert "/artifacts/" in vote.stdout
 
 
-async def test_approvals_list_shows_the_requesters_reason(served_approvals: Served) -> None:
-    served = served_approvals
+async def test_approvals_list_shows_the_requesters_reason(
+    shared_served_approvals: Served,
+) -> None:
+    served = shared_served_approvals
     asked = await served.cli(
         "exec", served.instance, "--reason", "INC-42 stale index", "--", "apt-get", "update"
     )
     assert asked.code == EXIT_PENDING, asked.stderr
     listed = await served.cli("approvals", "list", principal="local:bob")
     assert listed.code == 0, listed.stderr
-    header, row = listed.stdout.splitlines()
+    header, *rows = listed.stdout.splitlines()
     assert "REASON" in header.split()
+    # The server is shared: other tests' requests may be pending too.
+    (row,) = [row for row in rows if row.split()[0] == _approval_id(asked)]
     assert row.endswith("INC-42 stale index")
 
 

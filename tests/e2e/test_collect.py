@@ -10,9 +10,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+import pytest_asyncio
 
 from server.cli.exits import EXIT_DENIED, EXIT_PENDING
-from tests.e2e.conftest import Served, serve_process, write_config
+from tests.e2e.conftest import Served, module_server
+from tests.support.databases import MigratedDatabase
 
 PERMISSIVE_POLICY = """
 version: 1
@@ -40,12 +42,16 @@ rules:
 """
 
 
-@pytest.fixture
-async def served_permissive(tmp_path: Path, database_url: str) -> AsyncIterator[Served]:
-    policy = tmp_path / "permissive.yaml"
+@pytest_asyncio.fixture(scope="module")
+async def shared_served_permissive(
+    tmp_path_factory: pytest.TempPathFactory, migrated_database: MigratedDatabase
+) -> AsyncIterator[Served]:
+    """`execgate serve` with PERMISSIVE_POLICY, shared by the tests of this module."""
+    policy = tmp_path_factory.mktemp("policy") / "permissive.yaml"
     policy.write_text(PERMISSIVE_POLICY)
-    config, data_dir = write_config(tmp_path, database_url, policy=policy)
-    async with serve_process(config, data_dir) as served:
+    async with module_server(
+        tmp_path_factory, migrated_database, "served-permissive", policy=policy
+    ) as served:
         yield served
 
 
@@ -135,10 +141,11 @@ async def test_refused_collects_fetch_nothing(
 
 
 async def test_the_instance_refuses_devices_and_proc_even_when_the_policy_allows_them(
-    served_permissive: Served,
+    shared_served_permissive: Served,
 ) -> None:
+    served = shared_served_permissive
     for path in ("/dev/zero", "/dev/null", "/proc/version", "/proc/loadavg"):
-        result = await served_permissive.cli("collect", "--json", served_permissive.instance, path)
+        result = await served.cli("collect", "--json", served.instance, path)
         assert result.code == EXIT_DENIED, result.stderr
         error = result.json()["error"]
         assert isinstance(error, dict)
@@ -146,9 +153,9 @@ async def test_the_instance_refuses_devices_and_proc_even_when_the_policy_allows
 
 
 async def test_an_approved_collect_hands_the_link_to_the_approver_and_requester(
-    served_permissive: Served,
+    shared_served_permissive: Served,
 ) -> None:
-    served = served_permissive
+    served = shared_served_permissive
     (served.state_tmp() / "heap.hprof").write_bytes(b"heap dump bytes")
     asked = await served.cli(
         "collect", "--json", served.instance, "/tmp/heap.hprof", principal="local:alice"

@@ -158,8 +158,9 @@ async def test_a_filter_option_execgate_does_not_run_is_refused(shared_served: S
 
 
 async def test_a_backtracking_grep_pattern_neither_hangs_nor_freezes_the_server(
-    served: Served,
+    shared_served: Served,
 ) -> None:
+    served = shared_served
     (served.state_tmp() / "long.txt").write_text("a" * 20000 + "\nshort line\n")
     slow = asyncio.create_task(
         served.cli_process(
@@ -181,10 +182,13 @@ async def test_a_backtracking_grep_pattern_neither_hangs_nor_freezes_the_server(
     assert (control.code, control.stdout) == (0, "short line\n")
 
 
-async def test_byte_counts_are_of_the_scrubbed_output_not_of_the_secret(served: Served) -> None:
+async def test_byte_counts_are_of_the_scrubbed_output_not_of_the_secret(
+    shared_served: Served,
+) -> None:
+    served = shared_served
     secret = DEMO_ENV["DB_PASSWORD"]
-    (served.state_tmp() / "app.env").write_text(f"APP_ENV=demo\nDB_PASSWORD={secret}\n")
-    for command in ("printenv DB_PASSWORD", "tail -n 5 /tmp/app.env", "printenv APP_ENV"):
+    (served.state_tmp() / "counted.env").write_text(f"APP_ENV=demo\nDB_PASSWORD={secret}\n")
+    for command in ("printenv DB_PASSWORD", "tail -n 5 /tmp/counted.env", "printenv APP_ENV"):
         result = await served.cli("exec", "--json", served.instance, command)
         body = result.json()
         assert body["status"] == "completed", (command, body)
