@@ -89,7 +89,7 @@ MAX_SESSIONS_ENV = "EXECGATE_BENCH_MAX_SESSIONS"
 # scale are sized so that the machine keeps its memory floor, and the ramp stops early
 # if available memory falls under the floor anyway.
 MACHINE_KB_PER_SESSION = 1900
-MEMORY_FLOOR_MB = 2048
+MEMORY_FLOOR_MB = 1536
 MEMORY_CHECK_EVERY = 100
 # At scale the instance hosts are `execgate serve` processes of their own: a host holds
 # four descriptors per open exec (its WebSocket end, two pipes, the child's pidfd) and
@@ -175,7 +175,7 @@ def _meminfo() -> dict[str, int]:
 
 def _memory_floor_kb() -> int:
     """The MemAvailable below which no further session is opened."""
-    return max(MEMORY_FLOOR_MB * 1024, _meminfo()["MemTotal"] // 10)
+    return max(MEMORY_FLOOR_MB * 1024, _meminfo()["MemTotal"] // 16)
 
 
 def _descendants(roots: Sequence[int]) -> list[int]:
@@ -225,15 +225,20 @@ async def _hold(opener: Opener, count: int, hosts: Sequence[int] = ()) -> dict[s
     """
     gate = asyncio.Semaphore(OPENING_AT_ONCE)
     ready = 0
+    failed_early = 0  # ended before their first output
     all_ready = asyncio.Event()
     floor_kb = _memory_floor_kb()
     stopped_by = ""
 
+    def settled() -> None:
+        if ready + failed_early == count:
+            all_ready.set()
+
     async def session(index: int) -> str:
-        nonlocal stopped_by
+        nonlocal stopped_by, failed_early
         await gate.acquire()
         released = False
-        if stopped_by:
+        if stopped_by or all_ready.is_set():
             gate.release()
             return NOT_STARTED
 
@@ -243,9 +248,8 @@ async def _hold(opener: Opener, count: int, hosts: Sequence[int] = ()) -> dict[s
                 released = True
                 gate.release()
                 ready += 1
-                if ready == count:
-                    all_ready.set()
-                elif ready % MEMORY_CHECK_EVERY == 0 and not stopped_by:
+                settled()
+                if ready % MEMORY_CHECK_EVERY == 0 and not stopped_by:
                     available = _meminfo()["MemAvailable"]
                     if available < floor_kb:
                         stopped_by = (
@@ -259,6 +263,8 @@ async def _hold(opener: Opener, count: int, hosts: Sequence[int] = ()) -> dict[s
         finally:
             if not released:
                 gate.release()
+                failed_early += 1
+                settled()
 
     gc.collect()
     mem_before = _meminfo()
@@ -267,10 +273,11 @@ async def _hold(opener: Opener, count: int, hosts: Sequence[int] = ()) -> dict[s
     fds_before = open_fds() + sum(_fds_of(pid) for pid in hosts)
     started = time.monotonic()
     tasks = [asyncio.create_task(session(i)) for i in range(count)]
-    # All open, or some failed before opening (then there is nothing more to wait for).
-    waiter = asyncio.create_task(all_ready.wait())
-    await asyncio.wait([waiter, *tasks], timeout=READY_TIMEOUT_S, return_when="FIRST_COMPLETED")
-    waiter.cancel()
+    # Every session open or ended before opening; or the memory floor reached. No
+    # session starts after that.
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(all_ready.wait(), timeout=READY_TIMEOUT_S)
+    all_ready.set()
     ramp = time.monotonic() - started
     gc.collect()
     opened = ready
