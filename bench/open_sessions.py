@@ -457,51 +457,47 @@ def _say(text: str) -> None:
     sys.stderr.flush()
 
 
-def _read_pid_max() -> int:
-    return int(PID_MAX.read_text(encoding="ascii"))
-
-
 def _tasks() -> int:
     with open("/proc/loadavg", encoding="ascii") as f:
         return int(f.read().split()[3].split("/")[1])
 
 
-def _raise_pid_max(wanted: int) -> bool:
-    """Set kernel.pid_max to ``wanted`` where this process may: root, the file writable."""
-    if os.geteuid() != 0 or not os.access(PID_MAX, os.W_OK):
-        return False
+def _write_int(path: Path, value: int) -> bool:
+    """Write ``value`` to ``path`` where this process may; whether it now reads so."""
     try:
-        PID_MAX.write_text(f"{wanted}\n", encoding="ascii")
-    except OSError:
+        path.write_text(f"{value}\n", encoding="ascii")
+        return int(path.read_text(encoding="ascii")) == value
+    except (OSError, ValueError):
         return False
-    return _read_pid_max() == wanted
 
 
 @contextlib.contextmanager
-def _pid_space(wanted: int) -> Iterator[tuple[int, str, str]]:
+def pid_space(wanted: int, pid_max: Path = PID_MAX) -> Iterator[tuple[int, str, str]]:
     """Room in the pid space for ``wanted`` sessions while the block runs: (sessions
     that fit, what limited them or "", what was done to kernel.pid_max).
 
-    kernel.pid_max is raised for the block when it is too low and this process may
-    write it, and set back afterwards: by this process, and by a guardian that sets it
-    back when this process ends without doing so (killed at the runner's time limit).
+    kernel.pid_max (``pid_max``) is raised for the block when it is too low and this
+    process may write it (root), and set back afterwards: by this process, and by a
+    guardian process that sets it back when this one ends without doing so (killed at
+    the runner's time limit). When it may not be raised, the sessions are capped to
+    what fits and the command that would make room is printed.
     """
-    before, tasks = _read_pid_max(), _tasks()
+    before, tasks = int(pid_max.read_text(encoding="ascii")), _tasks()
     needed = tasks + PIDS_LEFT_FREE + PROCESSES_PER_SESSION * wanted
     if needed <= before:
         yield wanted, "", f"kernel.pid_max {before:,}: enough"
         return
     raised = min(-(-needed // 1024) * 1024, PID_MAX_LIMIT)
     guardian = subprocess.Popen(
-        ["/bin/sh", "-c", f"cat >/dev/null; echo {before} >{PID_MAX}"],
+        ["/bin/sh", "-c", 'cat >/dev/null; echo "$1" >"$2"', "sh", str(before), str(pid_max)],
         stdin=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-    changed = False
+    assert guardian.stdin is not None
     try:
-        if not _raise_pid_max(raised):
+        if not _write_int(pid_max, raised):
             fits = max((before - tasks - PIDS_LEFT_FREE) // PROCESSES_PER_SESSION, 0)
             limit = (
                 f"kernel.pid_max {before:,} with {tasks:,} tasks running "
@@ -512,22 +508,18 @@ def _pid_space(wanted: int) -> Iterator[tuple[int, str, str]]:
                 f"{limit} leaves room for {fits:,} sessions; for {wanted:,}, run "
                 f"`sysctl -w kernel.pid_max={raised}` as root first"
             )
+            guardian.kill()  # nothing to set back
             yield fits, limit, f"kernel.pid_max {before:,}: not writable"
             return
-        changed = True
         _say(f"kernel.pid_max {before:,} -> {raised:,} for {wanted:,} sessions")
         yield wanted, "", f"kernel.pid_max {before:,} -> {raised:,} for the run, then back"
+        if _write_int(pid_max, before):
+            _say(f"kernel.pid_max back to {before:,}")
+        else:
+            _say(f"kernel.pid_max could not be set back to {before:,}")
     finally:
-        assert guardian.stdin is not None
         guardian.stdin.close()
         guardian.wait()
-        if _read_pid_max() != before:
-            with contextlib.suppress(OSError):
-                PID_MAX.write_text(f"{before}\n", encoding="ascii")
-        if _read_pid_max() != before:
-            _say(f"kernel.pid_max could not be set back to {before:,}")
-        elif changed:
-            _say(f"kernel.pid_max back to {before:,}")
 
 
 def _other_caps(wanted: int) -> tuple[int, str]:
@@ -573,7 +565,7 @@ def run(quick: bool) -> Result:
     timeout = READY_TIMEOUT_S + 300
     raw = run_module(__name__, "--variant", "raw", "--count", str(count), timeout=timeout)
     ours = run_module(__name__, "--variant", "execgate", "--count", str(count), timeout=timeout)
-    with _pid_space(wanted) as (fits, pid_limit, pid_space):
+    with pid_space(wanted) as (fits, pid_limit, pid_done):
         scale, capped_by = _other_caps(fits)
         capped_by = capped_by or pid_limit
         hosts = _hosts_for(scale)
@@ -601,7 +593,7 @@ def run(quick: bool) -> Result:
         sessions_at_scale=big["opened"],
         sessions_at_scale_capped_by=big["stopped_by"] or capped_by or None,
         added_kb_per_session_at_scale=per_session,
-        pid_space=pid_space,
+        pid_space=pid_done,
         execgate=ours,
         baseline=raw,
         at_scale=big,
