@@ -326,7 +326,7 @@ async def _hold(
     ok = sum(1 for o in outcomes if o == OK)
     not_started = sum(1 for o in outcomes if o == NOT_STARTED)
     failures = collections.Counter(
-        o if isinstance(o, str) else type(o).__name__
+        o if isinstance(o, str) else f"{type(o).__name__}: {str(o)[:80]}"
         for o in outcomes
         if o not in (OK, NOT_STARTED)
     )
@@ -383,7 +383,7 @@ def _execgate_opener(service: ExecService, target: Callable[[int], Target]) -> O
         out = await service.exec(request, on_output=text_sink)
         if out.exit_code == SIGTERM_EXIT and out.error_code is None:
             return OK
-        return f"exit {out.exit_code} {out.error_code}"
+        return f"exit {out.exit_code} {out.error_code}: {(out.error or '')[:80]}"
 
     return opener
 
