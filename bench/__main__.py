@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from bench.common import Result, cores, emit, quiet_logging
-from bench.registry import BENCHMARKS, load
+from bench.registry import BENCHMARKS, TIME_LIMITS_S, load
 
 ROOT = Path(__file__).resolve().parent.parent
 CHILD_TIMEOUT_S = 900.0
@@ -55,19 +55,20 @@ def _run_child(name: str, quick: bool, verbose: bool) -> Result:
     args += ["--quick"] if quick else []
     args += ["--verbose"] if verbose else []
     started = time.monotonic()
+    limit = TIME_LIMITS_S.get(name, CHILD_TIMEOUT_S)
     try:
         proc = subprocess.run(
             args,
             cwd=ROOT,
             stdout=subprocess.PIPE,
             stdin=subprocess.DEVNULL,
-            timeout=CHILD_TIMEOUT_S,
+            timeout=limit,
             check=False,
         )
     except subprocess.TimeoutExpired:
         return {
             "bench": name,
-            "error": f"did not finish within {CHILD_TIMEOUT_S:g}s",
+            "error": f"did not finish within {limit:g}s",
             "cores": cores(),
         }
     for raw in reversed(proc.stdout.decode(errors="replace").splitlines()):
