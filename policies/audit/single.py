@@ -26,6 +26,10 @@ missed a concurrent write belongs to a statement that fails. A request key alrea
 claimed fails the statement too. A statement that fails, or writes nothing (unknown
 head, guard false, no row to update), has changed nothing: the caller then runs the
 write as an ordinary transaction, which reports what went wrong.
+
+Writes that arrive together (``batches``) go in one transaction instead: the chain's
+lock, the head read under it, then a statement per run of writes of one shape, each
+hashed on the head the one before it left, and one commit.
 """
 
 from __future__ import annotations
