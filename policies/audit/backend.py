@@ -13,7 +13,8 @@ and a backend runs each one as a whole transaction:
   never checkpoints the WAL (that syncs the disk); the worker thread checkpoints.
 - PostgreSQL: on asyncpg through SQLAlchemy's asyncio layer (``run_sync``), writes
   holding a transaction-scoped advisory lock; an exec's writes as single statements
-  (``policies.audit.single``) on asyncpg connections kept for them.
+  (``policies.audit.single``), and groups of them as one transaction, on asyncpg
+  connections kept for them.
 """
 
 from __future__ import annotations
@@ -263,7 +264,7 @@ class PostgresBackend:
                 statements = then(row)
                 done = bool(statements)
                 for sql, values in statements:
-                    if not done or await conn.fetchval(sql, *values) != 1:
+                    if await conn.fetchval(sql, *values) != 1:
                         done = False
                         break
             except asyncpg.IntegrityConstraintViolationError:
