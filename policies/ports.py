@@ -253,11 +253,10 @@ class ExecLog(Protocol):
         the refusal was written."""
         ...
 
-    async def record_outcome(
-        self, audit_id: AuditId, outcome: ExecOutcome, *, wait: bool = True
-    ) -> None:
-        """Raises: ExecNotFound. ``wait=False``: may return before the write commits
-        (later reads through this store see it; a failure is logged, not raised)."""
+    async def record_outcome(self, audit_id: AuditId, outcome: ExecOutcome) -> None:
+        """Commit ``outcome`` (visible to every reader once this returns).
+
+        Raises: ExecNotFound."""
         ...
 
     async def get_exec(self, audit_id: AuditId) -> ExecRecord:

@@ -13,7 +13,8 @@ and a backend runs each one as a whole transaction:
   never checkpoints the WAL (that syncs the disk); the worker thread checkpoints.
 - PostgreSQL: on asyncpg through SQLAlchemy's asyncio layer (``run_sync``), writes
   holding a transaction-scoped advisory lock; an exec's writes as single statements
-  (``policies.audit.single``) on asyncpg connections kept for them.
+  (``policies.audit.single``), and groups of them as one transaction, on asyncpg
+  connections kept for them.
 """
 
 from __future__ import annotations
@@ -54,6 +55,11 @@ _CHECKPOINT_EVERY = 500
 _CLOSE_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
+# Statements with their parameters; what a batch runs once it read its first rows.
+Statements = Sequence[tuple[str, Sequence[Any]]]
+Then = Callable[[Sequence[Any] | None], Statements]
+
+
 class Busy(enum.Enum):
     """``write_now`` could not take the write lock without waiting."""
 
@@ -87,6 +93,16 @@ class Backend(Protocol):
         """Run one statement as its own transaction; its first column of its first row.
 
         Raises: the driver's errors (a constraint violation: nothing was written).
+        """
+        ...
+
+    async def run_batch(self, first: Statements, then: Then, *, durable: bool = True) -> bool:
+        """In one transaction: run the statements ``first``, give the first row of the
+        last one (None: no row) to ``then``, run each statement ``then`` returns.
+        Commit when every one of them returned 1; otherwise roll all back and return
+        False (as for a constraint violation, or ``then`` returning no statements).
+
+        Raises: the driver's errors other than a constraint violation.
         """
         ...
 
@@ -184,6 +200,9 @@ class SqliteBackend:
     async def run_single(self, sql: str, params: Sequence[Any], *, durable: bool = True) -> Any:
         raise NotImplementedError("SQLite writes whole transactions on the loop instead")
 
+    async def run_batch(self, first: Statements, then: Then, *, durable: bool = True) -> bool:
+        raise NotImplementedError("SQLite writes whole transactions on the loop instead")
+
     async def dispose(self) -> None:
         def close() -> None:
             self._writer.shutdown(wait=True)
@@ -207,7 +226,7 @@ class PostgresBackend:
         # no reset on return): one whose commits wait for the disk, one whose do not.
         self._direct: dict[bool, asyncpg.Connection] = {}
 
-    async def run_single(self, sql: str, params: Sequence[Any], *, durable: bool = True) -> Any:
+    async def _connection(self, durable: bool) -> asyncpg.Connection:
         conn = self._direct.get(durable)
         if conn is None or conn.is_closed():
             settings = {} if durable else {"synchronous_commit": "off"}
@@ -215,14 +234,45 @@ class PostgresBackend:
                 **self._connect_args, **postgres_connect_args(), server_settings=settings
             )
             self._direct[durable] = conn
+        return conn
+
+    def _drop(self, durable: bool, conn: asyncpg.Connection) -> None:
+        # Broken, timed out or cancelled mid-statement: start the next one afresh.
+        if self._direct.get(durable) is conn:
+            del self._direct[durable]
+        conn.terminate()
+
+    async def run_single(self, sql: str, params: Sequence[Any], *, durable: bool = True) -> Any:
+        conn = await self._connection(durable)
         try:
             return await conn.fetchval(sql, *params)
         except asyncpg.IntegrityConstraintViolationError:
             raise  # the statement was rolled back; the connection is fine
         except BaseException:
-            # Broken, timed out or cancelled mid-statement: start the next one afresh.
-            self._direct.pop(durable, None)
-            conn.terminate()
+            self._drop(durable, conn)
+            raise
+
+    async def run_batch(self, first: Statements, then: Then, *, durable: bool = True) -> bool:
+        conn = await self._connection(durable)
+        tx = conn.transaction()
+        try:
+            await tx.start()
+            try:
+                row = None
+                for sql, values in first:
+                    row = await conn.fetchrow(sql, *values)
+                statements = then(row)
+                done = bool(statements)
+                for sql, values in statements:
+                    if await conn.fetchval(sql, *values) != 1:
+                        done = False
+                        break
+            except asyncpg.IntegrityConstraintViolationError:
+                done = False  # the transaction is aborted: none of it stands
+            await (tx.commit() if done else tx.rollback())
+            return done
+        except BaseException:
+            self._drop(durable, conn)
             raise
 
     async def read(self, body: Callable[[Connection], T], *, snapshot: bool = False) -> T:

@@ -8,10 +8,15 @@ savepoint: one failing operation rolls back only its own changes, and a busy ser
 pays one commit (and on PostgreSQL one disk flush) per group instead of per change.
 
 On PostgreSQL a group whose writes all come with a single-statement form
-(``policies.audit.single``) is sent as one statement, hashed on the head this process
-last committed; when that statement writes nothing, the group runs as a transaction
-instead. A write nobody waits for (an exec's outcome) waits a moment in the queue, so
-that the next exec's intent carries it: one round trip, one disk flush, for both.
+(``policies.audit.single``: an exec's intent and its outcome) takes no savepoints and
+no Core. A write alone is sent as one statement hashed on the head this process last
+committed (one round trip). Otherwise, or when that head was stale (another replica
+wrote since), the group is one transaction on the driver: the chain's lock, the head,
+then a few statements each appending up to ``MAX_BATCHED`` writes of one shape, and
+one commit; the lock is held for a handful of round trips whatever the group's size.
+When a statement appends fewer events than it carries (a rate used up, a request key
+taken, no row to update), the group is rolled back and runs as a transaction of its
+bodies, which tells each write's caller what went wrong.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import asyncio
 import datetime as dt
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -31,15 +36,13 @@ from policies.audit.backend import BUSY, Backend, Busy
 from policies.audit.chain import ChainTx, Head
 from policies.audit.checkpoint import CheckpointWriter, Segment
 from policies.audit.errors import STORAGE_ERRORS, audit_errors
-from policies.audit.single import Append, bind, joinable
+from policies.audit.single import LOCK_AND_HEAD, Append, batches, bind, joinable
 from policies.errors import AuditUnavailable
 
 T = TypeVar("T")
 logger = logging.getLogger("policies.audit")
 
 MAX_GROUP = 64
-# How long a write nobody waits for (``submit``) may wait for another to commit with.
-DEFER_S = 0.01
 
 
 @dataclass(slots=True)
@@ -110,8 +113,6 @@ class Db:
         self._writer: asyncio.Task[None] | None = None
         # The head this process's last write left (a hint: a single statement checks it).
         self._head: Head | None = None
-        # Writes whose callers did not wait for them (``submit``); reads wait for them.
-        self._unconfirmed: set[asyncio.Future[Any]] = set()
 
     async def write(
         self,
@@ -141,49 +142,7 @@ class Db:
             done = self._write_now(operation, body)
             if done is not BUSY:
                 return done
-        return await self._enqueue(operation, body, durable, single, start=True)
-
-    async def submit(
-        self,
-        operation: str,
-        body: Callable[[ChainTx], T],
-        *,
-        durable: bool = True,
-        single: Append | None = None,
-        then: Callable[[], None] | None = None,
-    ) -> None:
-        """``write`` without waiting for a queued commit: it commits in order with the
-        writes around it, every read of this Db waits for it first, and a failure is
-        logged (``then`` runs once it committed). A write done at once (SQLite) raises
-        as ``write`` does. A queued one waits up to ``DEFER_S`` for the next write, to
-        commit with it.
-        """
-        if self._idle():
-            done = self._write_now(operation, body)
-            if done is not BUSY:
-                if then is not None:
-                    then()
-                return
-        future = self._enqueue(operation, body, durable, single, start=False)
-        self._unconfirmed.add(future)
-        future.add_done_callback(functools.partial(self._confirmed, operation, then))
-        asyncio.get_running_loop().call_later(DEFER_S, self._start)
-
-    def _confirmed(
-        self, operation: str, then: Callable[[], None] | None, future: asyncio.Future[Any]
-    ) -> None:
-        self._unconfirmed.discard(future)
-        exc = None if future.cancelled() else future.exception()
-        if exc is not None:
-            logger.error("audit store: %s failed", operation, exc_info=exc)
-        elif then is not None:
-            then()
-
-    async def settled(self) -> None:
-        """Wait until every write submitted so far is committed (or failed)."""
-        if self._unconfirmed:
-            self._start()
-            await asyncio.wait(list(self._unconfirmed))
+        return await self._enqueue(operation, body, durable, single)
 
     def _idle(self) -> bool:
         return not self._queue and (self._writer is None or self._writer.done())
@@ -194,13 +153,10 @@ class Db:
         body: Callable[[ChainTx], T],
         durable: bool,
         single: Append | None,
-        *,
-        start: bool,
     ) -> asyncio.Future[T]:
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._queue.append(_Write(operation, body, future, durable, single))
-        if start:
-            self._start()
+        self._start()
         return future
 
     def _start(self) -> None:
@@ -222,35 +178,69 @@ class Db:
         while self._queue:
             group = [w for w in self._queue[:MAX_GROUP] if not w.future.done()]
             del self._queue[:MAX_GROUP]
-            if group and not await self._single(group):
+            if group and not await self._statements(group):
                 await self._commit(group)
 
-    async def _single(self, group: list[_Write]) -> bool:
-        """Run ``group`` as one statement (``policies.audit.single``); False when it
-        must run as a transaction (no such form, no known head, or the statement wrote
-        nothing)."""
-        head = self._head
+    async def _statements(self, group: list[_Write]) -> bool:
+        """Run ``group`` as single statements (``policies.audit.single``): alone on the
+        head this process last wrote, else in one transaction that reads the head under
+        the chain's lock. False when it must run as a transaction of its bodies (a write
+        with no such form, or the statements wrote nothing: the bodies report why)."""
         appends = [w.single for w in group if w.single is not None]
-        if head is None or len(appends) < len(group) or not self.backend.single_statements:
+        if len(appends) < len(group) or not self.backend.single_statements:
             return False
-        if not joinable(appends):
+        durable = any(w.durable for w in group)
+        try:
+            done = await self._single(appends, durable) or await self._batch(appends, durable)
+        except STORAGE_ERRORS as exc:
+            self._head = None  # the commit may or may not have happened
+            self._failed(group, exc)
+            return True
+        if done:
+            for write, append in zip(group, appends, strict=True):
+                _settle(write.future, True, append.result)
+        return done
+
+    async def _single(self, appends: list[Append], durable: bool) -> bool:
+        """One statement committed on its own, hashed on the head this process last
+        wrote: False when it wrote nothing (another writer appended since)."""
+        head = self._head
+        if head is None or not joinable(appends):
             return False
         statement, params, new_head = bind(appends, head, dt.datetime.now(dt.UTC))
-        durable = any(w.durable for w in group)
         self._head = None  # until the statement is known to have committed
         try:
             appended = await self.backend.run_single(statement.sql, params, durable=durable)
         except asyncpg.IntegrityConstraintViolationError:
             return False  # another writer appended first, or a duplicate: rolled back
-        except STORAGE_ERRORS as exc:
-            self._failed(group, exc)
-            return True
         if appended != 1:
             return False
         self._head = new_head
         self._note(head, new_head)
-        for write, append in zip(group, appends, strict=True):
-            _settle(write.future, True, append.result)
+        return True
+
+    async def _batch(self, appends: list[Append], durable: bool) -> bool:
+        """One transaction: the chain's lock and head, then the group's statements
+        (``batches``); all commit, or none and False."""
+        now = dt.datetime.now(dt.UTC)
+        heads: list[Head] = []
+
+        def statements(row: Sequence[Any] | None) -> list[tuple[str, Sequence[Any]]]:
+            if row is None:
+                return []  # an empty chain: its first event is hashed in a transaction
+            head = start = Head(row[0], row[1])
+            out: list[tuple[str, Sequence[Any]]] = []
+            for indexes in batches(appends):
+                statement, params, head = bind([appends[i] for i in indexes], head, now)
+                out.append((statement.sql, params))
+            heads[:] = [start, head]
+            return out
+
+        self._head = None
+        if not await self.backend.run_batch(LOCK_AND_HEAD, statements, durable=durable):
+            return False
+        start, self._head = heads
+        self._note(start, self._head)
         return True
 
     def _failed(self, group: list[_Write], exc: BaseException) -> None:
@@ -290,11 +280,8 @@ class Db:
     ) -> T:
         """Run ``body`` in a read transaction.
 
-        Waits for the writes submitted before it (``submit``).
-
         Raises: AuditUnavailable when the database fails; whatever ``body`` raises.
         """
-        await self.settled()
         with audit_errors(operation):
             return await self.backend.read(body, snapshot=snapshot)
 

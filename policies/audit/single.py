@@ -26,6 +26,10 @@ missed a concurrent write belongs to a statement that fails. A request key alrea
 claimed fails the statement too. A statement that fails, or writes nothing (unknown
 head, guard false, no row to update), has changed nothing: the caller then runs the
 write as an ordinary transaction, which reports what went wrong.
+
+Writes that arrive together (``batches``) go in one transaction instead: the chain's
+lock, the head read under it, then a statement per run of writes of one shape, each
+hashed on the head the one before it left, and one commit.
 """
 
 from __future__ import annotations
@@ -72,6 +76,16 @@ class Append:
 # What a statement is compiled for: table, columns, update, request key claimed.
 _Shape = tuple[sa.Table, tuple[str, ...], bool, bool]
 MAX_APPENDS = 4
+# A group's statements inside one transaction: how many writes of one shape each takes.
+MAX_BATCHED = 8
+
+# In a group's transaction, before its statements: the chain's write lock, then the head
+# (no row while the chain is empty), read by a statement of its own so that its snapshot
+# is taken once the lock is held.
+LOCK_AND_HEAD: tuple[tuple[str, tuple[Any, ...]], ...] = (
+    ("SELECT pg_advisory_xact_lock($1)", (CHAIN_LOCK_KEY,)),
+    ("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1", ()),
+)
 
 
 def joinable(appends: Sequence[Append]) -> bool:
@@ -88,6 +102,32 @@ def joinable(appends: Sequence[Append]) -> bool:
         return False
     reads = appends[guarded[0]].guard_reads
     return all(a.update and not {*a.values, a.stamp} & reads for a in appends[: guarded[0]])
+
+
+def batches(appends: Sequence[Append]) -> list[list[int]]:
+    """``appends`` (their indexes) cut into statements to run one after the other in one
+    transaction holding the chain's lock (each sees what the ones before it wrote).
+
+    Writes of one shape share a statement, up to ``MAX_BATCHED``, so that few distinct
+    statements are ever prepared; the order between writes of different shapes changes
+    (they come from different callers, none waiting on another). A guarded write has a
+    statement of its own, in its order among the guarded ones: its guard then reads
+    every write before it. Every statement must append all of its events: one that
+    appends fewer (a guard false, no row to update) leaves the transaction to be
+    rolled back.
+    """
+    runs: dict[_Shape, list[int]] = {}
+    cut: list[list[int]] = []
+    for i, append in enumerate(appends):
+        if append.guard is not None:
+            cut.append([i])
+            continue
+        run = runs.setdefault(append.shape(), [])
+        if len(run) == MAX_BATCHED:
+            cut.append(run.copy())
+            run.clear()
+        run.append(i)
+    return [*cut, *(run for run in runs.values() if run)]
 
 
 def bind(
@@ -114,7 +154,7 @@ def bind(
     return statement, statement.params(params), head
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=128)
 def _statement(shapes: tuple[_Shape, ...], guard: sa.ColumnElement[bool] | None) -> Prepared:
     lock = sa.func.pg_advisory_xact_lock(sa.bindparam("lock_key", type_=sa.BigInteger))
     lk = sa.select(lock.label("locked")).cte("lk")

@@ -199,16 +199,18 @@ class SqlAuditStore:
         self._observe_intent(AuditId(audit_id), rate.refusal if limited else intent, t0)
         return AuditId(audit_id), limited
 
-    async def record_outcome(
-        self, audit_id: AuditId, outcome: ExecOutcome, *, wait: bool = True
-    ) -> None:
-        """Raises: ExecNotFound when there is no such exec; AuditUnavailable.
+    async def record_outcome(self, audit_id: AuditId, outcome: ExecOutcome) -> None:
+        """Commit ``outcome``: when this returns, every connection to the database (any
+        replica) reads it.
 
-        ``wait=False``: return once the write is queued behind the writes in flight
-        (when there are any): every later read of this store still sees it, and its
-        failure is logged instead of raised.
+        On PostgreSQL the commit does not wait for its disk flush: the intent was
+        durable before anything ran, and a database server crash within the WAL
+        writer's delay after this returns loses the outcome alone, leaving the row
+        RUNNING (the lease reaper then marks it interrupted, as for a replica that
+        stopped mid-exec).
+
+        Raises: ExecNotFound when there is no such exec; AuditUnavailable.
         """
-
         values = outcome_values(outcome)
 
         def body(tx: ChainTx) -> None:
@@ -216,24 +218,11 @@ class SqlAuditStore:
                 raise ExecNotFound(audit_id=audit_id)
 
         single = Append(exec_sessions, _OUTCOME, audit_id, values, "outcome_at", update=True)
-
         t0 = time.perf_counter()
-
-        # The intent was durable before anything ran; the outcome rides the next
-        # durable commit (a database server crash just before that loses the outcome,
-        # leaving the row RUNNING: the same state as a replica that stopped mid-exec).
-        def observe() -> None:
-            if self.observer is not None:
-                self.observer.write_committed("record outcome", time.perf_counter() - t0)
-                self.observer.outcome_recorded(audit_id, outcome)
-
-        if wait:
-            await self._db.write("record outcome", body, durable=False, single=single)
-            observe()
-        else:
-            await self._db.submit(
-                "record outcome", body, durable=False, single=single, then=observe
-            )
+        await self._db.write("record outcome", body, durable=False, single=single)
+        if self.observer is not None:
+            self.observer.write_committed("record outcome", time.perf_counter() - t0)
+            self.observer.outcome_recorded(audit_id, outcome)
 
     def _observe_intent(self, audit_id: AuditId, intent: ExecIntent, t0: float) -> None:
         if self.observer is not None:
@@ -476,7 +465,6 @@ class SqlAuditStore:
 
         Raises: AuditUnavailable when the database cannot be read.
         """
-        await self._db.settled()
         if self._db.checkpoints is not None:
             await self._db.checkpoints.flush()
         return await verify_store(self._db, self._checkpoint_path, self._public_key, strict=strict)

@@ -88,35 +88,6 @@ async def test_an_outcome_for_no_such_exec_is_refused_and_writes_nothing(
     assert (await audit_store.get_exec(audit_id)).outcome == DONE
 
 
-async def test_an_outcome_recorded_without_waiting_is_seen_by_the_next_read(
-    audit_store: SqlAuditStore,
-) -> None:
-    audit_id = await audit_store.record_intent(INTENT)
-
-    await audit_store.record_outcome(audit_id, DONE, wait=False)
-
-    assert (await audit_store.get_exec(audit_id)).outcome == DONE
-    report = await audit_store.verify(strict=True)
-    assert (report.ok, report.rows_checked) == (True, 2)
-
-
-async def test_an_outcome_for_no_such_exec_not_waited_for_is_reported_and_writes_nothing(
-    audit_store: SqlAuditStore, caplog: pytest.LogCaptureFixture
-) -> None:
-    await audit_store.record_intent(INTENT)
-
-    try:
-        await audit_store.record_outcome(AuditId("ex_missing"), DONE, wait=False)
-    except ExecNotFound:
-        raised = True  # written at once (SQLite): refused as when waited for
-    else:
-        raised = False
-    report = await audit_store.verify()
-
-    assert raised or "record outcome failed" in caplog.text
-    assert (report.ok, report.rows_checked) == (True, 1)
-
-
 async def test_events_deleted_behind_a_stores_back_leave_no_gap_before_its_next_event(
     audit_store: SqlAuditStore, migrated_url: str
 ) -> None:
@@ -130,37 +101,3 @@ async def test_events_deleted_behind_a_stores_back_leave_no_gap_before_its_next_
     count = await scalar(migrated_url, "SELECT count(*) FROM audit_events")
     assert (last, count) == (3, 3)
     assert not (await audit_store.verify()).ok
-
-
-async def test_an_outcome_not_waited_for_and_the_next_intents_commit_together_in_order(
-    audit_store: SqlAuditStore, other_store: SqlAuditStore
-) -> None:
-    first = await audit_store.record_intent(INTENT)
-    await other_store.record_intent(INTENT)  # this store's known head is stale now
-
-    await audit_store.record_outcome(first, DONE, wait=False)
-    second = await audit_store.record_intent(intent(request_key="slack:evt:9"))
-    await audit_store.record_outcome(second, DONE, wait=False)
-    _, limited = await audit_store.record_rated_intent(INTENT, per_minute(100))
-
-    assert not limited
-    assert (await audit_store.get_exec(first)).outcome == DONE
-    assert (await audit_store.get_exec(second)).outcome == DONE
-    report = await audit_store.verify()
-    assert (report.ok, report.rows_checked) == (True, 6)
-
-
-async def test_an_outcome_for_no_such_exec_never_takes_the_next_intent_down_with_it(
-    audit_store: SqlAuditStore,
-) -> None:
-    await audit_store.record_intent(INTENT)
-
-    try:
-        await audit_store.record_outcome(AuditId("ex_missing"), DONE, wait=False)
-    except ExecNotFound:
-        pass  # written at once (SQLite)
-    audit_id = await audit_store.record_intent(INTENT)
-
-    assert (await audit_store.get_exec(audit_id)).intent == INTENT
-    report = await audit_store.verify()
-    assert (report.ok, report.rows_checked) == (True, 2)
