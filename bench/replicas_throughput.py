@@ -375,6 +375,7 @@ async def _alternated(
         role: round(1000 * floor_spent[role] / floor_execs, 2)
         for role in ("client", "host", "host children")
     }
+    floor_total_ms = sum(floor_ms.values())
     return {
         **_figures(proxied, direct, floor, warm_up, audit, quick),
         # The chain's lock (policies.audit): how often a writer waited for it, and for a
@@ -384,7 +385,11 @@ async def _alternated(
         # what the machine's cores would allow at most, whatever else runs on them.
         "cpu_ms_per_exec": {**cpu_ms, "total": round(total_ms, 2)},
         "cpu_bound_per_s": rounded(cores() * 1000 / total_ms, 3) if total_ms else None,
-        "floor_cpu_ms_per_exec": {**floor_ms, "total": round(sum(floor_ms.values()), 2)},
+        "floor_cpu_ms_per_exec": {**floor_ms, "total": round(floor_total_ms, 2)},
+        # The floor's rate on this machine's cores with nothing else running on them.
+        "floor_cpu_bound_per_s": (
+            rounded(cores() * 1000 / floor_total_ms, 3) if floor_total_ms else None
+        ),
     }
 
 
