@@ -34,9 +34,10 @@ import os
 import shutil
 import tempfile
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncpg  # type: ignore[import-untyped]
@@ -57,6 +58,7 @@ from bench.deployment import (
 from bench.rig import FUNCTION, count_audit, discard, fresh_postgres, write_policy
 from policies.audit.db_engine import CHAIN_LOCK_KEY, parse_url
 from policies.audit.migrate import upgrade
+from policies.errors import ExecGateError
 from policies.instances.fc import Credentials, FcEndpoint, FcProvider
 from policies.types import Limits, Target
 from server.mcp.auth import token_sha256
@@ -83,6 +85,7 @@ class Stretch:
     ok: int = 0
     failed: int = 0
     elapsed: float = 0.0
+    why: Counter[str] = field(default_factory=Counter)  # failed calls by what failed
 
     @property
     def per_s(self) -> float:
@@ -99,32 +102,42 @@ def _call_body(target: str) -> bytes:
     return json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": call}).encode()
 
 
-def _succeeded(body: str) -> bool:
-    """Whether a tools/call answer (an SSE stream or plain JSON) reports exit 0."""
+def _failure(body: str) -> str | None:
+    """What went wrong in a tools/call answer (an SSE stream or plain JSON), or None
+    when it reports exit 0."""
     for line in body.splitlines():
         text = line[5:].strip() if line.startswith("data:") else line.strip()
         if not text.startswith("{"):
             continue
         message = json.loads(text)
         if "result" in message:
-            content = message["result"].get("structuredContent") or {}
-            return bool(content.get("exit_code") == 0 and not message["result"].get("isError"))
+            result = message["result"]
+            content = result.get("structuredContent") or {}
+            if result.get("isError"):
+                return f"tool error {content.get('error_code')}"
+            return None if content.get("exit_code") == 0 else "exit code not 0"
         if "error" in message:
-            return False
-    return False
+            return f"JSON-RPC error {message['error'].get('code')}"
+    return "no answer in the response"
 
 
-async def _loops(one: Callable[[], Awaitable[bool]], seconds: float) -> Stretch:
-    """``CLIENTS`` loops of ``one`` (True: the call succeeded) for ``seconds``."""
+# One call: None when it succeeded, else what failed.
+OneCall = Callable[[], Awaitable[str | None]]
+
+
+async def _loops(one: OneCall, seconds: float) -> Stretch:
+    """``CLIENTS`` loops of ``one`` for ``seconds``."""
     out = Stretch()
     deadline = time.monotonic() + seconds
 
     async def client() -> None:
         while time.monotonic() < deadline:
-            if await one():
+            failure = await one()
+            if failure is None:
                 out.ok += 1
             else:
                 out.failed += 1
+                out.why[failure] += 1
 
     started = time.monotonic()
     await asyncio.gather(*(client() for _ in range(CLIENTS)))
@@ -135,9 +148,12 @@ async def _loops(one: Callable[[], Awaitable[bool]], seconds: float) -> Stretch:
 async def _floor(raw: FcProvider, target: Target, seconds: float) -> Stretch:
     """``CLIENTS`` loops of the raw FC exec of ``true`` (no ExecGate) for ``seconds``."""
 
-    async def one() -> bool:
-        run = await raw.exec(target, ("true",), limits=FLOOR_LIMITS, on_output=discard)
-        return run.exit_code == 0
+    async def one() -> str | None:
+        try:
+            run = await raw.exec(target, ("true",), limits=FLOOR_LIMITS, on_output=discard)
+        except ExecGateError as exc:
+            return exc.code
+        return None if run.exit_code == 0 else "exit code not 0"
 
     return await _loops(one, seconds)
 
@@ -163,15 +179,17 @@ async def _stretch(clients: list[httpx.AsyncClient], body: bytes, seconds: float
     """``CLIENTS`` loops of tools/call on ``clients`` for ``seconds``."""
     free = list(clients)
 
-    async def one() -> bool:
+    async def one() -> str | None:
         http = free.pop()
         try:
             response = await http.post("/mcp", content=body)
-            return response.status_code == 200 and _succeeded(response.text)
-        except httpx.HTTPError:
-            return False
+        except httpx.HTTPError as exc:
+            return type(exc).__name__
         finally:
             free.append(http)
+        if response.status_code != 200:
+            return f"HTTP {response.status_code}"
+        return _failure(response.text)
 
     return await _loops(one, seconds)
 
@@ -403,6 +421,7 @@ def _total(stretches: list[Stretch]) -> Stretch:
         sum(s.ok for s in stretches),
         sum(s.failed for s in stretches),
         sum(s.elapsed for s in stretches),
+        sum((s.why for s in stretches), Counter()),
     )
 
 
@@ -437,6 +456,12 @@ def _figures(
         clients=CLIENTS,
         calls=calls.ok + calls.failed,
         failed=calls.failed,
+        # Failed calls by what failed: through the proxy, straight to one replica, floor.
+        failures={
+            "proxied": dict(_total([*proxied, warm_up]).why),
+            "direct": dict(base.why),
+            "floor": dict(least.why),
+        },
         audit=audit,
         every_intent_has_its_outcome=audited,
         mode=(
