@@ -63,8 +63,9 @@ test-deps:
 	@[ -d $(OIDC_TEST_DIR)/node_modules/oidc-provider ] || npm ci --prefix $(OIDC_TEST_DIR) --no-audit --no-fund
 
 # Test processes run in parallel (pytest-xdist), a module per worker so module-scoped
-# servers start once; `make test PYTEST_WORKERS=0` runs in one process.
-PYTEST_WORKERS ?= 2
+# servers start once; `make test PYTEST_WORKERS=0` runs in one process. Three on two
+# cores: much of a worker's time is spent waiting (server starts, grace periods, flushes).
+PYTEST_WORKERS ?= 3
 
 test: tools test-deps haproxy compile
 	$(VENV)/bin/pytest -q -n $(PYTEST_WORKERS) --dist loadscope
