@@ -244,6 +244,36 @@ def replicas(
     return made
 
 
+def replica_pair(
+    root: Path,
+    host: HostAccess,
+    proxy: Proxy,
+    *,
+    policy: Path,
+    database_url: str,
+    lease_ttl: float,
+    heartbeat: float,
+    extra: str = "",
+) -> list[Replica]:
+    """Replicas ``a`` and ``b`` (not started) behind ``proxy``, on ``database_url``,
+    reaching the instances of ``host``; ``extra``: more of their TOML."""
+
+    def config_of(data_dir: Path, port: int) -> str:
+        return replica_config(
+            data_dir,
+            policy=policy,
+            database_url=database_url,
+            port=port,
+            public_url=proxy.url,
+            host_url=host.url,
+            lease_ttl=lease_ttl,
+            heartbeat=heartbeat,
+            extra=extra,
+        )
+
+    return replicas(root, ("a", "b"), host, config_of)
+
+
 @dataclass
 class Proxy:
     haproxy: str

@@ -50,8 +50,7 @@ from bench.deployment import (
     first_instance,
     free_port,
     local_host_config,
-    replica_config,
-    replicas,
+    replica_pair,
     running,
     serve_process,
 )
@@ -309,20 +308,16 @@ async def _deployed(root: Path, haproxy: str, database_url: str) -> AsyncIterato
         instance = first_instance(banner, FUNCTION)
         proxy = Proxy(haproxy, root / "haproxy.cfg", free_port())
 
-        def config_of(data_dir: Path, port: int) -> str:
-            return replica_config(
-                data_dir,
-                policy=policy,
-                database_url=database_url,
-                port=port,
-                public_url=proxy.url,
-                host_url=access.url,
-                lease_ttl=LEASE_TTL,
-                heartbeat=HEARTBEAT,
-                extra=_mcp_token(),
-            )
-
-        both = replicas(root, ("a", "b"), access, config_of)
+        both = replica_pair(
+            root,
+            access,
+            proxy,
+            policy=policy,
+            database_url=database_url,
+            lease_ttl=LEASE_TTL,
+            heartbeat=HEARTBEAT,
+            extra=_mcp_token(),
+        )
         async with running(both, proxy):
             pids = {"host": host.pid, "haproxy": _pid(proxy.proc)}
             pids.update({f"replica {r.name}": _pid(r.proc) for r in both})

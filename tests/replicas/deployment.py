@@ -27,8 +27,7 @@ from bench.deployment import (
     Proxy,
     Replica,
     free_port,
-    replica_config,
-    replicas,
+    replica_pair,
     running,
 )
 from policies.audit.migrate import upgrade
@@ -128,20 +127,16 @@ async def deployment(tmp_path: Path) -> AsyncIterator[Deployment]:
         access = HostAccess.of(host_dir)
         proxy = Proxy(haproxy, tmp_path / "haproxy.cfg", free_port())
 
-        def config_of(data_dir: Path, port: int) -> str:
-            return replica_config(
-                data_dir,
-                policy=POLICY,
-                database_url=database_url,
-                port=port,
-                public_url=proxy.url,
-                host_url=access.url,
-                lease_ttl=LEASE_TTL,
-                heartbeat=HEARTBEAT,
-                extra=_slack_and_mcp(fake, secrets),
-            )
-
-        both = replicas(tmp_path, ("a", "b"), access, config_of)
+        both = replica_pair(
+            tmp_path,
+            access,
+            proxy,
+            policy=POLICY,
+            database_url=database_url,
+            lease_ttl=LEASE_TTL,
+            heartbeat=HEARTBEAT,
+            extra=_slack_and_mcp(fake, secrets),
+        )
         slack = SlackThroughProxy(
             cast(Running, None), fake, http, host.instance, host_dir, base=proxy.url
         )
