@@ -206,8 +206,8 @@ class SqlAuditStore:
         On PostgreSQL the commit does not wait for its disk flush: the intent was
         durable before anything ran, and a database server crash within the WAL
         writer's delay after this returns loses the outcome alone, leaving the row
-        RUNNING (the lease reaper then marks it interrupted, as for a replica that
-        stopped mid-exec).
+        RUNNING until the replica that ran it stops (its lease released or reaped, as
+        for a replica that stopped mid-exec).
 
         Raises: ExecNotFound when there is no such exec; AuditUnavailable.
         """
