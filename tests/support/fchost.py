@@ -85,7 +85,7 @@ class LocalFc:
         endpoint = dataclasses.replace(
             self.provider.endpoint,
             stdin_mode=stdin_mode,
-            kill_grace=kill_grace or self.provider.endpoint.kill_grace,
+            kill_grace=self.provider.endpoint.kill_grace if kill_grace is None else kill_grace,
         )
         provider = FcProvider("local", endpoint, credentials or Credentials(KEY_ID, KEY_SECRET))
         self.providers.append(provider)

@@ -4,7 +4,7 @@ schemas and annotations and runs `exec` on a demo instance through `execgate mcp
 The Inspector is pinned: 0.15.0 is the last release that runs on Node 20 and its CLI
 takes ``--tool-arg``. It is installed once per machine into a cache directory and its
 ``mcp-inspector`` command run with node (``npx -y`` would resolve the package again
-for every call, a second each); without node and npm the test is skipped.
+for every call, a second each); without node and npm the test fails and says so.
 """
 
 from __future__ import annotations
@@ -37,17 +37,14 @@ CACHE = (
 # The first run may download the Inspector; later runs start in a few seconds.
 INSPECTOR_TIMEOUT = 300
 
-pytestmark = pytest.mark.skipif(
-    NODE is None or NPM is None, reason="node and npm (Node.js) are not installed"
-)
-
 
 @pytest.fixture(scope="session")
 def inspector_cli() -> Path:
     """The Inspector's ``mcp-inspector`` script, from its package installed in CACHE
     (installed there by the first session that needs it; the lock keeps two sessions
     from installing at once)."""
-    assert NPM is not None
+    if NODE is None or NPM is None:
+        pytest.fail("the Inspector needs node and npm: run `make test-deps`", pytrace=False)
     CACHE.mkdir(parents=True, exist_ok=True)
     package = CACHE / "node_modules" / PACKAGE / "package.json"
     with (CACHE / "install.lock").open("w") as lock:
